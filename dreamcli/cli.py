@@ -1,0 +1,311 @@
+"""The ``dream`` command: the only module that knows Click and tqdm.
+
+torch is imported only once there is something to dream, so ``dream --help``
+and the preset listing start fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from importlib import resources
+from pathlib import Path
+
+import click
+from click.core import ParameterSource
+
+from dreamcli import __version__
+from dreamcli import presets as preset_files
+from dreamcli.config import FIELDS, LAYERS_HELP, LayerSpec, Settings
+from dreamcli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, DreamError, SettingsError
+from dreamcli.layers import CAFFE_NAMES, MODULE_NAMES, resolve_googlenet
+
+SAMPLE_CREDIT = "sample photo: 'coffee' by Rachel Michetti (CC0), from scikit-image"
+
+
+def _check_field(ctx: click.Context, param: click.Parameter, value):
+    if value is None:
+        return None
+    try:
+        return FIELDS[param.name].check(value)
+    except SettingsError as exc:
+        raise click.BadParameter(str(exc).split(": ", 1)[-1]) from None
+
+
+def _check_layers(ctx: click.Context, param: click.Parameter, value):
+    try:
+        return tuple(LayerSpec.parse(text) for text in value)
+    except SettingsError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _setting_options(func):
+    """One --flag per numeric setting, from the schema shared with presets."""
+    for field in reversed(list(FIELDS.values())):
+        func = click.option(
+            field.flag,
+            field.name,
+            type=click.INT if field.kind is int else click.FLOAT,
+            default=Settings.__dataclass_fields__[field.name].default,
+            callback=_check_field,
+            show_default=True,
+            help=f"{field.help} Range: {field.allowed()}.",
+        )(func)
+    return func
+
+
+def user_preset_folders() -> list[tuple[str, Path]]:
+    folders = []
+    env = os.environ.get(preset_files.ENV_VAR)
+    if env:
+        folders.append((f"${preset_files.ENV_VAR}", Path(env)))
+    folders.append(("user", Path(click.get_app_dir("dreamcli")) / "presets"))
+    return folders
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.argument("inputs", nargs=-1, metavar="[INPUT]...")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Output file, or folder for several inputs.")
+@click.option("-l", "--layer", "layers", multiple=True, callback=_check_layers, help=LAYERS_HELP)
+@click.option("-p", "--preset", help="Named style or YAML file; flags you type override it.")
+@_setting_options
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@click.option(
+    "--weights",
+    type=click.Path(path_type=Path),
+    help="Local GoogLeNet state dict instead of torchvision's download.",
+)
+@click.option("--name", "template", default="{stem}_dream.png", show_default=True,
+              help="Output name template: {stem} {ext} {preset} {layer} {index}; the extension sets the format.")
+@click.option("-r", "--recursive", is_flag=True, help="Walk folders recursively, keeping sub-folders.")
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs (default: skip them).")
+@click.option("--shard", metavar="K/N", help="Dream only the K-th of N shares of the inputs.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON line per file on stdout.")
+@click.option("--sample", is_flag=True, help="Dream the sample photo that ships with dreamcli.")
+@click.option("--list-layers", is_flag=True, help="List GoogLeNet's layers with their channel counts.")
+@click.option("--list-presets", is_flag=True, help="List the presets and where they come from.")
+@click.option("--show-settings", is_flag=True, help="Print the final settings as preset YAML, then exit.")
+@click.version_option(__version__, "-V", "--version")
+@click.pass_context
+def main(ctx: click.Context, inputs, output, layers, preset, device, weights, template, recursive,
+         overwrite, shard, quiet, as_json, sample, list_layers, list_presets, show_settings, **values):
+    """Dream on images with GoogLeNet, the classic 2015 DeepDream.
+
+    INPUT is an image file, a folder of images, or - to read one path per line
+    from standard input. Examples:
+
+    \b
+      dream photo.jpg --layer inception_4c
+      dream photo.jpg --preset eyes -o eyes.png
+      dream photos/ -r -o dreams/ --preset preview
+    """
+    try:
+        if list_presets:
+            return _list_presets()
+        if list_layers:
+            return _list_layers()
+        chosen = _load_preset(preset)
+        typed = {key: value for key, value in values.items() if _typed(ctx, key)}
+        settings = _merge(chosen, layers, typed)
+        if show_settings:
+            click.echo(preset_files.dump(settings, chosen.description if chosen else ""), nl=False)
+            return EXIT_OK
+        names = list(inputs)
+        if sample:
+            names.append(str(resources.files("dreamcli.data") / "sample.jpg"))
+            if output is None and len(names) == 1:
+                output = Path(".")
+            if not quiet:
+                click.echo(f"Dreaming the {SAMPLE_CREDIT}", err=True)
+        if not names:
+            raise click.UsageError("give an image, a folder, or - (try 'dream --sample' or 'dream --help')")
+        code = _run(names, output, settings, chosen, device, weights, template, recursive,
+                    overwrite, shard, quiet, as_json)
+    except DreamError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        code = EXIT_INTERRUPTED
+    ctx.exit(code)
+
+
+def _load_preset(name: str | None) -> preset_files.Preset | None:
+    if name is None:
+        return None
+    chosen = preset_files.find(name, preset_files.search_path(user_preset_folders()))
+    for spec in chosen.apply().layers:
+        try:
+            resolve_googlenet(spec.name)
+        except SettingsError as exc:
+            raise SettingsError(f"{chosen.path}: layers: {exc}") from None
+    return chosen
+
+
+def _typed(ctx: click.Context, name: str) -> bool:
+    """True when the user gave the flag: a flag left at its default must not undo a preset."""
+    return ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
+
+
+def _merge(chosen: preset_files.Preset | None, layers: tuple[LayerSpec, ...], typed: dict) -> Settings:
+    """defaults < preset < flags the user typed."""
+    settings = chosen.apply() if chosen else Settings()
+    typed = dict(typed)
+    if layers:
+        for spec in layers:
+            try:
+                resolve_googlenet(spec.name)
+            except SettingsError as exc:
+                raise click.BadParameter(str(exc), param_hint="'--layer'") from None
+        typed["layers"] = [str(spec) for spec in layers]
+    return Settings.from_mapping(typed, base=settings)
+
+
+def _list_presets() -> int:
+    folders = preset_files.search_path(user_preset_folders())
+    for name, sources in preset_files.available(folders).items():
+        label, path = sources[0]
+        try:
+            chosen = preset_files.load(path, label)
+            layers = ", ".join(str(s) for s in chosen.apply().layers)
+            description = chosen.description
+        except SettingsError as exc:
+            layers, description = "?", f"(broken: {exc})"
+        origin = label if label == "built-in" else f"{label}: {path}"
+        if len(sources) > 1:
+            origin += f" (overrides {', '.join(lbl for lbl, _ in sources[1:])})"
+        click.echo(f"{name}  [{origin}]  layers: {layers}")
+        if description:
+            click.echo(f"    {description}")
+    return EXIT_OK
+
+
+def _list_layers() -> int:
+    from dreamcli.model import googlenet_channels
+
+    trunk = [n for n in MODULE_NAMES if n != "preprocess" and not n.endswith((".conv", ".bn"))]
+    channels = googlenet_channels(trunk)
+    caffe_for = {}
+    for caffe, module in CAFFE_NAMES.items():
+        caffe_for.setdefault(module, caffe)
+    click.echo(f"{'caffe name':<28} {'torchvision name':<26} channels")
+    for module in trunk:
+        click.echo(f"{caffe_for.get(module, '-'):<28} {module:<26} {channels[module]}")
+    return EXIT_OK
+
+
+def _run(names, output, settings, chosen, device_name, weights, template, recursive, overwrite,
+         shard, quiet, as_json) -> int:
+    from dreamcli import batch
+    from dreamcli.model import load_googlenet, select_device
+
+    if names == ["-"] or "-" in names:
+        names = [n for n in names if n != "-"] + [line.strip() for line in sys.stdin if line.strip()]
+    found = batch.collect_inputs(names, recursive, exclude=output if output and output.is_dir() else None)
+    jobs = batch.plan_jobs(found, output, template, settings, chosen.name if chosen else None)
+    if shard:
+        jobs = batch.take_shard(jobs, *batch.parse_shard(shard))
+    device = select_device(device_name)
+    progress = Progress(quiet, as_json, many=len(jobs) > 1)
+    pending = [job for job in jobs if overwrite or not job.output.exists()]
+    model = load_googlenet(weights, progress=not quiet).to(device) if pending else None
+    runner = batch.Batch(
+        model,
+        settings,
+        resolve=resolve_googlenet,
+        report=progress,
+        overwrite=overwrite,
+        metadata={
+            "version": __version__,
+            "preset": chosen.name if chosen else None,
+            "model": f"googlenet ({weights.name})" if weights else "googlenet IMAGENET1K_V1",
+            "device": str(device),
+        },
+    )
+    summary = runner.run(jobs)
+    progress.close()
+    return progress.finish(summary, found.not_images)
+
+
+class Progress:
+    """Turns engine and batch events into tqdm bars, error lines and JSON lines."""
+
+    def __init__(self, quiet: bool, as_json: bool, many: bool):
+        self.quiet, self.as_json, self.many = quiet, as_json, many
+        self.files = None
+        self.steps = None
+
+    def __call__(self, event) -> None:
+        from dreamcli.batch import FileStarted, Result
+        from dreamcli.dream import Note
+        from dreamcli.dream import Progress as Step
+
+        if isinstance(event, FileStarted):
+            self._start_file(event)
+        elif isinstance(event, Step):
+            self._step(event)
+        elif isinstance(event, Note) and not self.quiet:
+            self._write(f"Note: {event.message}")
+        elif isinstance(event, Result):
+            self._result(event)
+
+    def _bar(self, **kwargs):
+        from tqdm import tqdm
+
+        # disable=None: tqdm turns itself off when stderr is not a terminal.
+        return tqdm(file=sys.stderr, disable=True if self.quiet else None, dynamic_ncols=True, **kwargs)
+
+    def _start_file(self, event) -> None:
+        if self.many and self.files is None:
+            self.files = self._bar(total=event.total, desc="files", unit="file", position=0)
+        if self.steps is not None:
+            self.steps.close()
+        self.steps = self._bar(total=0, desc=event.job.source.name, unit="step", leave=not self.many,
+                               position=1 if self.many else 0)
+
+    def _step(self, event) -> None:
+        if self.steps is None:
+            return
+        if event.iteration == 0:
+            self.steps.total = event.octaves * event.iterations
+            self.steps.set_postfix_str(f"octave {event.octave}/{event.octaves} {event.size[1]}x{event.size[0]}")
+        else:
+            self.steps.update(1)
+
+    def _result(self, result) -> None:
+        if self.files is not None:
+            self.files.update(1)
+        if self.as_json:
+            self._write(json.dumps(result.to_dict()), err=False)
+        if result.status == "failed":
+            self._write(f"Error: {result.job.source}: {result.error}")
+        elif not self.quiet and not self.as_json and not self.many:
+            what = "Wrote" if result.status == "done" else "Skipped (exists; --overwrite replaces it)"
+            self._write(f"{what} {result.job.output}")
+
+    def _write(self, text: str, err: bool = True) -> None:
+        from tqdm import tqdm
+
+        if self.files is None and self.steps is None:
+            click.echo(text, err=err)
+        else:
+            tqdm.write(text, file=sys.stderr if err else sys.stdout)
+
+    def close(self) -> None:
+        for bar in (self.steps, self.files):
+            if bar is not None:
+                bar.close()
+        self.steps = self.files = None
+
+    def finish(self, summary, not_images: list[Path]) -> int:
+        if self.many and not self.quiet:
+            line = f"{summary.done} done, {summary.skipped} skipped, {summary.failed} failed"
+            if not_images:
+                line += f"; {len(not_images)} non-image file(s) ignored"
+            click.echo(line, err=True)
+        if summary.interrupted:
+            click.echo("Interrupted: finished files are kept, no partial file was left.", err=True)
+            return EXIT_INTERRUPTED
+        return EXIT_FAILED if summary.failed else EXIT_OK

@@ -1,0 +1,197 @@
+"""The dream settings: one schema, with defaults and ranges, used by presets and the CLI.
+
+A key has the same name everywhere: the ``--octave-scale`` flag, the
+``octave_scale`` preset key and ``Settings.octave_scale``.  Unknown keys are
+rejected (minGPT's config style) so that a typo in a preset never passes silently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from dreamcli.errors import SettingsError
+
+LAYER_SYNTAX = "NAME[CHANNELS][:WEIGHT], e.g. inception_4c, inception_3b:0.5, inception_4c[0-7,12]:2"
+
+_LAYER_RE = re.compile(
+    r"^(?P<name>[^\[\]:\s]+)"
+    r"(?:\[(?P<channels>[0-9,\-\s]+)\])?"
+    r"(?::(?P<weight>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?))?$"
+)
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One term of the objective: a layer, its weight, and optionally some channels."""
+
+    name: str
+    weight: float = 1.0
+    channels: tuple[int, ...] | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> LayerSpec:
+        """Parse ``NAME[CHANNELS][:WEIGHT]``; channels are a list of indices and ranges."""
+        match = _LAYER_RE.match(str(text).strip())
+        if not match:
+            raise SettingsError(f"layer {text!r} is not valid: write {LAYER_SYNTAX}")
+        weight = float(match["weight"]) if match["weight"] is not None else 1.0
+        if weight == 0 or not math.isfinite(weight):
+            raise SettingsError(f"layer {text!r}: the weight must be a non-zero number")
+        channels = _parse_channels(match["channels"], text) if match["channels"] else None
+        return cls(match["name"], weight, channels)
+
+    def with_name(self, name: str) -> LayerSpec:
+        return dataclasses.replace(self, name=name)
+
+    def __str__(self) -> str:
+        text = self.name
+        if self.channels is not None:
+            text += "[" + ",".join(str(c) for c in self.channels) + "]"
+        if self.weight != 1.0:
+            text += f":{self.weight:g}"
+        return text
+
+
+def _parse_channels(text: str, whole: str) -> tuple[int, ...]:
+    channels: list[int] = []
+    for part in text.replace(" ", "").split(","):
+        low, dash, high = part.partition("-")
+        if not low.isdigit() or (dash and not high.isdigit()):
+            raise SettingsError(f"layer {whole!r}: channels are indices or ranges like [0-7,12]")
+        first, last = int(low), int(high) if dash else int(low)
+        if last < first:
+            raise SettingsError(f"layer {whole!r}: channel range {part} runs backwards")
+        channels.extend(range(first, last + 1))
+    return tuple(dict.fromkeys(channels))
+
+
+@dataclass(frozen=True)
+class Field:
+    """A setting's type, range and help text."""
+
+    name: str
+    kind: type
+    help: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # True: the value must be strictly above ``low``
+    optional: bool = False  # True: None is allowed (meaning "not set")
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def allowed(self) -> str:
+        kind = "an integer" if self.kind is int else "a number"
+        if self.low is not None and self.high is not None:
+            lo = "above" if self.low_open else "from"
+            return f"{kind} {lo} {self.low:g} to {self.high:.10g}"
+        return kind
+
+    def check(self, value: Any) -> Any:
+        """Return ``value`` converted to this field's type, or raise SettingsError."""
+        if value is None and self.optional:
+            return None
+        ok_type = int if self.kind is int else (int, float)
+        if isinstance(value, bool) or not isinstance(value, ok_type):
+            raise SettingsError(f"{self.name}: expected {self.allowed()}, got {value!r}")
+        value = self.kind(value)
+        too_low = self.low is not None and (
+            value <= self.low if self.low_open else value < self.low
+        )
+        too_high = self.high is not None and value > self.high
+        if too_low or too_high or (self.kind is float and not math.isfinite(value)):
+            raise SettingsError(f"{self.name}: {value:g} is out of range; use {self.allowed()}")
+        return value
+
+
+# The numeric settings.  Defaults are Google's 2015 DeepDream notebook values
+# (octave_n=4, octave_scale=1.4, iter_n=10, step_size=1.5, jitter=32); the upper
+# bounds only stop values that could never finish or that are surely typos.
+FIELDS: dict[str, Field] = {
+    f.name: f
+    for f in (
+        Field("octaves", int, "Number of scales to dream at, smallest first.", 1, 20),
+        Field("octave_scale", float, "Size ratio between octaves.", 1.0, 4.0, low_open=True),
+        Field("iterations", int, "Gradient-ascent steps per octave.", 0, 10_000),
+        Field(
+            "step_size",
+            float,
+            "Step length in 0-255 pixel units, divided by the mean absolute gradient.",
+            0.0,
+            100.0,
+            low_open=True,
+        ),
+        Field("jitter", int, "Largest random shift in pixels before each step.", 0, 4096),
+        Field(
+            "max_size",
+            int,
+            "Shrink the image so its long side is at most this many pixels.",
+            16,
+            65_536,
+            optional=True,
+        ),
+        Field("seed", int, "Random seed; the same seed gives the same picture.", 0, 2**32 - 1, optional=True),
+    )
+}
+LAYERS_HELP = f"Layer to dream on; repeat for several. Syntax: {LAYER_SYNTAX}."
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that decides how a dream looks."""
+
+    layers: tuple[LayerSpec, ...] = (LayerSpec("inception_4c"),)
+    octaves: int = 4
+    octave_scale: float = 1.4
+    iterations: int = 10
+    step_size: float = 1.5
+    jitter: int = 32
+    max_size: int | None = None
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        for name, field in FIELDS.items():
+            object.__setattr__(self, name, field.check(getattr(self, name)))
+        layers = tuple(
+            spec if isinstance(spec, LayerSpec) else LayerSpec.parse(spec) for spec in self.layers
+        )
+        if not layers:
+            raise SettingsError("layers: give at least one layer")
+        object.__setattr__(self, "layers", layers)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], base: Settings | None = None) -> Settings:
+        """Settings from a dict (a preset, saved metadata): unknown keys are refused."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        for key in data:
+            if key not in known:
+                hint = difflib.get_close_matches(str(key), known, n=1)
+                did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
+                raise SettingsError(
+                    f"unknown key {key!r}{did_you_mean}; known keys: {', '.join(sorted(known))}"
+                )
+        values = dict(data)
+        if "layers" in values:
+            values["layers"] = _layers_from(values["layers"])
+        return dataclasses.replace(base or cls(), **values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain types only, so that the result can be written as YAML or JSON."""
+        out = dataclasses.asdict(self)
+        out["layers"] = [str(spec) for spec in self.layers]
+        return out
+
+
+def _layers_from(value: Any) -> tuple[LayerSpec, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise SettingsError(f"layers: expected a list of strings like {LAYER_SYNTAX}")
+    return tuple(LayerSpec.parse(v) for v in value)

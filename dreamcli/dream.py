@@ -1,0 +1,275 @@
+"""The DeepDream engine: multi-octave gradient ascent on an image.
+
+The algorithm follows Google's 2015 DeepDream notebook (Mordvintsev, Olah and
+Tyka, "Inceptionism: Going Deeper into Neural Networks";
+https://github.com/google/deepdream/blob/master/dream.ipynb):
+
+* ``make_step``: roll the image by a random jitter, take the gradient of the
+  objective, step by ``step_size / mean(|gradient|)`` (so the step length does
+  not depend on the layer's scale), roll back, keep pixels in range.
+* ``deepdream``: dream from the smallest octave up; at each octave the base
+  image is the photo at that size and the dreamed *detail* (dream - base) is
+  upscaled and added back, so the photo's own sharpness survives.
+
+It works with any ``nn.Module`` that takes RGB in [0, 1] plus the names of its
+modules to maximise.  It prints nothing and writes no files: progress goes to
+an optional callback.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dreamcli.config import LayerSpec, Settings
+from dreamcli.errors import SettingsError
+from dreamcli.layers import resolve_layer
+
+# step_size is given in 0-255 pixel units as in the notebook; images here are in [0, 1].
+PIXEL_SCALE = 255.0
+# Keeps the step finite where a layer gives an all-zero gradient (dead ReLUs).
+GRAD_EPS = 1e-8
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Sent to the progress callback after every step (and once per octave with iteration 0)."""
+
+    octave: int  # 1-based
+    octaves: int
+    iteration: int  # 1-based within the octave; 0 = the octave is starting
+    iterations: int
+    size: tuple[int, int]  # (height, width) of this octave
+    loss: torch.Tensor | None  # 0-dim, on the model's device: .item() waits for it
+
+
+@dataclass(frozen=True)
+class Note:
+    """A change of plan the user should hear about (e.g. fewer octaves)."""
+
+    message: str
+
+
+ProgressFn = Callable[[Progress | Note], None]
+
+
+class _StopForward(Exception):
+    """Raised by a hook once every requested layer has been seen: later layers are waste."""
+
+
+class LayerCapture:
+    """Forward hooks that collect the named modules' outputs, then stop the forward pass.
+
+    Use as a context manager: the hooks are always removed on exit (lucent leaks
+    them when an exception passes through).
+    """
+
+    def __init__(self, model: nn.Module, names: Sequence[str]):
+        modules = dict(model.named_modules())
+        for name in names:
+            if not name or name not in modules:
+                resolve_layer(name, modules)  # raises with suggestions
+        self.model = model
+        self.names = list(dict.fromkeys(names))
+        self._modules = [modules[n] for n in self.names]
+        self._handles: list = []
+        self.outputs: dict[str, torch.Tensor] = {}
+
+    def __enter__(self) -> LayerCapture:
+        for name, module in zip(self.names, self._modules):
+            self._handles.append(module.register_forward_hook(self._hook(name)))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self.outputs = {}
+
+    def _hook(self, name: str):
+        def hook(_module, _inputs, output):
+            self.outputs[name] = output
+            if len(self.outputs) == len(self.names):
+                raise _StopForward
+
+        return hook
+
+    def __call__(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        self.outputs = {}
+        try:
+            self.model(image)
+        except _StopForward:
+            pass
+        if len(self.outputs) != len(self.names):
+            missing = [n for n in self.names if n not in self.outputs]
+            raise SettingsError(f"layer {missing[0]!r} is not used by the model's forward pass; pick another")
+        return self.outputs
+
+
+def objective(outputs: dict[str, torch.Tensor], layers: Sequence[LayerSpec]) -> torch.Tensor:
+    """Per image: the weighted sum over layers of the mean squared activation.
+
+    The notebook's L2 objective; the mean (not the sum) makes the weights of
+    layers with different sizes comparable.  Returns a tensor of shape (N,).
+    """
+    total = None
+    for spec in layers:
+        act = outputs[spec.name]
+        if spec.channels is not None:
+            if max(spec.channels) >= act.shape[1]:
+                raise SettingsError(
+                    f"layer {spec.name!r} has {act.shape[1]} channels (0-{act.shape[1] - 1}); "
+                    f"channel {max(spec.channels)} does not exist"
+                )
+            act = act[:, list(spec.channels)]
+        term = spec.weight * act.float().pow(2).flatten(1).mean(1)
+        total = term if total is None else total + term
+    return total
+
+
+def octave_sizes(height: int, width: int, octaves: int, scale: float, min_side: int = 1) -> list[tuple[int, int]]:
+    """Octave sizes from smallest to the full size; octaves below ``min_side`` are dropped."""
+    sizes = []
+    for i in range(octaves):
+        factor = scale**-i
+        size = (max(1, round(height * factor)), max(1, round(width * factor)))
+        if min(size) < min_side:
+            break
+        sizes.append(size)
+    return sizes[::-1]
+
+
+def smallest_input(capture: LayerCapture, device: torch.device, limit: int = 512) -> int:
+    """The smallest square side the model can take up to the requested layers (bisection)."""
+
+    def works(side: int) -> bool:
+        try:
+            with torch.no_grad():
+                capture(torch.zeros(1, 3, side, side, device=device))
+            return True
+        except RuntimeError:  # "Output size is too small" from pooling or convolution
+            return False
+
+    if not works(limit):
+        raise SettingsError(f"the model cannot take even a {limit}x{limit} image at these layers")
+    low, high = 0, limit  # works(high) is True; works(low) is taken as False
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if works(mid) else (mid, high)
+    return high
+
+
+def resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bicubic, antialiased when shrinking (so octaves do not alias)."""
+    if tuple(image.shape[-2:]) == tuple(size):
+        return image
+    return F.interpolate(image, size=size, mode="bicubic", align_corners=False, antialias=True)
+
+
+def random_shift(generator: torch.Generator, jitter: int) -> tuple[int, int]:
+    """A random (dy, dx) in [-jitter, jitter], drawn on the CPU so the GPU is never waited on."""
+    if jitter == 0:
+        return 0, 0
+    dy, dx = torch.randint(-jitter, jitter + 1, (2,), generator=generator).tolist()
+    return dy, dx
+
+
+def gradient(capture: LayerCapture, image: torch.Tensor, layers: Sequence[LayerSpec]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The objective's gradient with respect to ``image``, and the objective (both on device)."""
+    with torch.enable_grad():
+        image = image.detach().requires_grad_(True)
+        loss = objective(capture(image), layers)
+        (grad,) = torch.autograd.grad(loss.sum(), image)
+    return grad, loss.detach()
+
+
+def step(
+    capture: LayerCapture,
+    image: torch.Tensor,
+    layers: Sequence[LayerSpec],
+    step_size: float,
+    shift: tuple[int, int],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One gradient-ascent step with jitter: roll, ascend, roll back, clamp to [0, 1]."""
+    dy, dx = shift
+    rolled = torch.roll(image, shifts=(dy, dx), dims=(-2, -1))
+    grad, loss = gradient(capture, rolled, layers)
+    grad = torch.roll(grad, shifts=(-dy, -dx), dims=(-2, -1))
+    # Normalise per image, as the notebook does, so each image in a batch gets its own step.
+    scale = (step_size / PIXEL_SCALE) / (grad.abs().flatten(1).mean(1) + GRAD_EPS)
+    image = image + scale.view(-1, 1, 1, 1) * grad
+    return image.clamp_(0.0, 1.0), loss
+
+
+def model_device(model: nn.Module) -> torch.device:
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def dream(
+    model: nn.Module,
+    image: torch.Tensor,
+    settings: Settings,
+    progress: ProgressFn | None = None,
+) -> torch.Tensor:
+    """Dream on ``image`` ((3, H, W) or (N, 3, H, W), RGB in [0, 1]) and return the result.
+
+    ``settings.layers`` must name modules of ``model`` (resolve user names first
+    with ``dreamcli.model.resolve_layer``).  The result has the input's shape and
+    lives on the input's device.
+    """
+    report = progress or (lambda event: None)
+    single = image.dim() == 3
+    batch = image.unsqueeze(0) if single else image
+    device = model_device(model)
+    original = batch.to(device=device, dtype=torch.float32)
+    seed = settings.seed if settings.seed is not None else random.randrange(2**32)
+    generator = torch.Generator().manual_seed(seed)
+
+    with LayerCapture(model, [spec.name for spec in settings.layers]) as capture:
+        height, width = original.shape[-2:]
+        min_side = smallest_input(capture, device)
+        if min(height, width) < min_side:
+            raise SettingsError(
+                f"the image is {width}x{height} px, too small for layer(s) "
+                f"{', '.join(str(s) for s in settings.layers)}: they need at least {min_side}x{min_side}"
+            )
+        sizes = octave_sizes(height, width, settings.octaves, settings.octave_scale, min_side)
+        if len(sizes) < settings.octaves:
+            report(
+                Note(
+                    f"using {len(sizes)} of {settings.octaves} octaves: a smaller octave would be "
+                    f"under the {min_side} px these layers need"
+                )
+            )
+        dreamed = _dream_octaves(capture, original, sizes, settings, generator, report)
+
+    dreamed = dreamed.to(image.device)
+    return dreamed[0] if single else dreamed
+
+
+def _dream_octaves(
+    capture: LayerCapture,
+    original: torch.Tensor,
+    sizes: list[tuple[int, int]],
+    settings: Settings,
+    generator: torch.Generator,
+    report: ProgressFn,
+) -> torch.Tensor:
+    detail = torch.zeros_like(resize(original, sizes[0]))
+    for octave, size in enumerate(sizes, start=1):
+        base = resize(original, size)
+        image = base + resize(detail, size)
+        report(Progress(octave, len(sizes), 0, settings.iterations, size, None))
+        for iteration in range(1, settings.iterations + 1):
+            shift = random_shift(generator, settings.jitter)
+            image, loss = step(capture, image, settings.layers, settings.step_size, shift)
+            report(Progress(octave, len(sizes), iteration, settings.iterations, size, loss))
+        detail = image - base
+    return image

@@ -1,0 +1,37 @@
+"""Exceptions the engine raises for problems a user can fix.
+
+Each message is one line that names the thing at fault and says how to fix it;
+the CLI prints it as ``Error: <message>`` and exits with ``exit_code``.
+"""
+
+from __future__ import annotations
+
+# Exit codes, documented in README.md ("Troubleshooting / exit codes").
+EXIT_OK = 0
+EXIT_FAILED = 1  # a file could not be dreamed, or the model could not be loaded
+EXIT_USAGE = 2  # bad flag, preset or layer: nothing was started (Click uses 2 too)
+EXIT_INTERRUPTED = 130  # Ctrl-C: 128 + SIGINT, the shell convention
+
+
+class DreamError(Exception):
+    """A problem the user can fix; the message says how."""
+
+    exit_code = EXIT_FAILED
+
+
+class SettingsError(DreamError):
+    """A setting, preset or layer name is not valid; found before any work starts."""
+
+    exit_code = EXIT_USAGE
+
+
+class ImageError(DreamError):
+    """An input image cannot be read, or an output image cannot be written."""
+
+
+class WeightsError(DreamError):
+    """Model weights cannot be downloaded or loaded."""
+
+
+class ImageTooLargeError(DreamError):
+    """The image would not fit in memory on the chosen device."""

@@ -1,0 +1,124 @@
+"""Presets: named dream styles stored as YAML files, one style per file.
+
+A preset's keys are the settings' names (see ``dreamcli.config``) plus
+``description``.  Built-in presets ship in the package; a user's own presets
+live in folders that the caller names (the per-user config folder and
+``$DREAMCLI_PRESETS``), and a user preset wins over a built-in of the same name.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dreamcli.config import Settings
+from dreamcli.errors import SettingsError
+
+ENV_VAR = "DREAMCLI_PRESETS"
+SUFFIXES = (".yaml", ".yml")
+# A preset name is a plain file stem: it can never climb out of a presets folder.
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    path: Path
+    origin: str  # "built-in", or the label of the user folder it came from
+    description: str
+    values: dict[str, Any]  # the validated keys the file sets (not the defaults)
+
+    def apply(self, base: Settings | None = None) -> Settings:
+        return Settings.from_mapping(self.values, base)
+
+
+def builtin_folder() -> Path:
+    """The presets shipped with dreamcli.
+
+    A wheel carries the top-level ``presets/`` as ``dreamcli/builtin_presets``
+    (see pyproject.toml); an editable install runs from the source tree, where
+    ``presets/`` sits beside the package.
+    """
+    packaged = Path(__file__).with_name("builtin_presets")
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "presets"
+
+
+def _candidates(folder: Path) -> dict[str, Path]:
+    if not folder.is_dir():
+        return {}
+    found = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix in SUFFIXES and path.is_file() and NAME_RE.match(path.stem):
+            found.setdefault(path.stem, path)
+    return found
+
+
+def search_path(user_folders: list[tuple[str, Path]]) -> list[tuple[str, Path]]:
+    """(label, folder) pairs, highest priority first; built-ins come last."""
+    return [*user_folders, ("built-in", builtin_folder())]
+
+
+def available(folders: list[tuple[str, Path]]) -> dict[str, list[tuple[str, Path]]]:
+    """Each preset name -> the (label, path) pairs that define it, the winner first."""
+    names: dict[str, list[tuple[str, Path]]] = {}
+    for label, folder in folders:
+        for name, path in _candidates(folder).items():
+            names.setdefault(name, []).append((label, path))
+    return dict(sorted(names.items()))
+
+
+def find(name_or_path: str, folders: list[tuple[str, Path]]) -> Preset:
+    """A preset by name (searched in ``folders``) or by the path of a YAML file."""
+    looks_like_path = "/" in name_or_path or "\\" in name_or_path or name_or_path.endswith(SUFFIXES)
+    if looks_like_path:
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise SettingsError(f"preset file {path} does not exist; give a .yaml file or a preset name")
+        return load(path, "file")
+    if not NAME_RE.match(name_or_path):
+        raise SettingsError(f"preset name {name_or_path!r} is not valid: use letters, digits, '-', '_' and '.'")
+    known = available(folders)
+    if name_or_path not in known:
+        close = difflib.get_close_matches(name_or_path, known, n=3)
+        hint = f"did you mean {', '.join(close)}?" if close else "run 'dream --list-presets' to see them"
+        raise SettingsError(f"unknown preset {name_or_path!r}: {hint}")
+    label, path = known[name_or_path][0]
+    return load(path, label)
+
+
+def load(path: Path, origin: str = "file") -> Preset:
+    """Read and validate one preset file; every error names the file and the key."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SettingsError(f"{path}: not valid YAML{where} ({problem}); only plain keys and values are allowed") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"{path}: cannot be read ({exc})") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise SettingsError(f"{path}: a preset is a mapping of keys to values, like 'octaves: 4'")
+    values = {str(k): v for k, v in data.items()}
+    description = values.pop("description", "")
+    if not isinstance(description, str):
+        raise SettingsError(f"{path}: description: expected text, got {description!r}")
+    try:
+        Settings.from_mapping(values)
+    except SettingsError as exc:
+        raise SettingsError(f"{path}: {exc}") from None
+    return Preset(path.stem, path, origin, description.strip(), values)
+
+
+def dump(settings: Settings, description: str = "") -> str:
+    """The full settings as a preset file, ready to be saved and edited."""
+    data: dict[str, Any] = {"description": description} if description else {}
+    data.update(settings.to_dict())
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
