@@ -84,7 +84,9 @@ class Inputs:
     not_images: list[Path] = field(default_factory=list)
 
 
-def collect_inputs(args: Sequence[str | Path], recursive: bool = False, exclude: Path | None = None) -> Inputs:
+def collect_inputs(
+    args: Sequence[str | Path], recursive: bool = False, exclude: Path | None = None
+) -> Inputs:
     """Expand files and folders into image files, sorted by path within each folder.
 
     Files named directly are always tried (a bad one fails with its own error);
@@ -259,7 +261,9 @@ class Batch:
         for position, job in enumerate(jobs, start=1):
             started = time.perf_counter()
             current = pending
-            pending = reader.submit(read_image, jobs[position].source, max_size) if position < len(jobs) else None
+            pending = (
+                reader.submit(read_image, jobs[position].source, max_size) if position < len(jobs) else None
+            )
             self.report(FileStarted(job, position, len(jobs)))
             try:
                 picture = current.result()
@@ -301,4 +305,3 @@ class Batch:
     def _finish(self, summary: Summary, result: Result) -> None:
         summary.add(result)
         self.report(result)
-

@@ -66,7 +66,9 @@ def user_preset_folders() -> list[tuple[str, Path]]:
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.argument("inputs", nargs=-1, metavar="[INPUT]...")
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="Output file, or folder for several inputs.")
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path), help="Output file, or folder for several inputs."
+)
 @click.option("-l", "--layer", "layers", multiple=True, callback=_check_layers, help=LAYERS_HELP)
 @click.option("-p", "--preset", help="Named style or YAML file; flags you type override it.")
 @_setting_options
@@ -76,8 +78,13 @@ def user_preset_folders() -> list[tuple[str, Path]]:
     type=click.Path(path_type=Path),
     help="Local GoogLeNet state dict instead of torchvision's download.",
 )
-@click.option("--name", "template", default="{stem}_dream.png", show_default=True,
-              help="Output name template: {stem} {ext} {preset} {layer} {index}; the extension sets the format.")
+@click.option(
+    "--name",
+    "template",
+    default="{stem}_dream.png",
+    show_default=True,
+    help="Output name template: {stem} {ext} {preset} {layer} {index}; the extension sets the format.",
+)
 @click.option("-r", "--recursive", is_flag=True, help="Walk folders recursively, keeping sub-folders.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs (default: skip them).")
 @click.option("--shard", metavar="K/N", help="Dream only the K-th of N shares of the inputs.")
@@ -89,8 +96,26 @@ def user_preset_folders() -> list[tuple[str, Path]]:
 @click.option("--show-settings", is_flag=True, help="Print the final settings as preset YAML, then exit.")
 @click.version_option(__version__, "-V", "--version")
 @click.pass_context
-def main(ctx: click.Context, inputs, output, layers, preset, device, weights, template, recursive,
-         overwrite, shard, quiet, as_json, sample, list_layers, list_presets, show_settings, **values):
+def main(
+    ctx: click.Context,
+    inputs,
+    output,
+    layers,
+    preset,
+    device,
+    weights,
+    template,
+    recursive,
+    overwrite,
+    shard,
+    quiet,
+    as_json,
+    sample,
+    list_layers,
+    list_presets,
+    show_settings,
+    **values,
+):
     """Dream on images with GoogLeNet, the classic 2015 DeepDream.
 
     INPUT is an image file, a folder of images, or - to read one path per line
@@ -121,8 +146,20 @@ def main(ctx: click.Context, inputs, output, layers, preset, device, weights, te
                 click.echo(f"Dreaming the {SAMPLE_CREDIT}", err=True)
         if not names:
             raise click.UsageError("give an image, a folder, or - (try 'dream --sample' or 'dream --help')")
-        code = _run(names, output, settings, chosen, device, weights, template, recursive,
-                    overwrite, shard, quiet, as_json)
+        code = _run(
+            names,
+            output,
+            settings,
+            chosen,
+            device,
+            weights,
+            template,
+            recursive,
+            overwrite,
+            shard,
+            quiet,
+            as_json,
+        )
     except DreamError as exc:
         click.echo(f"Error: {exc}", err=True)
         code = exc.exit_code
@@ -196,10 +233,22 @@ def _list_layers() -> int:
     return EXIT_OK
 
 
-def _run(names, output, settings, chosen, device_name, weights, template, recursive, overwrite,
-         shard, quiet, as_json) -> int:
+def _run(
+    names,
+    output,
+    settings,
+    chosen,
+    device_name,
+    weights,
+    template,
+    recursive,
+    overwrite,
+    shard,
+    quiet,
+    as_json,
+) -> int:
     from dreamcli import batch
-    from dreamcli.model import load_googlenet, select_device
+    from dreamcli.model import load_googlenet, make_reproducible, select_device
 
     if names == ["-"] or "-" in names:
         names = [n for n in names if n != "-"] + [line.strip() for line in sys.stdin if line.strip()]
@@ -208,6 +257,8 @@ def _run(names, output, settings, chosen, device_name, weights, template, recurs
     if shard:
         jobs = batch.take_shard(jobs, *batch.parse_shard(shard))
     device = select_device(device_name)
+    if settings.seed is not None:
+        make_reproducible(device)
     progress = Progress(quiet, as_json, many=len(jobs) > 1)
     pending = [job for job in jobs if overwrite or not job.output.exists()]
     model = load_googlenet(weights, progress=not quiet).to(device) if pending else None
@@ -262,15 +313,22 @@ class Progress:
             self.files = self._bar(total=event.total, desc="files", unit="file", position=0)
         if self.steps is not None:
             self.steps.close()
-        self.steps = self._bar(total=0, desc=event.job.source.name, unit="step", leave=not self.many,
-                               position=1 if self.many else 0)
+        self.steps = self._bar(
+            total=0,
+            desc=event.job.source.name,
+            unit="step",
+            leave=not self.many,
+            position=1 if self.many else 0,
+        )
 
     def _step(self, event) -> None:
         if self.steps is None:
             return
         if event.iteration == 0:
             self.steps.total = event.octaves * event.iterations
-            self.steps.set_postfix_str(f"octave {event.octave}/{event.octaves} {event.size[1]}x{event.size[0]}")
+            self.steps.set_postfix_str(
+                f"octave {event.octave}/{event.octaves} {event.size[1]}x{event.size[0]}"
+            )
         else:
             self.steps.update(1)
 

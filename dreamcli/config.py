@@ -102,9 +102,7 @@ class Field:
         if isinstance(value, bool) or not isinstance(value, ok_type):
             raise SettingsError(f"{self.name}: expected {self.allowed()}, got {value!r}")
         value = self.kind(value)
-        too_low = self.low is not None and (
-            value <= self.low if self.low_open else value < self.low
-        )
+        too_low = self.low is not None and (value <= self.low if self.low_open else value < self.low)
         too_high = self.high is not None and value > self.high
         if too_low or too_high or (self.kind is float and not math.isfinite(value)):
             raise SettingsError(f"{self.name}: {value:g} is out of range; use {self.allowed()}")
@@ -159,9 +157,7 @@ class Settings:
     def __post_init__(self) -> None:
         for name, field in FIELDS.items():
             object.__setattr__(self, name, field.check(getattr(self, name)))
-        layers = tuple(
-            spec if isinstance(spec, LayerSpec) else LayerSpec.parse(spec) for spec in self.layers
-        )
+        layers = tuple(spec if isinstance(spec, LayerSpec) else LayerSpec.parse(spec) for spec in self.layers)
         if not layers:
             raise SettingsError("layers: give at least one layer")
         object.__setattr__(self, "layers", layers)

@@ -18,6 +18,7 @@ an optional callback.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -81,7 +82,7 @@ class LayerCapture:
         self.outputs: dict[str, torch.Tensor] = {}
 
     def __enter__(self) -> LayerCapture:
-        for name, module in zip(self.names, self._modules):
+        for name, module in zip(self.names, self._modules, strict=True):
             self._handles.append(module.register_forward_hook(self._hook(name)))
         return self
 
@@ -101,10 +102,8 @@ class LayerCapture:
 
     def __call__(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         self.outputs = {}
-        try:
+        with contextlib.suppress(_StopForward):
             self.model(image)
-        except _StopForward:
-            pass
         if len(self.outputs) != len(self.names):
             missing = [n for n in self.names if n not in self.outputs]
             raise SettingsError(f"layer {missing[0]!r} is not used by the model's forward pass; pick another")
@@ -132,7 +131,9 @@ def objective(outputs: dict[str, torch.Tensor], layers: Sequence[LayerSpec]) -> 
     return total
 
 
-def octave_sizes(height: int, width: int, octaves: int, scale: float, min_side: int = 1) -> list[tuple[int, int]]:
+def octave_sizes(
+    height: int, width: int, octaves: int, scale: float, min_side: int = 1
+) -> list[tuple[int, int]]:
     """Octave sizes from smallest to the full size; octaves below ``min_side`` are dropped."""
     sizes = []
     for i in range(octaves):
@@ -179,7 +180,9 @@ def random_shift(generator: torch.Generator, jitter: int) -> tuple[int, int]:
     return dy, dx
 
 
-def gradient(capture: LayerCapture, image: torch.Tensor, layers: Sequence[LayerSpec]) -> tuple[torch.Tensor, torch.Tensor]:
+def gradient(
+    capture: LayerCapture, image: torch.Tensor, layers: Sequence[LayerSpec]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The objective's gradient with respect to ``image``, and the objective (both on device)."""
     with torch.enable_grad():
         image = image.detach().requires_grad_(True)

@@ -60,7 +60,9 @@ def output_format(path: str | Path) -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
         choices = ", ".join(sorted({s.lstrip(".") for s in FORMATS}))
-        raise ImageError(f"cannot write {path}: unknown image extension {suffix or '(none)'!r}; use one of {choices}")
+        raise ImageError(
+            f"cannot write {path}: unknown image extension {suffix or '(none)'!r}; use one of {choices}"
+        )
     return FORMATS[suffix]
 
 
@@ -79,14 +81,19 @@ def read_image(path: str | Path, max_size: int | None = None) -> Picture:
     rgb_t = torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
     alpha_t = torch.from_numpy(alpha)[None] if alpha is not None else None
     if max_size is not None and max(rgb_t.shape[-2:]) > max_size:
-        rgb_t, alpha_t = _shrink(rgb_t, max_size), (_shrink(alpha_t, max_size) if alpha_t is not None else None)
+        rgb_t, alpha_t = (
+            _shrink(rgb_t, max_size),
+            (_shrink(alpha_t, max_size) if alpha_t is not None else None),
+        )
     return Picture(rgb_t, alpha_t, tuple(notes))
 
 
 @contextlib.contextmanager
 def _open(path: Path):
     if path.is_dir():
-        raise ImageError(f"{path} is a folder, not an image; give a file (or pass several inputs for batch mode)")
+        raise ImageError(
+            f"{path} is a folder, not an image; give a file (or pass several inputs for batch mode)"
+        )
     try:
         with warnings.catch_warnings():
             # Pillow only warns between 1x and 2x its pixel limit; refuse those too.
@@ -103,7 +110,9 @@ def _open(path: Path):
             "shrink it with another tool first"
         ) from None
     except UnidentifiedImageError:
-        raise ImageError(f"{path} is not an image Pillow can read (empty, damaged, or another kind of file)") from None
+        raise ImageError(
+            f"{path} is not an image Pillow can read (empty, damaged, or another kind of file)"
+        ) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"cannot read {path}: {exc}") from None
     with img:
@@ -163,7 +172,9 @@ def write_image(
         options["quality"] = 95
     folder = path.parent if str(path.parent) else Path(".")
     try:
-        handle = tempfile.NamedTemporaryFile(dir=folder, prefix=f".{path.name}.", suffix=".part", delete=False)
+        handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below, renamed or removed
+            dir=folder, prefix=f".{path.name}.", suffix=".part", delete=False
+        )
     except FileNotFoundError:
         raise ImageError(f"cannot write {path}: the folder {folder} does not exist") from None
     except OSError as exc:

@@ -72,7 +72,6 @@ def _caffe_names() -> dict[str, str]:
 CAFFE_NAMES = _caffe_names()
 
 
-
 def _module_names() -> list[str]:
     """Every module name of ``dreamcli.model.googlenet_trunk()``, in forward order.
 

@@ -9,6 +9,7 @@ Google's 2015 notebook, which used the Caffe ``bvlc_googlenet`` model.
 from __future__ import annotations
 
 import urllib.error
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from torch import nn
 
 from dreamcli.errors import SettingsError, WeightsError
 from dreamcli.layers import TRUNK
+
 
 class Preprocess(nn.Module):
     """[0, 1] RGB -> the [-1, 1] input the GoogLeNet weights were trained on.
@@ -74,7 +76,9 @@ def _load_strict(net: nn.Module, state_dict: dict[str, torch.Tensor], source: st
     if missing or unexpected:
         parts = []
         if missing:
-            parts.append(f"missing {len(missing)} keys ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})")
+            parts.append(
+                f"missing {len(missing)} keys ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})"
+            )
         if unexpected:
             parts.append(
                 f"unexpected {len(unexpected)} keys ({', '.join(unexpected[:3])}"
@@ -94,7 +98,9 @@ def load_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
     """Load a local state dict safely: ``weights_only=True`` refuses pickled code."""
     path = Path(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's pickle-protocol chatter is not the user's problem
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise WeightsError(f"weights file {path} does not exist; check the --weights path") from None
     except IsADirectoryError:
@@ -153,7 +159,9 @@ def select_device(name: str = "auto") -> torch.device:
             raise SettingsError(f"device {name!r}: CUDA is not available here; use --device cpu or auto")
         count = torch.cuda.device_count()
         if device.index is not None and device.index >= count:
-            raise SettingsError(f"device {name!r}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+            raise SettingsError(
+                f"device {name!r}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}"
+            )
     elif device.type == "mps" and not mps_ok:
         raise SettingsError(f"device {name!r}: Apple MPS is not available here; use --device cpu or auto")
     elif device.type not in ("cpu", "cuda", "mps"):
@@ -173,3 +181,10 @@ def googlenet_channels(names: list[str]) -> dict[str, int]:
         with LayerCapture(net, names) as capture:
             outputs = capture(torch.zeros(1, 3, 224, 224))
     return {name: outputs[name].shape[1] for name in names}
+
+
+def make_reproducible(device: torch.device) -> None:
+    """Same seed, same file: cuDNN's fastest kernels are not bit-for-bit repeatable."""
+    if device.type == "cuda":
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False

@@ -81,7 +81,9 @@ def find(name_or_path: str, folders: list[tuple[str, Path]]) -> Preset:
             raise SettingsError(f"preset file {path} does not exist; give a .yaml file or a preset name")
         return load(path, "file")
     if not NAME_RE.match(name_or_path):
-        raise SettingsError(f"preset name {name_or_path!r} is not valid: use letters, digits, '-', '_' and '.'")
+        raise SettingsError(
+            f"preset name {name_or_path!r} is not valid: use letters, digits, '-', '_' and '.'"
+        )
     known = available(folders)
     if name_or_path not in known:
         close = difflib.get_close_matches(name_or_path, known, n=3)
@@ -99,7 +101,9 @@ def load(path: Path, origin: str = "file") -> Preset:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SettingsError(f"{path}: not valid YAML{where} ({problem}); only plain keys and values are allowed") from None
+        raise SettingsError(
+            f"{path}: not valid YAML{where} ({problem}); only plain keys and values are allowed"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SettingsError(f"{path}: cannot be read ({exc})") from None
     if data is None:

@@ -1,0 +1,49 @@
+"""Shared fixtures: a GoogLeNet with random weights (fixed seed) and small test images.
+
+Random weights check the mechanics, never the look.  Nothing here touches the
+network or ../shared.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dreamcli.model import googlenet_trunk
+
+
+@pytest.fixture(scope="session")
+def net():
+    return googlenet_trunk(seed=0)
+
+
+@pytest.fixture(scope="session")
+def weights_file(tmp_path_factory, net):
+    """The random network saved as a state dict, for the CLI's --weights."""
+    path = tmp_path_factory.mktemp("weights") / "random_googlenet.pth"
+    torch.save(net.state_dict(), path)
+    return path
+
+
+def photo_array(width: int = 96, height: int = 64, seed: int = 0) -> np.ndarray:
+    """A smooth, photo-like RGB picture: gradients plus a few soft blobs (uint8, HxWx3)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    img = np.stack([x / width, y / height, 0.5 + 0.3 * np.sin(x / 7.0) * np.cos(y / 5.0)], axis=-1)
+    for _ in range(4):
+        cx, cy, r = rng.uniform(0, width), rng.uniform(0, height), rng.uniform(6, 16)
+        img += rng.uniform(-0.4, 0.4, 3) * np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * r * r))[..., None]
+    return (np.clip(img, 0, 1) * 255).astype(np.uint8)
+
+
+def save_photo(path, width: int = 96, height: int = 64, seed: int = 0, mode: str = "RGB", **save_args):
+    img = Image.fromarray(photo_array(width, height, seed)).convert(mode)
+    img.save(path, **save_args)
+    return path
+
+
+@pytest.fixture
+def photo(tmp_path):
+    return save_photo(tmp_path / "photo.png")

@@ -1,0 +1,163 @@
+"""The dream command through Click's CliRunner: one image in, one dream out."""
+
+import json
+import urllib.error
+
+import pytest
+import torch
+from click.testing import CliRunner
+from conftest import save_photo
+from PIL import Image
+
+from dreamcli.cli import main
+from dreamcli.imageio import read_metadata
+
+FAST = ["--octaves", "2", "--iterations", "2", "--layer", "inception_3b", "--seed", "1"]
+
+
+@pytest.fixture
+def run(weights_file):
+    def invoke(*args, weights=True, input=None):
+        argv = [str(a) for a in args] + (["--weights", str(weights_file)] if weights else [])
+        return CliRunner().invoke(main, argv, input=input, catch_exceptions=False)
+
+    return invoke
+
+
+def test_help_lists_the_domain_flags(run):
+    result = run("--help", weights=False)
+    assert result.exit_code == 0
+    for flag in [
+        "--layer",
+        "--octaves",
+        "--octave-scale",
+        "--iterations",
+        "--step-size",
+        "--jitter",
+        "--seed",
+        "--device",
+        "--weights",
+        "--preset",
+        "--max-size",
+        "--quiet",
+    ]:
+        assert flag in result.output
+    assert "[default: 1.4]" in result.output
+
+
+def test_dream_writes_the_default_output_beside_the_input(run, photo):
+    result = run(photo, *FAST)
+    assert result.exit_code == 0, result.output
+    out = photo.parent / "photo_dream.png"
+    assert f"Wrote {out}" in result.output
+    dreamed = Image.open(out)
+    assert dreamed.size == Image.open(photo).size
+    meta = read_metadata(out)
+    assert meta["settings"]["layers"] == ["inception_3b"] and meta["settings"]["seed"] == 1
+    assert meta["version"] and meta["input"] == "photo.png"
+
+
+def test_output_flag_and_format_from_extension(run, photo, tmp_path):
+    result = run(photo, *FAST, "-o", tmp_path / "x.jpg", "-q")
+    assert result.exit_code == 0 and result.output == ""
+    assert Image.open(tmp_path / "x.jpg").format == "JPEG"
+
+
+def test_same_seed_gives_the_same_file(run, photo, tmp_path):
+    run(photo, *FAST, "-o", tmp_path / "a.png")
+    run(photo, *FAST, "-o", tmp_path / "b.png")
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+
+
+def test_seed_is_recorded_when_not_given(run, photo, tmp_path):
+    args = [a for a in FAST if a not in ("--seed", "1")]
+    run(photo, *args, "-o", tmp_path / "a.png")
+    seed = read_metadata(tmp_path / "a.png")["settings"]["seed"]
+    assert isinstance(seed, int)
+    run(photo, *args, "--seed", seed, "-o", tmp_path / "b.png")
+    assert (tmp_path / "a.png").read_bytes() != b""
+    a, b = Image.open(tmp_path / "a.png"), Image.open(tmp_path / "b.png")
+    assert a.tobytes() == b.tobytes()
+
+
+def test_max_size_caps_the_output(run, tmp_path):
+    src = save_photo(tmp_path / "big.png", 160, 80)
+    assert run(src, *FAST, "--max-size", 64).exit_code == 0
+    assert Image.open(tmp_path / "big_dream.png").size == (64, 32)
+
+
+def test_bad_layer_is_a_usage_error_with_a_suggestion(run, photo):
+    result = run(photo, "--layer", "inception_4x", weights=False)
+    assert result.exit_code == 2
+    assert "unknown layer 'inception_4x'" in result.output and "inception_4c" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"), [("--octaves", "0"), ("--octave-scale", "1"), ("--step-size", "-1")]
+)
+def test_out_of_range_flags_exit_2(run, photo, flag, value):
+    result = run(photo, flag, value, weights=False)
+    assert result.exit_code == 2 and flag in result.output
+
+
+def test_offline_without_weights_is_one_clear_error(run, photo, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "cache"))
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("Network is unreachable")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    result = run(photo, *FAST, weights=False)
+    assert result.exit_code == 1
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1
+    assert errors[0].startswith("Error: could not download the GoogLeNet weights")
+    assert "googlenet-1378be20.pth" in errors[0] and "--weights" in errors[0]
+    assert str(tmp_path / "cache") in errors[0]
+    assert "Traceback" not in result.output
+    assert not (photo.parent / "photo_dream.png").exists()
+
+
+def test_missing_weights_file_exit_1(run, photo, tmp_path):
+    result = run(photo, *FAST, "--weights", tmp_path / "none.pth", weights=False)
+    assert result.exit_code == 1 and "none.pth does not exist" in result.output
+
+
+def test_input_is_never_overwritten(run, photo):
+    before = photo.read_bytes()
+    result = run(photo, *FAST, "-o", photo)
+    assert result.exit_code == 1 and "never overwrites an input" in result.output
+    assert photo.read_bytes() == before
+
+
+def test_unwritable_extension_is_refused_before_dreaming(run, photo, tmp_path):
+    result = run(photo, *FAST, "-o", tmp_path / "x.bmp")
+    assert result.exit_code == 1 and "unknown image extension '.bmp'" in result.output
+
+
+def test_no_input_is_a_usage_error(run):
+    result = run(weights=False)
+    assert result.exit_code == 2 and "--sample" in result.output
+
+
+def test_sample_photo_dreams_into_the_current_folder(run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run("--sample", *FAST, "--max-size", 96)
+    assert result.exit_code == 0, result.output
+    assert "Rachel Michetti" in result.output
+    assert Image.open(tmp_path / "sample_dream.png").size == (96, 64)
+
+
+def test_list_layers_shows_both_names_and_channels(run):
+    result = run("--list-layers", weights=False)
+    assert result.exit_code == 0
+    line = next(x for x in result.output.splitlines() if x.startswith("inception_4c "))
+    assert line.split() == ["inception_4c", "inception4c", "512"]
+    assert any(x.split()[:3] == ["conv2/3x3_reduce", "conv2", "64"] for x in result.output.splitlines())
+
+
+def test_json_line_for_a_single_file(run, photo):
+    result = run(photo, *FAST, "--json")
+    record = json.loads(result.stdout.strip().splitlines()[-1])
+    assert record["status"] == "done" and record["input"] == str(photo)

@@ -1,0 +1,89 @@
+import pickle
+import urllib.error
+
+import pytest
+import torch
+
+from dreamcli.errors import SettingsError, WeightsError
+from dreamcli.model import load_googlenet, select_device
+
+
+def test_weights_file_loads_into_the_trunk(weights_file, net):
+    loaded = load_googlenet(weights_file)
+    x = torch.rand(1, 3, 64, 64)
+    torch.testing.assert_close(loaded(x), net(x))
+    assert not any(p.requires_grad for p in loaded.parameters())
+    assert not loaded.training
+
+
+def test_full_torchvision_state_dict_with_aux_and_fc_loads(tmp_path):
+    from torchvision.models import googlenet
+
+    full = googlenet(weights=None, aux_logits=True, init_weights=False)
+    torch.save(full.state_dict(), tmp_path / "full.pth")
+    load_googlenet(tmp_path / "full.pth")
+
+
+def test_wrong_state_dict_names_the_keys(tmp_path, net):
+    state = dict(net.state_dict())
+    del state["inception4c.branch1.conv.weight"]
+    state["extra.weight"] = torch.zeros(1)
+    torch.save(state, tmp_path / "bad.pth")
+    with pytest.raises(
+        WeightsError, match=r"missing 1 keys \(inception4c.branch1.conv.weight\).*unexpected 1 keys"
+    ):
+        load_googlenet(tmp_path / "bad.pth")
+
+
+def test_wrong_shape_is_named(tmp_path, net):
+    state = dict(net.state_dict())
+    state["conv1.conv.weight"] = torch.zeros(2, 2)
+    torch.save(state, tmp_path / "shape.pth")
+    with pytest.raises(WeightsError, match=r"conv1.conv.weight has shape \(2, 2\)"):
+        load_googlenet(tmp_path / "shape.pth")
+
+
+class Evil:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def test_pickle_that_runs_code_is_refused(tmp_path, capsys):
+    with open(tmp_path / "evil.pth", "wb") as f:
+        pickle.dump({"conv1.conv.weight": Evil()}, f)
+    with pytest.raises(WeightsError, match="cannot be loaded safely"):
+        load_googlenet(tmp_path / "evil.pth")
+    assert "pwned" not in capsys.readouterr().out
+
+
+def test_truncated_and_missing_files(tmp_path, weights_file):
+    (tmp_path / "cut.pth").write_bytes(weights_file.read_bytes()[:5000])
+    with pytest.raises(WeightsError, match="cut.pth cannot be loaded safely"):
+        load_googlenet(tmp_path / "cut.pth")
+    with pytest.raises(WeightsError, match="does not exist"):
+        load_googlenet(tmp_path / "none.pth")
+
+
+def test_offline_without_cache_names_url_cache_and_flag(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+
+    def no_network(*args, **kwargs):
+        raise urllib.error.URLError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    with pytest.raises(WeightsError) as info:
+        load_googlenet(None, progress=False)
+    message = str(info.value)
+    assert "googlenet-1378be20.pth" in message
+    assert str(tmp_path / "torch" / "hub" / "checkpoints") in message
+    assert "--weights" in message
+
+
+def test_device_selection():
+    assert select_device("cpu") == torch.device("cpu")
+    assert select_device("auto").type in ("cpu", "cuda", "mps")
+    with pytest.raises(SettingsError, match="unknown device"):
+        select_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(SettingsError, match="CUDA is not available"):
+            select_device("cuda:0")
