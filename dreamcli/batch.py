@@ -244,8 +244,7 @@ class Batch:
                 summary.interrupted = True
             finally:
                 # Let a write in progress finish: it is atomic, and dropping it would lose work.
-                for future, job, started in writes:
-                    self._finish(summary, self._write_result(future, job, started))
+                self._drain(writes, summary, wait=True)
         return summary
 
     def _skip_reason(self, job: Job) -> str | None:
@@ -271,17 +270,23 @@ class Batch:
                 rgb = dream(self.model, picture.rgb, self._engine_settings(settings), self.report)
                 job.output.parent.mkdir(parents=True, exist_ok=True)
             except DreamError as exc:
-                self._finish(summary, Result(job, "failed", time.perf_counter() - started, str(exc)))
-                continue
+                error = str(exc)
             except OSError as exc:
                 error = f"cannot create {job.output.parent}: {exc.strerror or exc}"
-                self._finish(summary, Result(job, "failed", time.perf_counter() - started, error))
+            else:
+                meta = dict(self.metadata, settings=settings.to_dict(), input=job.source.name)
+                self._drain(writes, summary, wait=False)
+                writes.append(
+                    (writer.submit(write_image, job.output, rgb, picture.alpha, meta), job, started)
+                )
                 continue
-            meta = dict(self.metadata, settings=settings.to_dict(), input=job.source.name)
-            future = writer.submit(write_image, job.output, rgb, picture.alpha, meta)
-            while writes and writes[0][0].done():
-                self._finish(summary, self._write_result(*writes.pop(0)))
-            writes.append((future, job, started))
+            self._drain(writes, summary, wait=True)  # report in input order
+            self._finish(summary, Result(job, "failed", time.perf_counter() - started, error))
+
+    def _drain(self, writes: list, summary: Summary, wait: bool) -> None:
+        """Report finished writes, oldest first; with ``wait``, all of them."""
+        while writes and (wait or writes[0][0].done()):
+            self._finish(summary, self._write_result(*writes.pop(0)))
 
     def _settings_for(self, job: Job) -> Settings:
         if self.settings.seed is not None:

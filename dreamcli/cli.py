@@ -11,6 +11,7 @@ import os
 import sys
 from importlib import resources
 from pathlib import Path
+from types import SimpleNamespace
 
 import click
 from click.core import ParameterSource
@@ -96,26 +97,7 @@ def user_preset_folders() -> list[tuple[str, Path]]:
 @click.option("--show-settings", is_flag=True, help="Print the final settings as preset YAML, then exit.")
 @click.version_option(__version__, "-V", "--version")
 @click.pass_context
-def main(
-    ctx: click.Context,
-    inputs,
-    output,
-    layers,
-    preset,
-    device,
-    weights,
-    template,
-    recursive,
-    overwrite,
-    shard,
-    quiet,
-    as_json,
-    sample,
-    list_layers,
-    list_presets,
-    show_settings,
-    **values,
-):
+def main(ctx: click.Context, **options):
     """Dream on images with GoogLeNet, the classic 2015 DeepDream.
 
     INPUT is an image file, a folder of images, or - to read one path per line
@@ -126,40 +108,9 @@ def main(
       dream photo.jpg --preset eyes -o eyes.png
       dream photos/ -r -o dreams/ --preset preview
     """
+    opts = SimpleNamespace(**options)
     try:
-        if list_presets:
-            return _list_presets()
-        if list_layers:
-            return _list_layers()
-        chosen = _load_preset(preset)
-        typed = {key: value for key, value in values.items() if _typed(ctx, key)}
-        settings = _merge(chosen, layers, typed)
-        if show_settings:
-            click.echo(preset_files.dump(settings, chosen.description if chosen else ""), nl=False)
-            return EXIT_OK
-        names = list(inputs)
-        if sample:
-            names.append(str(resources.files("dreamcli.data") / "sample.jpg"))
-            if output is None and len(names) == 1:
-                output = Path(".")
-            if not quiet:
-                click.echo(f"Dreaming the {SAMPLE_CREDIT}", err=True)
-        if not names:
-            raise click.UsageError("give an image, a folder, or - (try 'dream --sample' or 'dream --help')")
-        code = _run(
-            names,
-            output,
-            settings,
-            chosen,
-            device,
-            weights,
-            template,
-            recursive,
-            overwrite,
-            shard,
-            quiet,
-            as_json,
-        )
+        code = _main(ctx, opts)
     except DreamError as exc:
         click.echo(f"Error: {exc}", err=True)
         code = exc.exit_code
@@ -167,6 +118,29 @@ def main(
         click.echo("Interrupted.", err=True)
         code = EXIT_INTERRUPTED
     ctx.exit(code)
+
+
+def _main(ctx: click.Context, opts: SimpleNamespace) -> int:
+    if opts.list_presets:
+        return _list_presets()
+    if opts.list_layers:
+        return _list_layers()
+    chosen = _load_preset(opts.preset)
+    typed = {name: getattr(opts, name) for name in FIELDS if _typed(ctx, name)}
+    settings = _merge(chosen, opts.layers, typed)
+    if opts.show_settings:
+        click.echo(preset_files.dump(settings, chosen.description if chosen else ""), nl=False)
+        return EXIT_OK
+    names = list(opts.inputs)
+    if opts.sample:
+        names.append(str(resources.files("dreamcli.data") / "sample.jpg"))
+        if opts.output is None and len(names) == 1:
+            opts.output = Path(".")
+        if not opts.quiet:
+            click.echo(f"Dreaming the {SAMPLE_CREDIT}", err=True)
+    if not names:
+        raise click.UsageError("give an image, a folder, or - (try 'dream --sample' or 'dream --help')")
+    return _run(names, settings, chosen, opts)
 
 
 def _load_preset(name: str | None) -> preset_files.Preset | None:
@@ -233,45 +207,39 @@ def _list_layers() -> int:
     return EXIT_OK
 
 
-def _run(
-    names,
-    output,
-    settings,
-    chosen,
-    device_name,
-    weights,
-    template,
-    recursive,
-    overwrite,
-    shard,
-    quiet,
-    as_json,
-) -> int:
+def _run(names: list[str], settings: Settings, chosen, opts: SimpleNamespace) -> int:
     from dreamcli import batch
     from dreamcli.model import load_googlenet, make_reproducible, select_device
 
     if names == ["-"] or "-" in names:
         names = [n for n in names if n != "-"] + [line.strip() for line in sys.stdin if line.strip()]
-    found = batch.collect_inputs(names, recursive, exclude=output if output and output.is_dir() else None)
-    jobs = batch.plan_jobs(found, output, template, settings, chosen.name if chosen else None)
-    if shard:
-        jobs = batch.take_shard(jobs, *batch.parse_shard(shard))
-    device = select_device(device_name)
+    output = opts.output
+    found = batch.collect_inputs(
+        names, opts.recursive, exclude=output if output and output.is_dir() else None
+    )
+    jobs = batch.plan_jobs(found, output, opts.template, settings, chosen.name if chosen else None)
+    if opts.shard:
+        jobs = batch.take_shard(jobs, *batch.parse_shard(opts.shard))
+    if not jobs:
+        if not opts.quiet:
+            click.echo("No images to dream.", err=True)
+        return EXIT_OK
+    device = select_device(opts.device)
     if settings.seed is not None:
         make_reproducible(device)
-    progress = Progress(quiet, as_json, many=len(jobs) > 1)
-    pending = [job for job in jobs if overwrite or not job.output.exists()]
-    model = load_googlenet(weights, progress=not quiet).to(device) if pending else None
+    progress = Progress(opts.quiet, opts.as_json, many=len(jobs) > 1)
+    pending = [job for job in jobs if opts.overwrite or not job.output.exists()]
+    model = load_googlenet(opts.weights, progress=not opts.quiet).to(device) if pending else None
     runner = batch.Batch(
         model,
         settings,
         resolve=resolve_googlenet,
         report=progress,
-        overwrite=overwrite,
+        overwrite=opts.overwrite,
         metadata={
             "version": __version__,
             "preset": chosen.name if chosen else None,
-            "model": f"googlenet ({weights.name})" if weights else "googlenet IMAGENET1K_V1",
+            "model": f"googlenet ({opts.weights.name})" if opts.weights else "googlenet IMAGENET1K_V1",
             "device": str(device),
         },
     )
@@ -338,7 +306,8 @@ class Progress:
         if self.as_json:
             self._write(json.dumps(result.to_dict()), err=False)
         if result.status == "failed":
-            self._write(f"Error: {result.job.source}: {result.error}")
+            named = str(result.job.source) in result.error
+            self._write(f"Error: {result.error}" if named else f"Error: {result.job.source}: {result.error}")
         elif not self.quiet and not self.as_json and not self.many:
             what = "Wrote" if result.status == "done" else "Skipped (exists; --overwrite replaces it)"
             self._write(f"{what} {result.job.output}")

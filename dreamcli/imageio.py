@@ -114,7 +114,7 @@ def _open(path: Path):
             f"{path} is not an image Pillow can read (empty, damaged, or another kind of file)"
         ) from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"cannot read {path}: {exc}") from None
+        raise ImageError(f"cannot read {path}: the file is damaged or truncated ({exc})") from None
     with img:
         yield img
 

@@ -74,15 +74,16 @@ def available(folders: list[tuple[str, Path]]) -> dict[str, list[tuple[str, Path
 
 def find(name_or_path: str, folders: list[tuple[str, Path]]) -> Preset:
     """A preset by name (searched in ``folders``) or by the path of a YAML file."""
-    looks_like_path = "/" in name_or_path or "\\" in name_or_path or name_or_path.endswith(SUFFIXES)
-    if looks_like_path:
+    # Only a .yaml/.yml path is read as a file, so a name like ../../etc/passwd is refused.
+    if name_or_path.endswith(SUFFIXES):
         path = Path(name_or_path)
         if not path.is_file():
             raise SettingsError(f"preset file {path} does not exist; give a .yaml file or a preset name")
         return load(path, "file")
     if not NAME_RE.match(name_or_path):
         raise SettingsError(
-            f"preset name {name_or_path!r} is not valid: use letters, digits, '-', '_' and '.'"
+            f"preset name {name_or_path!r} is not valid: a name has letters, digits, '-', '_' and '.' "
+            "and no folders; to use a file, give its path ending in .yaml"
         )
     known = available(folders)
     if name_or_path not in known:

@@ -6,11 +6,12 @@ import urllib.error
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import save_photo
 from PIL import Image
 
 from dreamcli.cli import main
 from dreamcli.imageio import read_metadata
+
+from conftest import save_photo
 
 FAST = ["--octaves", "2", "--iterations", "2", "--layer", "inception_3b", "--seed", "1"]
 

@@ -2,7 +2,6 @@ import itertools
 
 import pytest
 import torch
-from conftest import photo_array
 from torch import nn
 
 from dreamcli.config import LayerSpec, Settings
@@ -18,6 +17,8 @@ from dreamcli.dream import (
     step,
 )
 from dreamcli.errors import SettingsError
+
+from conftest import photo_array
 
 
 def photo_tensor(width=96, height=64, seed=0):

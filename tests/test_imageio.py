@@ -3,11 +3,12 @@ import os
 import numpy as np
 import pytest
 import torch
-from conftest import photo_array, save_photo
 from PIL import Image
 
 from dreamcli.errors import ImageError
 from dreamcli.imageio import read_image, read_metadata, write_image
+
+from conftest import photo_array, save_photo
 
 
 def test_rgb_roundtrip_is_exact(tmp_path):

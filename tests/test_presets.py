@@ -1,0 +1,140 @@
+"""Presets: every shipped style runs; precedence, user folders and validation via the CLI."""
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+from PIL import Image
+
+from dreamcli import presets
+from dreamcli.cli import main
+from dreamcli.imageio import read_metadata
+
+from conftest import save_photo
+
+SHIPPED = sorted(p.stem for p in presets.builtin_folder().glob("*.yaml"))
+
+
+@pytest.fixture(autouse=True)
+def no_user_presets(tmp_path, monkeypatch):
+    """Point the per-user config folder at an empty place and clear DREAMCLI_PRESETS."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.delenv(presets.ENV_VAR, raising=False)
+
+
+def cli(*args, **kwargs):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False, **kwargs)
+
+
+def settings_of(*args):
+    result = cli(*args, "--show-settings")
+    assert result.exit_code == 0, result.output
+    return yaml.safe_load(result.output)
+
+
+def test_at_least_eight_distinct_presets_ship():
+    assert len(SHIPPED) >= 8
+    loaded = [presets.load(presets.builtin_folder() / f"{name}.yaml") for name in SHIPPED]
+    assert all(p.description for p in loaded)
+    assert len({(tuple(p.apply().layers), p.apply().octaves, p.apply().iterations) for p in loaded}) == len(
+        loaded
+    )
+    assert {"classic", "preview", "deep", "subtle"} <= set(SHIPPED)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_preset_dreams_a_tiny_image(name, tmp_path, weights_file):
+    src = save_photo(tmp_path / "tiny.png", 64, 48)
+    result = cli(src, "--preset", name, "--weights", weights_file, "--seed", 3, "-q")
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "tiny_dream.png"
+    before = np.asarray(Image.open(src), dtype=np.float32)
+    after = np.asarray(Image.open(out), dtype=np.float32)
+    assert after.shape == before.shape and np.abs(after - before).mean() > 1.0
+    meta = read_metadata(out)
+    assert meta["preset"] == name
+    assert meta["settings"]["layers"] == [
+        str(s) for s in presets.find(name, presets.search_path([])).apply().layers
+    ]
+
+
+def test_precedence_defaults_then_preset_then_typed_flags():
+    assert settings_of()["octaves"] == 4
+    assert settings_of("--preset", "deep")["octaves"] == 6
+    assert settings_of("--preset", "deep", "--octaves", "2")["octaves"] == 2
+    # A flag typed with the default's value still wins over the preset...
+    assert settings_of("--preset", "deep", "--octaves", "4")["octaves"] == 4
+    # ...but a flag left out does not undo the preset.
+    deep = settings_of("--preset", "deep", "--jitter", "5")
+    assert (deep["octaves"], deep["iterations"], deep["jitter"]) == (6, 20, 5)
+    assert settings_of("--preset", "deep", "--layer", "inception_3a")["layers"] == ["inception_3a"]
+
+
+def test_show_settings_is_a_valid_preset(tmp_path):
+    result = cli("--preset", "preview", "--iterations", "7", "--show-settings")
+    (tmp_path / "mine.yaml").write_text(result.output)
+    again = settings_of("--preset", tmp_path / "mine.yaml")
+    assert again["iterations"] == 7 and again["max_size"] == 512
+    assert "description" in yaml.safe_load(result.output)
+
+
+def test_user_preset_overrides_builtin_and_the_listing_says_so(tmp_path, monkeypatch):
+    folder = tmp_path / "config" / "dreamcli" / "presets"
+    folder.mkdir(parents=True)
+    (folder / "classic.yaml").write_text("description: my classic\noctaves: 2\n")
+    (folder / "mine.yaml").write_text("description: my own\nlayers: [inception_3a]\n")
+    assert settings_of("--preset", "classic")["octaves"] == 2
+    listing = cli("--list-presets").output
+    assert "classic  [user: " in listing and "(overrides built-in)" in listing
+    assert "mine  [user: " in listing and "my own" in listing
+    env = tmp_path / "env"
+    env.mkdir()
+    (env / "classic.yaml").write_text("octaves: 3\n")
+    monkeypatch.setenv(presets.ENV_VAR, str(env))
+    assert settings_of("--preset", "classic")["octaves"] == 3
+    assert "overrides user, built-in" in cli("--list-presets").output
+
+
+def test_listing_shows_name_origin_description_and_layers():
+    out = cli("--list-presets").output
+    for name in SHIPPED:
+        assert f"{name}  [built-in]  layers: " in out
+    assert "inception_4c" in out and "conv2/3x3_reduce" in out
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("octave: 3\n", "unknown key 'octave' (did you mean 'octaves'?)"),
+        ("octaves: four\n", "octaves: expected an integer"),
+        ("octaves: 0\n", "octaves: 0 is out of range; use an integer from 1 to 20"),
+        ("octave_scale: 0.9\n", "octave_scale: 0.9 is out of range"),
+        ("step_size: -1\n", "step_size: -1 is out of range"),
+        ("layers: [inception_9z]\n", "layers: unknown layer 'inception_9z'"),
+        ("layers: 5\n", "layers: expected a list of strings"),
+        ("description: 3\n", "description: expected text"),
+        ("- a\n- b\n", "a preset is a mapping"),
+        ("octaves: [1\n", "not valid YAML"),
+        ("!!python/object/apply:os.system ['echo pwned']\n", "not valid YAML"),
+    ],
+)
+def test_bad_preset_is_one_line_naming_file_and_key(tmp_path, content, expected):
+    path = tmp_path / "bad.yaml"
+    path.write_text(content)
+    src = save_photo(tmp_path / "p.png", 32, 32)
+    result = cli(src, "--preset", path)
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1 and result.output.startswith(f"Error: {path}: ")
+    assert expected in result.output
+    assert "pwned" not in result.output
+    assert not (tmp_path / "p_dream.png").exists()
+
+
+def test_unknown_preset_name_suggests_and_names_cannot_escape(tmp_path):
+    result = cli("--preset", "clasic", "--show-settings")
+    assert result.exit_code == 2 and "did you mean classic" in result.output
+    result = cli("--preset", "..", "--show-settings")
+    assert result.exit_code == 2 and "not valid" in result.output
+    result = cli("--preset", "../../etc/passwd", "--show-settings")
+    assert result.exit_code == 2
+    assert "root:" not in result.output
