@@ -22,7 +22,7 @@ from torch import nn
 
 from dreamcli.config import Settings
 from dreamcli.dream import dream
-from dreamcli.errors import DreamError, SettingsError
+from dreamcli.errors import DreamError, ImageError, SettingsError
 from dreamcli.imageio import IMAGE_EXTENSIONS, output_format, read_image, write_image
 
 DEFAULT_TEMPLATE = "{stem}_dream.png"
@@ -150,7 +150,14 @@ def check_template(template: str) -> None:
             f"output name template {template!r} uses {{{sorted(unknown)[0]}}}; "
             f"the fields are {', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)}"
         )
-    output_format(template.replace("{", "").replace("}", ""))
+
+
+def _check_format(target: Path) -> None:
+    try:
+        output_format(target)
+    except ImageError as exc:
+        hint = "; to write into a folder, end the path with /" if not target.suffix else ""
+        raise SettingsError(f"{exc}{hint}") from None
 
 
 def output_name(template: str, source: Path, index: int, preset: str | None, settings: Settings) -> str:
@@ -184,8 +191,8 @@ def plan_jobs(
             sub = source.parent.relative_to(root) if root is not None else Path()
             target = output / sub / name
         else:
-            output_format(output)
             target = output
+        _check_format(target)
         jobs.append(Job(source, target, index))
     _refuse_collisions(jobs)
     return jobs

@@ -134,7 +134,7 @@ def test_input_is_never_overwritten(run, photo):
 
 def test_unwritable_extension_is_refused_before_dreaming(run, photo, tmp_path):
     result = run(photo, *FAST, "-o", tmp_path / "x.bmp")
-    assert result.exit_code == 1 and "unknown image extension '.bmp'" in result.output
+    assert result.exit_code == 2 and "unknown image extension '.bmp'" in result.output
 
 
 def test_no_input_is_a_usage_error(run):
