@@ -231,6 +231,9 @@ class Batch:
     report: Callable[[object], None] = lambda event: None
     overwrite: bool = False
     metadata: dict[str, Any] = field(default_factory=dict)
+    tile_size: int | None = None  # force tiled gradients of this size
+    memory: float | None = None  # bytes the dream may use; larger octaves are tiled
+    precision: str = "fp32"
 
     def run(self, jobs: Sequence[Job]) -> Summary:
         summary = Summary()
@@ -274,7 +277,10 @@ class Batch:
             try:
                 picture = current.result()
                 settings = self._settings_for(job)
-                rgb = dream(self.model, picture.rgb, self._engine_settings(settings), self.report)
+                engine = self._engine_settings(settings)
+                rgb = dream(
+                    self.model, picture.rgb, engine, self.report, self.tile_size, self.memory, self.precision
+                )
                 job.output.parent.mkdir(parents=True, exist_ok=True)
             except DreamError as exc:
                 error = str(exc)

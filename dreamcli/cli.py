@@ -86,6 +86,18 @@ def user_preset_folders() -> list[tuple[str, Path]]:
     show_default=True,
     help="Output name template: {stem} {ext} {preset} {layer} {index}; the extension sets the format.",
 )
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+    default="auto",
+    show_default=True,
+    help="Arithmetic of the network's forward pass; auto is bf16 on CUDA, fp32 elsewhere.",
+)
+@click.option(
+    "--tile-size",
+    type=click.IntRange(min=32),
+    help="Compute gradients in tiles of this many pixels (default: only when memory is short).",
+)
 @click.option("-r", "--recursive", is_flag=True, help="Walk folders recursively, keeping sub-folders.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs (default: skip them).")
 @click.option("--shard", metavar="K/N", help="Dream only the K-th of N shares of the inputs.")
@@ -209,7 +221,14 @@ def _list_layers() -> int:
 
 def _run(names: list[str], settings: Settings, chosen, opts: SimpleNamespace) -> int:
     from dreamcli import batch
-    from dreamcli.model import load_googlenet, make_reproducible, select_device
+    from dreamcli.model import (
+        choose_precision,
+        load_googlenet,
+        make_reproducible,
+        prepare_for_dreaming,
+        select_device,
+    )
+    from dreamcli.tiling import free_memory
 
     if names == ["-"] or "-" in names:
         names = [n for n in names if n != "-"] + [line.strip() for line in sys.stdin if line.strip()]
@@ -229,23 +248,36 @@ def _run(names: list[str], settings: Settings, chosen, opts: SimpleNamespace) ->
         make_reproducible(device)
     progress = Progress(opts.quiet, opts.as_json, many=len(jobs) > 1)
     pending = [job for job in jobs if opts.overwrite or not job.output.exists()]
-    model = load_googlenet(opts.weights, progress=not opts.quiet).to(device) if pending else None
+    if not pending:
+        model = None
+    else:
+        model = prepare_for_dreaming(load_googlenet(opts.weights, progress=not opts.quiet), device)
+    precision = choose_precision(opts.precision, device)
     runner = batch.Batch(
         model,
         settings,
         resolve=resolve_googlenet,
         report=progress,
         overwrite=opts.overwrite,
+        tile_size=opts.tile_size,
+        precision=precision,
+        memory=_memory_budget(free_memory(device)),
         metadata={
             "version": __version__,
             "preset": chosen.name if chosen else None,
             "model": f"googlenet ({opts.weights.name})" if opts.weights else "googlenet IMAGENET1K_V1",
             "device": str(device),
+            "precision": precision,
         },
     )
     summary = runner.run(jobs)
     progress.close()
     return progress.finish(summary, found.not_images)
+
+
+def _memory_budget(free: int | None) -> float | None:
+    # Leave room for the model, the other images in flight, and the rest of the system.
+    return None if free is None else 0.7 * free
 
 
 class Progress:

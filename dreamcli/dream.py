@@ -35,6 +35,7 @@ from dreamcli.layers import resolve_layer
 PIXEL_SCALE = 255.0
 # Keeps the step finite where a layer gives an all-zero gradient (dead ReLUs).
 GRAD_EPS = 1e-8
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass(frozen=True)
@@ -110,11 +111,15 @@ class LayerCapture:
         return self.outputs
 
 
-def objective(outputs: dict[str, torch.Tensor], layers: Sequence[LayerSpec]) -> torch.Tensor:
+def objective(
+    outputs: dict[str, torch.Tensor], layers: Sequence[LayerSpec], sizes: dict[str, int] | None = None
+) -> torch.Tensor:
     """Per image: the weighted sum over layers of the mean squared activation.
 
     The notebook's L2 objective; the mean (not the sum) makes the weights of
-    layers with different sizes comparable.  Returns a tensor of shape (N,).
+    layers with different sizes comparable.  ``sizes`` gives the element count
+    to divide by when ``outputs`` come from a tile of a larger image.
+    Returns a tensor of shape (N,).
     """
     total = None
     for spec in layers:
@@ -126,7 +131,12 @@ def objective(outputs: dict[str, torch.Tensor], layers: Sequence[LayerSpec]) -> 
                     f"channel {max(spec.channels)} does not exist"
                 )
             act = act[:, list(spec.channels)]
-        term = spec.weight * act.float().pow(2).flatten(1).mean(1)
+        squares = act.float().pow(2).flatten(1)
+        if sizes is None:
+            term = spec.weight * squares.mean(1)
+        else:
+            count = sizes[spec.name] * act.shape[1] // outputs[spec.name].shape[1]
+            term = spec.weight * squares.sum(1) / count
         total = term if total is None else total + term
     return total
 
@@ -181,12 +191,15 @@ def random_shift(generator: torch.Generator, jitter: int) -> tuple[int, int]:
 
 
 def gradient(
-    capture: LayerCapture, image: torch.Tensor, layers: Sequence[LayerSpec]
+    capture: LayerCapture,
+    image: torch.Tensor,
+    layers: Sequence[LayerSpec],
+    sizes: dict[str, int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The objective's gradient with respect to ``image``, and the objective (both on device)."""
     with torch.enable_grad():
         image = image.detach().requires_grad_(True)
-        loss = objective(capture(image), layers)
+        loss = objective(capture(image), layers, sizes)
         (grad,) = torch.autograd.grad(loss.sum(), image)
     return grad, loss.detach()
 
@@ -197,11 +210,15 @@ def step(
     layers: Sequence[LayerSpec],
     step_size: float,
     shift: tuple[int, int],
+    grad_fn: Callable = gradient,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One gradient-ascent step with jitter: roll, ascend, roll back, clamp to [0, 1]."""
+    """One gradient-ascent step with jitter: roll, ascend, roll back, clamp to [0, 1].
+
+    ``grad_fn`` is ``gradient`` or a ``tiling.TiledGradient`` for large images.
+    """
     dy, dx = shift
     rolled = torch.roll(image, shifts=(dy, dx), dims=(-2, -1))
-    grad, loss = gradient(capture, rolled, layers)
+    grad, loss = grad_fn(capture, rolled, layers)
     grad = torch.roll(grad, shifts=(-dy, -dx), dims=(-2, -1))
     # Normalise per image, as the notebook does, so each image in a batch gets its own step.
     scale = (step_size / PIXEL_SCALE) / (grad.abs().flatten(1).mean(1) + GRAD_EPS)
@@ -220,12 +237,19 @@ def dream(
     image: torch.Tensor,
     settings: Settings,
     progress: ProgressFn | None = None,
+    tile_size: int | None = None,
+    memory: float | None = None,
+    precision: str = "fp32",
 ) -> torch.Tensor:
     """Dream on ``image`` ((3, H, W) or (N, 3, H, W), RGB in [0, 1]) and return the result.
 
     ``settings.layers`` must name modules of ``model`` (resolve user names first
-    with ``dreamcli.model.resolve_layer``).  The result has the input's shape and
-    lives on the input's device.
+    with ``dreamcli.layers.resolve_layer``).  ``tile_size`` forces tiled
+    gradients; ``memory`` (bytes) lets the engine tile octaves that would not
+    fit, and refuse images that cannot fit even tiled.  ``precision`` (fp32,
+    bf16 or fp16) is the autocast type of the network's forward pass; the image
+    and its updates stay fp32.  The result has the input's shape and lives on
+    the input's device.
     """
     report = progress or (lambda event: None)
     single = image.dim() == 3
@@ -251,7 +275,10 @@ def dream(
                     f"under the {min_side} px these layers need"
                 )
             )
-        dreamed = _dream_octaves(capture, original, sizes, settings, generator, report)
+        tiles = Tiles(capture, device, tile_size, memory, batch=original.shape[0], precision=precision)
+        for size in sizes:
+            tiles.for_size(size)  # refuse up front what cannot fit, before any work
+        dreamed = _dream_octaves(capture, original, sizes, settings, generator, report, tiles)
 
     dreamed = dreamed.to(image.device)
     return dreamed[0] if single else dreamed
@@ -264,6 +291,7 @@ def _dream_octaves(
     settings: Settings,
     generator: torch.Generator,
     report: ProgressFn,
+    tiles: Tiles,
 ) -> torch.Tensor:
     detail = torch.zeros_like(resize(original, sizes[0]))
     for octave, size in enumerate(sizes, start=1):
@@ -272,7 +300,73 @@ def _dream_octaves(
         report(Progress(octave, len(sizes), 0, settings.iterations, size, None))
         for iteration in range(1, settings.iterations + 1):
             shift = random_shift(generator, settings.jitter)
-            image, loss = step(capture, image, settings.layers, settings.step_size, shift)
+            image, loss = tiles.step(capture, image, settings, shift, report)
             report(Progress(octave, len(sizes), iteration, settings.iterations, size, loss))
         detail = image - base
     return image
+
+
+class Tiles:
+    """Decides, per octave size, whether to tile and how; retries smaller after CUDA OOM."""
+
+    def __init__(
+        self, capture, device, tile_size: int | None, memory: float | None, batch: int = 1, precision="fp32"
+    ):
+        self.capture, self.device, self.batch = capture, device, batch
+        self.dtype = PRECISIONS[precision]
+        self.forced, self.memory = tile_size, memory
+        self._geometry = None
+        self._per_pixel = None
+        self._chosen: dict[tuple[int, int], int | None] = {}
+
+    def geometry(self):
+        from dreamcli import tiling
+
+        if self._geometry is None:
+            self._geometry = tiling.geometry(self.capture, self.device)
+        return self._geometry
+
+    def for_size(self, size: tuple[int, int]) -> int | None:
+        """The tile side for this octave size, or None for a whole-image step."""
+        from dreamcli import tiling
+
+        if size not in self._chosen:
+            tile = self.forced
+            if tile is None and self.memory is not None:
+                if self._per_pixel is None:
+                    self._per_pixel = tiling.bytes_per_pixel(self.capture, self.device)
+                needed = self.batch * size[0] * size[1] * self._per_pixel
+                if needed > self.memory:
+                    tile = tiling.choose_tile(size, self._per_pixel, self.memory, self.geometry(), self.batch)
+            self._chosen[size] = tile
+        return self._chosen[size]
+
+    def step(self, capture, image, settings: Settings, shift, report: ProgressFn):
+        from dreamcli import tiling
+
+        size = tuple(image.shape[-2:])
+        while True:
+            tile = self.for_size(size)
+            grad_fn = gradient if tile is None else tiling.TiledGradient(tile, self.geometry())
+            try:
+                with torch.autocast(self.device.type, self.dtype, enabled=self.dtype != torch.float32):
+                    return step(capture, image, settings.layers, settings.step_size, shift, grad_fn)
+            except torch.OutOfMemoryError:
+                smaller = self._after_oom(size, tile)
+                report(Note(f"out of memory at {size[1]}x{size[0]}: retrying in tiles of {smaller} px"))
+
+    def _after_oom(self, size: tuple[int, int], tile: int | None) -> int:
+        from dreamcli.errors import ImageTooLargeError
+
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        geom = self.geometry()
+        current = tile if tile is not None else max(size)
+        smaller = max(geom.stride, (current // 2) // geom.stride * geom.stride)
+        if (tile is not None and smaller >= tile) or smaller < max(geom.stride, 32):
+            raise ImageTooLargeError(
+                f"out of memory at {size[1]}x{size[0]} even in tiles of {current} px; "
+                f"use --max-size {max(32, max(size) // 2)} or a device with more free memory"
+            ) from None
+        self._chosen[size] = smaller
+        return smaller

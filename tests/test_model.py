@@ -87,3 +87,25 @@ def test_device_selection():
     if not torch.cuda.is_available():
         with pytest.raises(SettingsError, match="CUDA is not available"):
             select_device("cuda:0")
+
+
+def test_folding_batchnorm_keeps_the_function(net):
+    import copy
+
+    from dreamcli.model import fold_batchnorm, prepare_for_dreaming
+
+    # Give the BNs non-trivial statistics so that folding has something to fold.
+    original = copy.deepcopy(net)
+    gen = torch.Generator().manual_seed(0)
+    for module in original.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5, generator=gen)
+            module.running_var.uniform_(0.5, 2.0, generator=gen)
+            module.weight.data.uniform_(0.5, 1.5, generator=gen)
+    folded = fold_batchnorm(copy.deepcopy(original))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    x = torch.rand(2, 3, 96, 80)
+    torch.testing.assert_close(folded(x), original(x), atol=1e-4, rtol=1e-4)
+    prepared = prepare_for_dreaming(copy.deepcopy(original), torch.device("cpu"))
+    assert prepared.conv1.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(prepared(x), original(x), atol=1e-4, rtol=1e-4)
