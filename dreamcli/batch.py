@@ -21,7 +21,7 @@ from typing import Any
 from torch import nn
 
 from dreamcli.config import Settings
-from dreamcli.dream import dream
+from dreamcli.dream import Note, dream
 from dreamcli.errors import DreamError, ImageError, SettingsError
 from dreamcli.imageio import IMAGE_EXTENSIONS, output_format, read_image, write_image
 
@@ -276,6 +276,8 @@ class Batch:
             self.report(FileStarted(job, position, len(jobs)))
             try:
                 picture = current.result()
+                for note in picture.notes:
+                    self.report(Note(note))
                 settings = self._settings_for(job)
                 engine = self._engine_settings(settings)
                 rgb = dream(

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dreamcli.config import LayerSpec, Settings
-from dreamcli.errors import SettingsError
+from dreamcli.errors import ImageError, SettingsError
 from dreamcli.layers import resolve_layer
 
 # step_size is given in 0-255 pixel units as in the notebook; images here are in [0, 1].
@@ -263,9 +263,10 @@ def dream(
         height, width = original.shape[-2:]
         min_side = smallest_input(capture, device)
         if min(height, width) < min_side:
-            raise SettingsError(
+            raise ImageError(
                 f"the image is {width}x{height} px, too small for layer(s) "
-                f"{', '.join(str(s) for s in settings.layers)}: they need at least {min_side}x{min_side}"
+                f"{', '.join(str(s) for s in settings.layers)}: they need at least {min_side}x{min_side}; "
+                "use a larger image or an earlier layer"
             )
         sizes = octave_sizes(height, width, settings.octaves, settings.octave_scale, min_side)
         if len(sizes) < settings.octaves:

@@ -73,6 +73,10 @@ def read_image(path: str | Path, max_size: int | None = None) -> Picture:
         notes = []
         if getattr(img, "n_frames", 1) > 1:
             notes.append(f"{path.name} has {img.n_frames} frames; dreaming the first")
+        if max_size is not None and img.format == "JPEG":
+            # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when that is still above
+            # max_size: a huge photo never has to be decoded at full size.
+            img.draft("RGB", (max_size, max_size))
         try:
             img = ImageOps.exif_transpose(img)
             rgb, alpha = _to_arrays(img)
@@ -116,7 +120,18 @@ def _open(path: Path):
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"cannot read {path}: the file is damaged or truncated ({exc})") from None
     with img:
+        if img.format == "PNG":
+            _verify(path)
         yield img
+
+
+def _verify(path: Path) -> None:
+    """Check a PNG's chunk checksums, which decoding alone does not (Pillow's verify needs its own open)."""
+    try:
+        with Image.open(path) as img:
+            img.verify()
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"cannot read {path}: the file is damaged or truncated ({exc})") from None
 
 
 def _to_arrays(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:

@@ -77,6 +77,8 @@ def find(name_or_path: str, folders: list[tuple[str, Path]]) -> Preset:
     # Only a .yaml/.yml path is read as a file, so a name like ../../etc/passwd is refused.
     if name_or_path.endswith(SUFFIXES):
         path = Path(name_or_path)
+        if path.is_dir():
+            raise SettingsError(f"preset file {path} is a folder; give a .yaml file inside it")
         if not path.is_file():
             raise SettingsError(f"preset file {path} does not exist; give a .yaml file or a preset name")
         return load(path, "file")

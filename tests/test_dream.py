@@ -16,7 +16,7 @@ from dreamcli.dream import (
     smallest_input,
     step,
 )
-from dreamcli.errors import SettingsError
+from dreamcli.errors import ImageError, SettingsError
 
 from conftest import photo_array
 
@@ -52,7 +52,7 @@ def test_plan_adapts_and_says_so(net):
 
 
 def test_image_below_the_network_minimum_is_a_clear_error(net):
-    with pytest.raises(SettingsError, match=r"7x3 px, too small.*at least"):
+    with pytest.raises(ImageError, match=r"7x3 px, too small.*at least"):
         dream(net, torch.rand(3, 3, 7), fast(layers=["inception4c"]))
 
 

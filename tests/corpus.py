@@ -1,0 +1,69 @@
+"""Hostile and odd input files, made by code (no binary blobs in git)."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from conftest import photo_array, save_photo
+
+
+def written(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def bomb_png(path: Path, width: int = 100_000, height: int = 100_000) -> Path:
+    """A tiny PNG whose header claims an enormous image (a decompression bomb)."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\0" * 64)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
+    )
+    return path
+
+
+def bad_crc_png(path: Path) -> Path:
+    save_photo(path, 40, 32)
+    data = bytearray(path.read_bytes())
+    idat = data.index(b"IDAT")
+    length = struct.unpack(">I", data[idat - 4 : idat])[0]
+    data[idat + 4 + length] ^= 0xFF  # flip a byte of the IDAT chunk's CRC
+    path.write_bytes(bytes(data))
+    return path
+
+
+def truncated(path: Path, source: Path, keep: float = 0.5) -> Path:
+    data = source.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    return path
+
+
+def exif_rotated(path: Path, orientation: int) -> Path:
+    """A 48x32 photo with a red marker at its top-left pixel block, tagged with an orientation."""
+    pixels = photo_array(48, 32)
+    pixels[:6, :6] = (255, 0, 0)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(pixels).save(path, exif=exif.tobytes())
+    return path
+
+
+def animated_gif(path: Path, frames: int = 3) -> Path:
+    images = [Image.fromarray(photo_array(40, 32, seed=i)).convert("P") for i in range(frames)]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=100, loop=0)
+    return path
+
+
+def sixteen_bit_grey(path: Path) -> Path:
+    grey = (photo_array(40, 32)[..., 0].astype(np.uint16) * 257).astype(np.uint16)
+    Image.fromarray(grey).save(path)
+    return path
