@@ -162,3 +162,18 @@ def test_json_line_for_a_single_file(run, photo):
     result = run(photo, *FAST, "--json")
     record = json.loads(result.stdout.strip().splitlines()[-1])
     assert record["status"] == "done" and record["input"] == str(photo)
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--list-presets"], ["--preset", "deep", "--show-settings"]])
+def test_help_and_presets_do_not_load_torch(args):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from dreamcli.cli import main\n"
+        f"try:\n    main({args!r})\nexcept SystemExit:\n    pass\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False"

@@ -206,3 +206,27 @@ def test_any_module_works_not_just_googlenet():
     image = photo_tensor(40, 32)
     out = dream(model.eval().requires_grad_(False), image, fast(layers=["3"], octaves=2, iterations=4))
     assert out.shape == image.shape and not torch.equal(out, image)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_reduced_precision_still_dreams_upward(net, precision):
+    image = photo_tensor()
+    settings = fast(octaves=1, iterations=6, jitter=0)
+    out = dream(net, image, settings, precision=precision)
+    assert out.dtype == torch.float32 and out.shape == image.shape
+    with LayerCapture(net, ["inception3b"]) as capture:
+        before = objective(capture(image[None]), [LayerSpec("inception3b")])
+        after = objective(capture(out[None]), [LayerSpec("inception3b")])
+    assert after > 1.5 * before
+    reference = dream(net, image, settings)
+    assert (out - reference).abs().mean() < 0.05  # same picture, up to rounding
+
+
+def test_prepared_model_dreams_like_the_original(net):
+    import copy
+
+    from dreamcli.model import prepare_for_dreaming
+
+    prepared = prepare_for_dreaming(copy.deepcopy(net), torch.device("cpu"))
+    image = photo_tensor()
+    torch.testing.assert_close(dream(prepared, image, fast()), dream(net, image, fast()), atol=2e-3, rtol=0)
