@@ -6,6 +6,7 @@ and the preset listing start fast.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -56,6 +57,53 @@ def _setting_options(func):
     return func
 
 
+def optgroup_views(func):
+    """The views into the network (layer sweeps, channel grids, guides, classes, heat maps)."""
+    options = [
+        click.option(
+            "--sweep",
+            metavar="'LAYER LAYER ...'",
+            help="Contact sheet: the input, then one dream per layer (space-separated).",
+        ),
+        click.option(
+            "--sweep-presets", metavar="'PRESET ...'", help="Contact sheet with one dream per preset."
+        ),
+        click.option(
+            "--channel-grid",
+            metavar="LAYER[CHANNELS]",
+            help="Contact sheet with one dream per channel, e.g. 'inception_4c[0-63]'.",
+        ),
+        click.option(
+            "--start",
+            type=click.Choice(views_starts()),
+            default="photo",
+            show_default=True,
+            help="Dream from the photo, from noise, or from flat grey (no INPUT needed).",
+        ),
+        click.option(
+            "--size", metavar="WxH", help="Size of a noise/grey start  [default: 512x512; 224x224 for grids]"
+        ),
+        click.option("--guide", type=click.Path(path_type=Path), help="Dream of this picture's features."),
+        click.option(
+            "--class",
+            "classes",
+            multiple=True,
+            metavar="NAME|INDEX",
+            help="Dream toward an ImageNet class (e.g. dumbbell, 543); repeat for several.",
+        ),
+        click.option(
+            "--heatmap", is_flag=True, help="Also write where the layer fires on the input (_heatmap)."
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def views_starts() -> tuple[str, ...]:
+    return ("photo", "noise", "grey")  # dreamcli.views.STARTS, without importing torch
+
+
 def user_preset_folders() -> list[tuple[str, Path]]:
     folders = []
     env = os.environ.get(preset_files.ENV_VAR)
@@ -98,6 +146,7 @@ def user_preset_folders() -> list[tuple[str, Path]]:
     type=click.IntRange(min=32),
     help="Compute gradients in tiles of this many pixels (default: only when memory is short).",
 )
+@optgroup_views
 @click.option("-r", "--recursive", is_flag=True, help="Walk folders recursively, keeping sub-folders.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs (default: skip them).")
 @click.option("--shard", metavar="K/N", help="Dream only the K-th of N shares of the inputs.")
@@ -143,7 +192,16 @@ def _main(ctx: click.Context, opts: SimpleNamespace) -> int:
     if opts.show_settings:
         click.echo(preset_files.dump(settings, chosen.description if chosen else ""), nl=False)
         return EXIT_OK
+    if opts.classes:
+        from dreamcli.model import class_index
+
+        extra = tuple(LayerSpec("fc", channels=(class_index(name),)) for name in opts.classes)
+        # --class replaces the preset's layers unless --layer was typed too.
+        kept = settings.layers if opts.layers else ()
+        settings = dataclasses.replace(settings, layers=kept + extra)
     names = list(opts.inputs)
+    if _wants_view(opts):
+        return _run_view(names, settings, chosen, opts, typed)
     if opts.sample:
         names.append(str(resources.files("dreamcli.data") / "sample.jpg"))
         if opts.output is None and len(names) == 1:
@@ -153,6 +211,145 @@ def _main(ctx: click.Context, opts: SimpleNamespace) -> int:
     if not names:
         raise click.UsageError("give an image, a folder, or - (try 'dream --sample' or 'dream --help')")
     return _run(names, settings, chosen, opts)
+
+
+def _wants_view(opts: SimpleNamespace) -> bool:
+    return bool(
+        opts.sweep
+        or opts.sweep_presets
+        or opts.channel_grid
+        or opts.guide
+        or opts.classes
+        or opts.heatmap
+        or opts.start != "photo"
+    )
+
+
+def _parse_size(text: str | None, default: tuple[int, int]) -> tuple[int, int]:
+    if not text:
+        return default
+    width, x, height = text.lower().partition("x")
+    if (
+        not x
+        or not width.isdigit()
+        or not height.isdigit()
+        or not (16 <= int(width) <= 8192 and 16 <= int(height) <= 8192)
+    ):
+        raise click.BadParameter(
+            f"{text!r}: write WIDTHxHEIGHT, each 16 to 8192, e.g. 512x512", param_hint="'--size'"
+        )
+    return int(width), int(height)
+
+
+def _run_view(names: list[str], settings: Settings, chosen, opts: SimpleNamespace, typed: dict) -> int:
+    """Sweeps, channel grids, noise starts, guides, classes and heat maps: one picture in, one out."""
+    from dreamcli import views
+    from dreamcli.batch import FileStarted, Job
+    from dreamcli.imageio import read_image, write_image, write_pil
+
+    if opts.start == "photo" and len(names) != 1:
+        raise click.UsageError(
+            "sweeps, grids, guides, classes and heat maps take one INPUT (or --start noise)"
+        )
+    if opts.start != "photo" and names:
+        raise click.UsageError(f"--start {opts.start} dreams without a photo: leave out INPUT")
+    kind = "channels" if opts.channel_grid else "sweep" if opts.sweep or opts.sweep_presets else "dream"
+    stem = Path(names[0]).stem if names else opts.start
+    folder = Path(names[0]).parent if names else Path(".")
+    output = opts.output or folder / f"{stem}_{kind}.png"
+    batch_output_check(output)
+    variants = _view_variants(settings, chosen, opts, typed)
+    precision, model = _load_model(opts)
+    seed = settings.seed if settings.seed is not None else 0
+    if names:
+        image = read_image(names[0], settings.max_size).rgb
+    else:
+        default = (224, 224) if opts.channel_grid else (512, 512)
+        image = views.start_image(opts.start, *_parse_size(opts.size, default), seed=seed)
+    options = {"precision": precision, "transform": views.view_transform(opts.start, seed)}
+    if opts.guide:
+        layers = [resolve_googlenet(spec.name) for spec in settings.layers]
+        options["guide"] = views.guide_for(model, read_image(opts.guide).rgb, layers)
+    progress = Progress(opts.quiet, opts.as_json, many=len(variants) > 1)
+
+    def report(label: str, position: int):
+        progress(FileStarted(Job(Path(label), output, position), position, len(variants)))
+
+    meta = {
+        "version": __version__,
+        "view": kind,
+        "start": opts.start,
+        "settings": settings.to_dict(),
+        "preset": chosen.name if chosen else None,
+        "guide": str(opts.guide) if opts.guide else None,
+    }
+    try:
+        if kind == "channels":
+            spec = LayerSpec.parse(opts.channel_grid)
+            channels = spec.channels or tuple(range(64))
+            report(f"{spec.name} channels", 1)
+            tiles = views.channel_grid(
+                model, image, resolve_googlenet(spec.name), channels, _engine(settings), progress, **options
+            )
+            tiles = [(f"{spec.name} [{c}]", picture) for c, (_, picture) in zip(channels, tiles, strict=True)]
+            write_pil(output, views.contact_sheet(tiles, columns=min(8, len(tiles)), width=160), meta)
+        elif kind == "sweep":
+            tiles = [("input" if names else opts.start, image)]
+            for position, (label, variant) in enumerate(variants, start=1):
+                report(label, position)
+                tiles += views.sweep(model, image, [(label, _engine(variant))], progress, **options)
+            write_pil(output, views.contact_sheet(tiles), meta)
+        else:
+            report(stem, 1)
+            dreamed = views.sweep(model, image, [("", _engine(settings))], progress, **options)[0][1]
+            write_image(output, dreamed, None, meta)
+        if opts.heatmap:
+            spec = settings.layers[0]
+            heat = views.activation_map(model, image, spec.with_name(resolve_googlenet(spec.name)))
+            write_image(
+                output.with_name(f"{output.stem}_heatmap.png"), views.heat_overlay(image, heat), None, meta
+            )
+    finally:
+        progress.close()
+    if not opts.quiet:
+        click.echo(f"Wrote {output}", err=True)
+    return EXIT_OK
+
+
+def batch_output_check(output: Path) -> None:
+    from dreamcli.imageio import output_format
+
+    try:
+        output_format(output)
+    except DreamError as exc:
+        raise SettingsError(str(exc)) from None
+
+
+def _view_variants(
+    settings: Settings, chosen, opts: SimpleNamespace, typed: dict
+) -> list[tuple[str, Settings]]:
+    if opts.sweep:
+        specs = [LayerSpec.parse(text) for text in opts.sweep.split()]
+        for spec in specs:
+            resolve_googlenet(spec.name)
+        return [(str(spec), dataclasses.replace(settings, layers=(spec,))) for spec in specs]
+    if opts.sweep_presets:
+        return [(name, _merge(_load_preset(name), opts.layers, typed)) for name in opts.sweep_presets.split()]
+    return [("", settings)]
+
+
+def _engine(settings: Settings) -> Settings:
+    """The user's layer names -> GoogLeNet module names, for the engine."""
+    layers = tuple(spec.with_name(resolve_googlenet(spec.name)) for spec in settings.layers)
+    return dataclasses.replace(settings, layers=layers)
+
+
+def _load_model(opts: SimpleNamespace):
+    from dreamcli.model import choose_precision, load_googlenet, prepare_for_dreaming, select_device
+
+    device = select_device(opts.device)
+    model = prepare_for_dreaming(load_googlenet(opts.weights, progress=not opts.quiet), device)
+    return choose_precision(opts.precision, device), model
 
 
 def _load_preset(name: str | None) -> preset_files.Preset | None:

@@ -30,6 +30,7 @@ from torch import nn
 from dreamcli.config import LayerSpec, Settings
 from dreamcli.errors import ImageError, SettingsError
 from dreamcli.layers import resolve_layer
+from dreamcli.objectives import Objective, as_objective, objective  # noqa: F401 (re-exported)
 
 # step_size is given in 0-255 pixel units as in the notebook; images here are in [0, 1].
 PIXEL_SCALE = 255.0
@@ -80,6 +81,7 @@ class LayerCapture:
         self.names = list(dict.fromkeys(names))
         self._modules = [modules[n] for n in self.names]
         self._handles: list = []
+        self._running = False
         self.outputs: dict[str, torch.Tensor] = {}
 
     def __enter__(self) -> LayerCapture:
@@ -95,6 +97,8 @@ class LayerCapture:
 
     def _hook(self, name: str):
         def hook(_module, _inputs, output):
+            if not self._running:
+                return  # another capture on the same model is running its forward pass
             self.outputs[name] = output
             if len(self.outputs) == len(self.names):
                 raise _StopForward
@@ -103,42 +107,16 @@ class LayerCapture:
 
     def __call__(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         self.outputs = {}
-        with contextlib.suppress(_StopForward):
-            self.model(image)
+        self._running = True
+        try:
+            with contextlib.suppress(_StopForward):
+                self.model(image)
+        finally:
+            self._running = False
         if len(self.outputs) != len(self.names):
             missing = [n for n in self.names if n not in self.outputs]
             raise SettingsError(f"layer {missing[0]!r} is not used by the model's forward pass; pick another")
         return self.outputs
-
-
-def objective(
-    outputs: dict[str, torch.Tensor], layers: Sequence[LayerSpec], sizes: dict[str, int] | None = None
-) -> torch.Tensor:
-    """Per image: the weighted sum over layers of the mean squared activation.
-
-    The notebook's L2 objective; the mean (not the sum) makes the weights of
-    layers with different sizes comparable.  ``sizes`` gives the element count
-    to divide by when ``outputs`` come from a tile of a larger image.
-    Returns a tensor of shape (N,).
-    """
-    total = None
-    for spec in layers:
-        act = outputs[spec.name]
-        if spec.channels is not None:
-            if max(spec.channels) >= act.shape[1]:
-                raise SettingsError(
-                    f"layer {spec.name!r} has {act.shape[1]} channels (0-{act.shape[1] - 1}); "
-                    f"channel {max(spec.channels)} does not exist"
-                )
-            act = act[:, list(spec.channels)]
-        squares = act.float().pow(2).flatten(1)
-        if sizes is None:
-            term = spec.weight * squares.mean(1)
-        else:
-            count = sizes[spec.name] * act.shape[1] // outputs[spec.name].shape[1]
-            term = spec.weight * squares.sum(1) / count
-        total = term if total is None else total + term
-    return total
 
 
 def octave_sizes(
@@ -193,13 +171,14 @@ def random_shift(generator: torch.Generator, jitter: int) -> tuple[int, int]:
 def gradient(
     capture: LayerCapture,
     image: torch.Tensor,
-    layers: Sequence[LayerSpec],
+    layers: Sequence[LayerSpec] | Objective,
     sizes: dict[str, int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The objective's gradient with respect to ``image``, and the objective (both on device)."""
+    goal = as_objective(layers)
     with torch.enable_grad():
         image = image.detach().requires_grad_(True)
-        loss = objective(capture(image), layers, sizes)
+        loss = goal(capture(goal.view(image)), sizes)
         (grad,) = torch.autograd.grad(loss.sum(), image)
     return grad, loss.detach()
 
@@ -207,7 +186,7 @@ def gradient(
 def step(
     capture: LayerCapture,
     image: torch.Tensor,
-    layers: Sequence[LayerSpec],
+    layers: Sequence[LayerSpec] | Objective,
     step_size: float,
     shift: tuple[int, int],
     grad_fn: Callable = gradient,
@@ -240,6 +219,9 @@ def dream(
     tile_size: int | None = None,
     memory: float | None = None,
     precision: str = "fp32",
+    guide: dict[str, torch.Tensor] | None = None,
+    transform: Callable | None = None,
+    goal: Objective | None = None,
 ) -> torch.Tensor:
     """Dream on ``image`` ((3, H, W) or (N, 3, H, W), RGB in [0, 1]) and return the result.
 
@@ -248,8 +230,13 @@ def dream(
     gradients; ``memory`` (bytes) lets the engine tile octaves that would not
     fit, and refuse images that cannot fit even tiled.  ``precision`` (fp32,
     bf16 or fp16) is the autocast type of the network's forward pass; the image
-    and its updates stay fp32.  The result has the input's shape and lives on
-    the input's device.
+    and its updates stay fp32.  ``guide`` maps layer names to guide features
+    (``objectives.guide_features``) for the notebook's guided objective;
+    ``transform`` (e.g. ``objectives.RandomAffine``) changes what the network
+    sees at each step, for dreams started from noise.  ``goal`` replaces the
+    objective built from these (the layers it reads must be in
+    ``settings.layers``).  The result has the input's shape and lives on the
+    input's device.
     """
     report = progress or (lambda event: None)
     single = image.dim() == 3
@@ -279,7 +266,8 @@ def dream(
         tiles = Tiles(capture, device, tile_size, memory, batch=original.shape[0], precision=precision)
         for size in sizes:
             tiles.for_size(size)  # refuse up front what cannot fit, before any work
-        dreamed = _dream_octaves(capture, original, sizes, settings, generator, report, tiles)
+        goal = goal or Objective(settings.layers, guide, transform)
+        dreamed = _dream_octaves(capture, original, sizes, settings, generator, report, tiles, goal)
 
     dreamed = dreamed.to(image.device)
     return dreamed[0] if single else dreamed
@@ -293,6 +281,7 @@ def _dream_octaves(
     generator: torch.Generator,
     report: ProgressFn,
     tiles: Tiles,
+    goal: Objective,
 ) -> torch.Tensor:
     detail = torch.zeros_like(resize(original, sizes[0]))
     for octave, size in enumerate(sizes, start=1):
@@ -301,7 +290,7 @@ def _dream_octaves(
         report(Progress(octave, len(sizes), 0, settings.iterations, size, None))
         for iteration in range(1, settings.iterations + 1):
             shift = random_shift(generator, settings.jitter)
-            image, loss = tiles.step(capture, image, settings, shift, report)
+            image, loss = tiles.step(capture, image, goal, settings.step_size, shift, report)
             report(Progress(octave, len(sizes), iteration, settings.iterations, size, loss))
         detail = image - base
     return image
@@ -342,7 +331,7 @@ class Tiles:
             self._chosen[size] = tile
         return self._chosen[size]
 
-    def step(self, capture, image, settings: Settings, shift, report: ProgressFn):
+    def step(self, capture, image, goal: Objective, step_size: float, shift, report: ProgressFn):
         from dreamcli import tiling
 
         size = tuple(image.shape[-2:])
@@ -351,7 +340,7 @@ class Tiles:
             grad_fn = gradient if tile is None else tiling.TiledGradient(tile, self.geometry())
             try:
                 with torch.autocast(self.device.type, self.dtype, enabled=self.dtype != torch.float32):
-                    return step(capture, image, settings.layers, settings.step_size, shift, grad_fn)
+                    return step(capture, image, goal, step_size, shift, grad_fn)
             except torch.OutOfMemoryError:
                 smaller = self._after_oom(size, tile)
                 report(Note(f"out of memory at {size[1]}x{size[0]}: retrying in tiles of {smaller} px"))

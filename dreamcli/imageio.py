@@ -179,9 +179,16 @@ def write_image(
     A kill at any moment leaves either the old file (or none) or the whole new
     one, never a half-written image.
     """
+    fmt = output_format(path)
+    write_pil(path, to_pil(rgb, alpha if fmt in KEEPS_ALPHA else None), metadata)
+
+
+def write_pil(path: str | Path, image: Image.Image, metadata: dict[str, Any] | None = None) -> None:
+    """``write_image`` for a Pillow image (contact sheets, heat maps)."""
     path = Path(path)
     fmt = output_format(path)
-    image = to_pil(rgb, alpha if fmt in KEEPS_ALPHA else None)
+    if fmt not in KEEPS_ALPHA and image.mode != "RGB":
+        image = image.convert("RGB")
     options = _metadata_options(fmt, metadata) if metadata else {}
     if fmt == "JPEG":
         options["quality"] = 95

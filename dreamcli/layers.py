@@ -59,6 +59,8 @@ def _caffe_names() -> dict[str, str]:
         "pool2/3x3_s2": "maxpool2",
         "pool3/3x3_s2": "maxpool3",
         "pool4/3x3_s2": "maxpool4",
+        "pool5/7x7_s1": "avgpool",
+        "loss3/classifier": "fc",
     }
     for module in INCEPTIONS:
         caffe = "inception_" + module.removeprefix("inception")
@@ -93,9 +95,11 @@ def _module_names() -> list[str]:
             names += [f"{module}.branch2", *conv(f"{module}.branch2.0"), *conv(f"{module}.branch2.1")]
             names += [f"{module}.branch3", *conv(f"{module}.branch3.0"), *conv(f"{module}.branch3.1")]
             names += [f"{module}.branch4", f"{module}.branch4.0", *conv(f"{module}.branch4.1")]
-    return names
+    return [*names, *CLASSIFIER]
 
 
+# After the trunk: global pooling and the 1000 ImageNet logits, for dreaming toward a class.
+CLASSIFIER = ("avgpool", "flatten", "fc")
 MODULE_NAMES = _module_names()
 
 

@@ -8,6 +8,7 @@ Google's 2015 notebook, which used the Caffe ``bvlc_googlenet`` model.
 
 from __future__ import annotations
 
+import difflib
 import urllib.error
 import warnings
 from collections import OrderedDict
@@ -17,7 +18,7 @@ import torch
 from torch import nn
 
 from dreamcli.errors import SettingsError, WeightsError
-from dreamcli.layers import TRUNK
+from dreamcli.layers import CLASSIFIER, TRUNK
 
 
 class Preprocess(nn.Module):
@@ -54,7 +55,20 @@ def googlenet_trunk(
         _load_strict(net, state_dict, source)
     layers = OrderedDict([("preprocess", Preprocess())])
     layers.update((name, getattr(net, name)) for name in TRUNK)
+    has_fc = state_dict is None or "fc.weight" in state_dict
+    fc = net.fc if has_fc else MissingClassifier()
+    layers.update(zip(CLASSIFIER, (net.avgpool, nn.Flatten(1), fc), strict=True))
     return nn.Sequential(layers).eval().requires_grad_(False)
+
+
+class MissingClassifier(nn.Module):
+    """Stands in for ``fc`` when the weights file has none (dreaming layers never reach it)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise WeightsError(
+            "these weights have no classifier (fc.weight, fc.bias); dreaming toward a class "
+            "needs the full GoogLeNet state dict"
+        )
 
 
 def _he_init(net: nn.Module) -> None:
@@ -236,3 +250,30 @@ def choose_precision(name: str, device: torch.device) -> str:
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return "fp32"
+
+
+def imagenet_classes() -> list[str]:
+    """The 1000 ImageNet class names, from torchvision's weight metadata (no download)."""
+    from torchvision.models import GoogLeNet_Weights
+
+    return list(GoogLeNet_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def class_index(name: str) -> int:
+    """An ImageNet class by index (``543``) or name (``dumbbell``), with suggestions for typos."""
+    classes = imagenet_classes()
+    if name.strip().isdigit():
+        index = int(name)
+        if index < len(classes):
+            return index
+        raise SettingsError(f"class {index} does not exist; ImageNet classes are 0 to {len(classes) - 1}")
+    lowered = [c.lower() for c in classes]
+    if name.strip().lower() in lowered:
+        return lowered.index(name.strip().lower())
+    close = difflib.get_close_matches(name.lower(), lowered, n=3)
+    hint = (
+        f"did you mean {', '.join(repr(classes[lowered.index(c)]) for c in close)}?"
+        if close
+        else ("give a class index 0-999 or an ImageNet class name")
+    )
+    raise SettingsError(f"unknown class {name!r}: {hint}")

@@ -1,0 +1,139 @@
+"""What a dream maximises, and what the network is shown at each step.
+
+* ``objective``: the notebook's L2 objective, the weighted mean squared
+  activation of layers (or channels); a logits layer (2-D output, ``fc``)
+  counts linearly, so that dreaming toward a class raises that class's logit.
+* guided terms: Google's 2015 guide objective (``objective_guide`` in the
+  notebook): at each position, follow the guide feature with the largest dot
+  product with the current feature.
+* ``RandomAffine``: small random scale and rotation before the network, which
+  keeps dreams started from noise readable (as in lucent's transforms).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from dreamcli.config import LayerSpec
+from dreamcli.errors import SettingsError
+
+
+def _selected(act: torch.Tensor, spec: LayerSpec) -> torch.Tensor:
+    if spec.channels is None:
+        return act
+    if max(spec.channels) >= act.shape[1]:
+        raise SettingsError(
+            f"layer {spec.name!r} has {act.shape[1]} channels (0-{act.shape[1] - 1}); "
+            f"channel {max(spec.channels)} does not exist"
+        )
+    return act[:, list(spec.channels)]
+
+
+def _guided(act: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
+    """Per position, the dot product with the guide feature it matches best: (N, P)."""
+    x = act.float().flatten(2)  # (N, C, P)
+    with torch.no_grad():
+        best = torch.einsum("ncp,cm->npm", x, guide.to(x)).argmax(-1)  # (N, P)
+    target = guide.to(x).t()[best].permute(0, 2, 1)  # (N, C, P)
+    return (x * target).sum(1)
+
+
+def objective(
+    outputs: dict[str, torch.Tensor],
+    layers: Sequence[LayerSpec],
+    sizes: dict[str, int] | None = None,
+    guide: dict[str, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Per image: the weighted sum over layers of the mean squared activation.
+
+    The notebook's L2 objective; the mean (not the sum) makes the weights of
+    layers with different sizes comparable.  ``sizes`` gives the element count
+    to divide by when ``outputs`` come from a tile of a larger image.
+    Returns a tensor of shape (N,).
+    """
+    total = None
+    for spec in layers:
+        full = outputs[spec.name]
+        if guide is not None and spec.name in guide:
+            values = _guided(full, guide[spec.name])  # one value per position
+            per_value = full.shape[1]
+        else:
+            act = _selected(full, spec).float()
+            # Logits can be negative: raise them, do not square them.
+            values = (act if act.dim() == 2 else act.pow(2)).flatten(1)
+            per_value = full.shape[1] // act.shape[1]
+        mean = values.mean(1) if sizes is None else values.sum(1) / (sizes[spec.name] // per_value)
+        term = spec.weight * mean
+        total = term if total is None else total + term
+    return total
+
+
+class Objective:
+    """The layers to raise, an optional guide, and an optional view transform."""
+
+    def __init__(
+        self,
+        layers: Sequence[LayerSpec],
+        guide: dict[str, torch.Tensor] | None = None,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ):
+        self.layers = list(layers)
+        self.guide = guide
+        self.transform = transform
+
+    def view(self, image: torch.Tensor) -> torch.Tensor:
+        return image if self.transform is None else self.transform(image)
+
+    def __call__(self, outputs: dict[str, torch.Tensor], sizes: dict[str, int] | None = None) -> torch.Tensor:
+        return objective(outputs, self.layers, sizes, self.guide)
+
+
+class ChannelPerImage(Objective):
+    """Image ``i`` of a batch raises channel ``channels[i]`` of ``layer``: a channel grid in one batch."""
+
+    def __init__(self, layer: str, channels: Sequence[int], transform=None):
+        super().__init__([LayerSpec(layer)], None, transform)
+        self.layer, self.channels = layer, list(channels)
+
+    def __call__(self, outputs, sizes=None):
+        act = outputs[self.layer]
+        if max(self.channels) >= act.shape[1]:
+            raise SettingsError(
+                f"layer {self.layer!r} has {act.shape[1]} channels (0-{act.shape[1] - 1}); "
+                f"channel {max(self.channels)} does not exist"
+            )
+        index = torch.tensor(self.channels, device=act.device)
+        picked = act[torch.arange(act.shape[0], device=act.device), index]  # (N, H, W)
+        return picked.float().pow(2).flatten(1).mean(1)
+
+
+def as_objective(layers: Sequence[LayerSpec] | Objective) -> Objective:
+    return layers if isinstance(layers, Objective) else Objective(layers)
+
+
+def guide_features(capture, guide_image: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Each captured layer's features of the guide image, as (channels, positions)."""
+    with torch.no_grad():
+        outputs = capture(guide_image[None] if guide_image.dim() == 3 else guide_image)
+    return {name: out[0].float().flatten(1) for name, out in outputs.items() if out.dim() == 4}
+
+
+class RandomAffine:
+    """A small random scale and rotation, differentiable, drawn from a CPU generator."""
+
+    def __init__(self, seed: int = 0, scale: tuple[float, float] = (0.95, 1.05), degrees: float = 5.0):
+        self.generator = torch.Generator().manual_seed(seed)
+        self.scale, self.degrees = scale, degrees
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        u = torch.rand(2, generator=self.generator).tolist()
+        factor = self.scale[0] + (self.scale[1] - self.scale[0]) * u[0]
+        angle = math.radians((2 * u[1] - 1) * self.degrees)
+        cos, sin = math.cos(angle) / factor, math.sin(angle) / factor
+        theta = torch.tensor([[cos, -sin, 0.0], [sin, cos, 0.0]], dtype=image.dtype, device=image.device)
+        grid = F.affine_grid(theta.expand(image.shape[0], 2, 3), list(image.shape), align_corners=False)
+        return F.grid_sample(image, grid, mode="bilinear", padding_mode="reflection", align_corners=False)

@@ -1,0 +1,164 @@
+"""Views into the network, built on the engine: sweeps, channel grids, noise starts, heat maps.
+
+These produce pictures (tensors or contact sheets); the CLI decides where they go.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw, ImageFont
+from torch import nn
+
+from dreamcli.config import LayerSpec, Settings
+from dreamcli.dream import LayerCapture, dream, resize
+from dreamcli.imageio import to_pil
+from dreamcli.objectives import ChannelPerImage, RandomAffine, guide_features
+
+STARTS = ("photo", "noise", "grey")
+
+
+def start_image(kind: str, width: int, height: int, seed: int = 0) -> torch.Tensor:
+    """A picture to dream from when there is no photo.
+
+    ``grey`` is flat mid-grey; ``noise`` is the notebook's start (``img_noise``:
+    uniform noise around grey, here 0.45-0.55), which breaks symmetry.
+    """
+    if kind == "grey":
+        return torch.full((3, height, width), 0.5)
+    generator = torch.Generator().manual_seed(seed)
+    return 0.45 + 0.1 * torch.rand(3, height, width, generator=generator)
+
+
+def view_transform(kind: str, seed: int) -> RandomAffine | None:
+    """Dreams from noise need small random scales and rotations to stay readable."""
+    return RandomAffine(seed) if kind in ("noise", "grey") else None
+
+
+def sweep(
+    model: nn.Module,
+    image: torch.Tensor,
+    variants: Sequence[tuple[str, Settings]],
+    progress: Callable | None = None,
+    **options,
+) -> list[tuple[str, torch.Tensor]]:
+    """The same image dreamed once per (label, settings) variant, in order."""
+    return [(label, dream(model, image, settings, progress, **options)) for label, settings in variants]
+
+
+def channel_grid(
+    model: nn.Module,
+    image: torch.Tensor,
+    layer: str,
+    channels: Sequence[int],
+    settings: Settings,
+    progress: Callable | None = None,
+    batch: int = 16,
+    **options,
+) -> list[tuple[str, torch.Tensor]]:
+    """One dream per channel of ``layer``; ``batch`` channels are dreamed together."""
+    single = dataclasses.replace(settings, layers=(LayerSpec(layer),))
+    tiles = []
+    for start in range(0, len(channels), batch):
+        chunk = list(channels[start : start + batch])
+        goal = ChannelPerImage(layer, chunk, options.get("transform"))
+        images = image.expand(len(chunk), *image.shape[-3:])
+        dreamed = dream(model, images, single, progress, goal=goal, **options)
+        tiles += [(f"{layer} [{c}]", picture) for c, picture in zip(chunk, dreamed, strict=True)]
+    return tiles
+
+
+def guide_for(model: nn.Module, guide: torch.Tensor, layers: Sequence[str], max_side: int = 512) -> dict:
+    """Guide features of ``guide`` at ``layers``; large guides are shrunk (the notebook used 224 px)."""
+    scale = min(1.0, max_side / max(guide.shape[-2:]))
+    size = (max(1, round(guide.shape[-2] * scale)), max(1, round(guide.shape[-1] * scale)))
+    device = next(iter(model.parameters())).device
+    small = resize(guide[None].to(device), size)
+    with LayerCapture(model, layers) as capture:
+        return guide_features(capture, small)
+
+
+def activation_map(model: nn.Module, image: torch.Tensor, spec: LayerSpec) -> torch.Tensor:
+    """Where ``spec``'s layer (or channels) fires on ``image``: (H, W) in [0, 1]."""
+    device = next(iter(model.parameters())).device
+    with LayerCapture(model, [spec.name]) as capture, torch.no_grad():
+        act = capture(image[None].to(device))[spec.name].float()
+    if spec.channels is not None:
+        act = act[:, list(spec.channels)]
+    energy = act.pow(2).sum(1, keepdim=True)
+    energy = F.interpolate(energy, size=image.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
+    energy = energy - energy.min()
+    return (energy / energy.max().clamp_min(1e-12)).cpu()
+
+
+# A perceptual dark-to-bright map (anchors sampled from matplotlib's "inferno").
+_INFERNO = (
+    np.array(
+        [
+            [0, 0, 4],
+            [40, 11, 84],
+            [101, 21, 110],
+            [159, 42, 99],
+            [212, 72, 66],
+            [245, 125, 21],
+            [250, 193, 39],
+            [252, 255, 164],
+        ],
+        dtype=np.float32,
+    )
+    / 255.0
+)
+
+
+def heat_overlay(image: torch.Tensor, heat: torch.Tensor, opacity: float = 0.6) -> torch.Tensor:
+    """``heat`` coloured and laid over a grey copy of ``image``: (3, H, W)."""
+    positions = heat.numpy() * (len(_INFERNO) - 1)
+    low = np.floor(positions).astype(int).clip(0, len(_INFERNO) - 2)
+    frac = (positions - low)[..., None]
+    colour = _INFERNO[low] * (1 - frac) + _INFERNO[low + 1] * frac
+    colour = torch.from_numpy(colour).permute(2, 0, 1)
+    grey = image.cpu().mean(0, keepdim=True).expand(3, -1, -1)
+    return (1 - opacity) * grey + opacity * colour
+
+
+def contact_sheet(
+    tiles: Sequence[tuple[str, torch.Tensor]], columns: int | None = None, width: int = 320
+) -> Image.Image:
+    """Tiles side by side, each with its label underneath, readable at a glance."""
+    columns = columns or len(tiles)
+    rows = -(-len(tiles) // columns)
+    first = tiles[0][1]
+    height = max(1, round(width * first.shape[-2] / first.shape[-1]))
+    font_size = max(10, width // 16)
+    font = _font(font_size)
+    label_h = font_size + 12
+    sheet = Image.new("RGB", (columns * width, rows * (height + label_h)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i, (label, picture) in enumerate(tiles):
+        x, y = (i % columns) * width, (i // columns) * (height + label_h)
+        small = F.interpolate(
+            picture[None].float().cpu(), size=(height, width), mode="bicubic", antialias=True
+        )
+        sheet.paste(to_pil(small[0].clamp(0, 1)), (x, y))
+        text = _fit(draw, label, font, width - 8)
+        text_w = draw.textlength(text, font=font)
+        draw.text((x + (width - text_w) / 2, y + height + 5), text, fill="black", font=font)
+    return sheet
+
+
+def _font(size: int):
+    try:
+        return ImageFont.load_default(size=size)  # Pillow's bundled scalable font (needs FreeType)
+    except (TypeError, OSError, ImportError):
+        return ImageFont.load_default()
+
+
+def _fit(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
+    """Shorten a label with an ellipsis until it fits under its tile."""
+    while len(text) > 2 and draw.textlength(text, font=font) > width:
+        text = text[:-2] + "…"
+    return text

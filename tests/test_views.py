@@ -1,0 +1,181 @@
+"""Views: layer and preset sweeps, channel grids, noise starts, guides, classes, heat maps."""
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from dreamcli.cli import main
+from dreamcli.config import LayerSpec, Settings
+from dreamcli.dream import LayerCapture, dream
+from dreamcli.imageio import read_metadata
+from dreamcli.model import class_index
+from dreamcli.objectives import ChannelPerImage, RandomAffine, guide_features, objective
+from dreamcli.views import activation_map, contact_sheet, heat_overlay
+
+from conftest import photo_array, save_photo
+
+FAST = ["--octaves", "1", "--iterations", "2", "--seed", "0", "-q"]
+
+
+@pytest.fixture
+def run(weights_file):
+    def invoke(*args):
+        argv = [str(a) for a in args] + ["--weights", str(weights_file), *FAST]
+        return CliRunner().invoke(main, argv, catch_exceptions=False)
+
+    return invoke
+
+
+def test_layer_sweep_writes_a_labelled_sheet(run, tmp_path):
+    src = save_photo(tmp_path / "p.png", 64, 48)
+    result = run(src, "--sweep", "conv2/3x3_reduce inception_3b inception_4c")
+    assert result.exit_code == 0, result.output
+    sheet = Image.open(tmp_path / "p_sweep.png")
+    assert sheet.width == 4 * 320  # the input, then one tile per layer
+    pixels = np.asarray(sheet.convert("L"))
+    tile_h = round(320 * 48 / 64)
+    label_band = pixels[tile_h + 2 :, :]
+    assert (label_band < 100).any() and (label_band > 250).mean() > 0.8  # dark text on white
+    tiles = [pixels[:tile_h, i * 320 : (i + 1) * 320].astype(float) for i in range(4)]
+    assert all(np.abs(t - tiles[0]).mean() > 0.5 for t in tiles[1:])  # each tile dreamed
+    assert read_metadata(tmp_path / "p_sweep.png")["view"] == "sweep"
+
+
+def test_preset_sweep(run, tmp_path):
+    src = save_photo(tmp_path / "p.png", 64, 48)
+    result = run(src, "--sweep-presets", "classic eyes", "-o", tmp_path / "s.jpg")
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "s.jpg").width == 3 * 320
+
+
+def test_bad_sweep_layer_is_a_usage_error(run, tmp_path):
+    src = save_photo(tmp_path / "p.png", 64, 48)
+    result = run(src, "--sweep", "inception_3b inception_9x")
+    assert result.exit_code == 2 and "inception_9x" in result.output
+
+
+def test_channel_grid_from_noise(run, tmp_path):
+    result = run(
+        "--start", "noise", "--channel-grid", "inception_3b[0-5]", "--size", "48x48", "-o", tmp_path / "g.png"
+    )
+    assert result.exit_code == 0, result.output
+    sheet = Image.open(tmp_path / "g.png")
+    assert sheet.width == 6 * 160
+    tiles = np.asarray(sheet.convert("RGB"), dtype=float)[:160]
+    parts = [tiles[:, i * 160 : (i + 1) * 160] for i in range(6)]
+    assert all(np.abs(parts[0] - p).mean() > 0.1 for p in parts[1:])  # each channel its own picture
+
+
+def test_channel_per_image_raises_its_own_channel(net):
+    photo = torch.from_numpy(photo_array(48, 48)).permute(2, 0, 1).float() / 255
+    image = photo.expand(2, 3, 48, 48)
+    with LayerCapture(net, ["inception3b"]) as capture:
+        energy = capture(image[:1])["inception3b"][0].pow(2).flatten(1).mean(1)
+    a, b = energy.argsort(descending=True)[:2].tolist()  # two channels that are alive here
+    goal = ChannelPerImage("inception3b", [a, b])
+    out = dream(
+        net, image, Settings(layers=["inception3b"], octaves=1, iterations=5, jitter=0, seed=0), goal=goal
+    )
+    with LayerCapture(net, ["inception3b"]) as capture:
+        before, after = capture(image)["inception3b"], capture(out)["inception3b"]
+    gain = after.pow(2).flatten(2).mean(2) / before.pow(2).flatten(2).mean(2)  # (image, channel)
+    assert gain[0, a] > 1.2 and gain[1, b] > 1.2
+    assert gain[0, a] > gain[1, a] and gain[1, b] > gain[0, b]  # each image raised its own channel most
+
+
+def test_start_from_grey_and_noise(run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert run("--start", "grey", "--size", "64x48", "--layer", "inception_3a").exit_code == 0
+    out = np.asarray(Image.open(tmp_path / "grey_dream.png"), dtype=float)
+    assert out.shape == (48, 64, 3) and out.std() > 1.0  # grey became a picture
+    assert run("--start", "noise", "--size", "64x48", "--layer", "inception_3a").exit_code == 0
+    assert (tmp_path / "noise_dream.png").is_file()
+    result = run("--start", "noise", "--size", "5x5")
+    assert result.exit_code == 2 and "--size" in result.output
+
+
+def test_random_affine_is_small_and_seeded():
+    image = torch.rand(1, 3, 32, 32)
+    a, b = RandomAffine(seed=1)(image), RandomAffine(seed=1)(image)
+    assert torch.equal(a, b)
+    assert 0 < (a - image).abs().mean() < 0.2
+
+
+def test_guided_dream_moves_toward_the_guide(net, run, tmp_path):
+    photo = torch.from_numpy(photo_array(64, 48, seed=0)).permute(2, 0, 1).float() / 255
+    guide = torch.from_numpy(photo_array(64, 48, seed=9)).permute(2, 0, 1).float() / 255
+    spec = [LayerSpec("inception3b")]
+    with LayerCapture(net, ["inception3b"]) as capture:
+        features = guide_features(capture, guide)
+        settings = Settings(layers=["inception3b"], octaves=1, iterations=6, jitter=0, seed=0)
+        guided = dream(net, photo, settings, guide=features)
+        plain = dream(net, photo, settings)
+        score = lambda img: float(objective(capture(img[None]), spec, guide=features))  # noqa: E731
+        assert score(guided) > 1.2 * score(photo)
+        assert (guided - plain).abs().mean() > 0.002  # the guide changed the dream
+    src = save_photo(tmp_path / "p.png", 64, 48)
+    g = save_photo(tmp_path / "g.png", 64, 48, seed=9)
+    result = run(src, "--guide", g, "--layer", "inception_3b")
+    assert result.exit_code == 0, result.output
+    assert read_metadata(tmp_path / "p_dream.png")["guide"] == str(g)
+
+
+def test_guide_objective_follows_the_best_matching_guide_feature():
+    # Two positions, two channels; the guide has features (1, 0) and (0, 2).
+    act = torch.tensor([[[[3.0, 0.1]], [[1.0, 1.0]]]], requires_grad=True)  # (1, C=2, 1, P=2)
+    guide = {"l": torch.tensor([[1.0, 0.0], [0.0, 2.0]])}  # (C, M): columns are guide features
+    loss = objective({"l": act}, [LayerSpec("l")], guide=guide)
+    (grad,) = torch.autograd.grad(loss.sum(), act)
+    # Position 0, (3, 1): dot products 3 and 2 -> follows (1, 0).  Position 1, (0.1, 1): 0.1 and 2 -> (0, 2).
+    # The gradient is the chosen guide feature, over the number of positions (the mean).
+    assert grad[0, :, 0, :].tolist() == [[0.5, 0.0], [0.0, 1.0]]
+    assert float(loss.detach()) == pytest.approx((3.0 + 2.0) / 2)
+
+
+def test_class_by_name_index_and_typo(run, tmp_path):
+    assert class_index("dumbbell") == 543 == class_index("543")
+    src = save_photo(tmp_path / "p.png", 64, 48)
+    result = run(src, "--class", "dumbbell", "--octaves", "2")
+    assert result.exit_code == 0, result.output
+    assert read_metadata(tmp_path / "p_dream.png")["settings"]["layers"] == ["fc[543]"]
+    result = run(src, "--class", "dumbel")
+    assert result.exit_code == 2 and "did you mean 'dumbbell'" in result.output
+    result = run(src, "--class", "1000")
+    assert result.exit_code == 2 and "0 to 999" in result.output
+
+
+def test_class_objective_raises_the_logit(net):
+    photo = torch.from_numpy(photo_array(96, 96)).permute(2, 0, 1).float() / 255
+    settings = Settings(layers=["fc[543]"], octaves=1, iterations=5, jitter=0, seed=0)
+    out = dream(net, photo, settings)
+    with LayerCapture(net, ["fc"]) as capture:
+        assert capture(out[None])["fc"][0, 543] > capture(photo[None])["fc"][0, 543]
+
+
+def test_heatmap_overlay(run, net, tmp_path):
+    src = save_photo(tmp_path / "p.png", 64, 48)
+    result = run(src, "--heatmap", "--layer", "inception_3b")
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "p_dream_heatmap.png").size == (64, 48)
+    # Where the layer fires is where the map is bright: a bright square on black.
+    image = torch.zeros(3, 64, 64)
+    image[:, 8:24, 40:56] = 1.0
+    heat = activation_map(net, image, LayerSpec("conv2"))
+    assert heat.shape == (64, 64) and float(heat.max()) == 1.0
+    assert heat[8:24, 40:56].mean() > 3 * heat[40:, :24].mean()
+    assert heat_overlay(image, heat).shape == (3, 64, 64)
+
+
+def test_contact_sheet_grid_shape():
+    tiles = [(f"t{i}", torch.rand(3, 10, 20)) for i in range(5)]
+    sheet = contact_sheet(tiles, columns=2, width=100)
+    label = max(10, 100 // 16) + 12
+    assert sheet.width == 200 and sheet.height == 3 * (50 + label)
+
+
+def test_views_take_one_input(run, tmp_path):
+    a, b = save_photo(tmp_path / "a.png", 32, 32), save_photo(tmp_path / "b.png", 32, 32)
+    result = run(a, b, "--heatmap")
+    assert result.exit_code == 2 and "one INPUT" in result.output
