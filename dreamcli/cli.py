@@ -23,6 +23,8 @@ from dreamcli.config import FIELDS, LAYERS_HELP, LayerSpec, Settings
 from dreamcli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, DreamError, SettingsError
 from dreamcli.layers import CAFFE_NAMES, MODULE_NAMES, resolve_googlenet
 
+VIDEO_INPUTS = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"}  # dreamcli.animate.VIDEO_INPUTS, torch-free
+
 SAMPLE_CREDIT = "sample photo: 'coffee' by Rachel Michetti (CC0), from scikit-image"
 
 
@@ -100,6 +102,53 @@ def optgroup_views(func):
     return func
 
 
+def optgroup_animation(func):
+    """Zoom animations and dreamed video."""
+    options = [
+        click.option(
+            "--zoom",
+            type=click.IntRange(1, 100_000),
+            metavar="FRAMES",
+            help="Infinite zoom: dream, zoom in, dream again, FRAMES times (gif, webp, mp4 or a folder).",
+        ),
+        click.option(
+            "--zoom-scale",
+            type=click.FloatRange(0.5, 2.0),
+            default=1.05,
+            show_default=True,
+            help="Zoom per frame (1.05 = 5 % closer).",
+        ),
+        click.option(
+            "--rotate",
+            type=click.FloatRange(-45, 45),
+            default=0.0,
+            show_default=True,
+            help="Degrees to rotate per zoom frame.",
+        ),
+        click.option(
+            "--pan", metavar="DX,DY", default="0,0", show_default=True, help="Pixels to pan per zoom frame."
+        ),
+        click.option(
+            "--fps",
+            type=click.FloatRange(1, 120),
+            default=12.0,
+            show_default=True,
+            help="Frames per second of a zoom (a video keeps its own).",
+        ),
+        click.option(
+            "--blend",
+            type=click.FloatRange(0, 1),
+            default=0.5,
+            show_default=True,
+            help="Video: how much of the previous frame's dream carries into the next.",
+        ),
+        click.option("--flow", is_flag=True, help="Video: move the carried dream along the optical flow."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 def views_starts() -> tuple[str, ...]:
     return ("photo", "noise", "grey")  # dreamcli.views.STARTS, without importing torch
 
@@ -147,6 +196,7 @@ def user_preset_folders() -> list[tuple[str, Path]]:
     help="Compute gradients in tiles of this many pixels (default: only when memory is short).",
 )
 @optgroup_views
+@optgroup_animation
 @click.option("-r", "--recursive", is_flag=True, help="Walk folders recursively, keeping sub-folders.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs (default: skip them).")
 @click.option("--shard", metavar="K/N", help="Dream only the K-th of N shares of the inputs.")
@@ -200,6 +250,10 @@ def _main(ctx: click.Context, opts: SimpleNamespace) -> int:
         kept = settings.layers if opts.layers else ()
         settings = dataclasses.replace(settings, layers=kept + extra)
     names = list(opts.inputs)
+    if opts.zoom:
+        return _run_zoom(names, settings, chosen, opts)
+    if len(names) == 1 and Path(names[0]).suffix.lower() in VIDEO_INPUTS:
+        return _run_video(names[0], settings, chosen, opts)
     if _wants_view(opts):
         return _run_view(names, settings, chosen, opts, typed)
     if opts.sample:
@@ -211,6 +265,91 @@ def _main(ctx: click.Context, opts: SimpleNamespace) -> int:
     if not names:
         raise click.UsageError("give an image, a folder, or - (try 'dream --sample' or 'dream --help')")
     return _run(names, settings, chosen, opts)
+
+
+def _parse_pan(text: str) -> tuple[float, float]:
+    try:
+        dx, dy = (float(v) for v in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: write DX,DY in pixels, e.g. 2,0", param_hint="'--pan'") from None
+    return dx, dy
+
+
+def _animation_output(opts, stem: str, folder: Path, default_suffix: str, allowed: set[str]) -> Path:
+    output = opts.output or folder / f"{stem}{default_suffix}"
+    if output.suffix.lower() not in allowed:
+        choices = ", ".join(sorted(s.lstrip(".") or "a folder" for s in allowed))
+        raise SettingsError(f"cannot write {output}: use one of {choices}")
+    return output
+
+
+def _frame_bar(opts, total: int):
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total, unit="frame", desc="frames", file=sys.stderr, disable=True if opts.quiet else None
+    )
+
+
+def _run_zoom(names: list[str], settings: Settings, chosen, opts: SimpleNamespace) -> int:
+    from dreamcli import animate, views
+    from dreamcli.imageio import read_image
+
+    pan = _parse_pan(opts.pan)
+    if opts.start == "photo" and len(names) != 1:
+        raise click.UsageError("a zoom takes one INPUT (or --start noise)")
+    stem = Path(names[0]).stem if names else opts.start
+    folder = Path(names[0]).parent if names else Path(".")
+    output = _animation_output(opts, f"{stem}_zoom", folder, ".gif", {*animate.ANIMATIONS, ""})
+    precision, model = _load_model(opts)
+    if names:
+        image = read_image(names[0], settings.max_size).rgb
+    else:
+        image = views.start_image(opts.start, *_parse_size(opts.size, (512, 512)), seed=settings.seed or 0)
+    frames = []
+    bar = _frame_bar(opts, opts.zoom)
+    try:
+        for frame in animate.zoom_frames(
+            model, image, _engine(settings), opts.zoom, opts.zoom_scale, opts.rotate, pan, precision=precision
+        ):
+            frames.append(frame.cpu())
+            bar.update(1)
+    finally:
+        bar.close()
+    animate.write_animation(output, frames, opts.fps)
+    if not opts.quiet:
+        click.echo(f"Wrote {output} ({len(frames)} frames)", err=True)
+    return EXIT_OK
+
+
+def _run_video(name: str, settings: Settings, chosen, opts: SimpleNamespace) -> int:
+    from dreamcli import animate
+
+    source = Path(name)
+    if not source.is_file():
+        raise DreamError(f"{source} does not exist; check the path")
+    output = _animation_output(opts, f"{source.stem}_dream", source.parent, ".mp4", {".mp4"})
+    if output.exists() and not opts.overwrite:
+        if not opts.quiet:
+            click.echo(f"Skipped {output} (exists; --overwrite replaces it)", err=True)
+        return EXIT_OK
+    info = animate.probe_video(source)
+    precision, model = _load_model(opts)
+    bar = _frame_bar(opts, info.frames)
+
+    def report(event) -> None:
+        if isinstance(event, animate.FrameDone):
+            bar.update(1)
+
+    try:
+        animate.dream_video(
+            model, source, output, _engine(settings), opts.blend, opts.flow, report, precision=precision
+        )
+    finally:
+        bar.close()
+    if not opts.quiet:
+        click.echo(f"Wrote {output} ({info.frames} frames at {info.fps:g} fps)", err=True)
+    return EXIT_OK
 
 
 def _wants_view(opts: SimpleNamespace) -> bool:

@@ -67,3 +67,39 @@ def sixteen_bit_grey(path: Path) -> Path:
     grey = (photo_array(40, 32)[..., 0].astype(np.uint16) * 257).astype(np.uint16)
     Image.fromarray(grey).save(path)
     return path
+
+
+def synthetic_video(
+    path: Path,
+    frames: int = 6,
+    size: tuple[int, int] = (64, 48),
+    fps: int = 12,
+    audio_seconds: float | None = None,
+) -> Path:
+    """A tiny H.264 MP4 of a bright square moving right, with a 440 Hz AAC tone."""
+    import av
+
+    width, height = size
+    with av.open(str(path), "w", format="mp4") as out:
+        video = out.add_stream("libx264" if "libx264" in av.codecs_available else "mpeg4", rate=fps)
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        audio = out.add_stream("aac", rate=44100)
+        audio.layout = "mono"
+        for i in range(frames):
+            pixels = photo_array(width, height, seed=1).copy()
+            pixels[10:26, 4 + 4 * i : 20 + 4 * i] = (250, 240, 60)
+            for packet in video.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
+                out.mux(packet)
+        for packet in video.encode():
+            out.mux(packet)
+        seconds = audio_seconds if audio_seconds is not None else frames / fps
+        samples = np.sin(2 * np.pi * 440 * np.arange(int(44100 * seconds)) / 44100).astype(np.float32)
+        for start in range(0, len(samples), 1024):
+            chunk = samples[start : start + 1024][None]
+            frame = av.AudioFrame.from_ndarray(chunk, format="flt", layout="mono")
+            frame.sample_rate = 44100
+            for packet in audio.encode(frame):
+                out.mux(packet)
+        for packet in audio.encode():
+            out.mux(packet)
+    return path

@@ -1,0 +1,273 @@
+"""Animations: the infinite zoom, and dreaming every frame of a video.
+
+Zoom: each dream is zoomed (and optionally rotated and panned) a little and
+dreamed again, so the picture falls into its own dream; the previous frame is
+the start of the next, so the sequence is smooth.
+
+Video: each source frame is dreamed, starting from the frame plus the previous
+frame's dreamed detail (dream - source), optionally warped along the optical
+flow between the two source frames so that patterns stick to moving objects.
+Dreamed frames are kept as PNGs beside the output until the video is encoded,
+so an interrupted run resumes where it stopped; the audio track is copied.
+
+Codecs come from the optional extra ``dreamcli[video]`` (PyAV for video,
+OpenCV for optical flow); GIF and WebP need only Pillow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from dreamcli.config import Settings
+from dreamcli.dream import dream
+from dreamcli.errors import DreamError, ImageError
+from dreamcli.imageio import read_image, to_pil, write_image
+
+VIDEO_INPUTS = {
+    ".mp4",
+    ".mov",
+    ".mkv",
+    ".webm",
+    ".avi",
+    ".m4v",
+}  # also in cli.py, which must not import torch
+ANIMATIONS = {".gif", ".webp", ".mp4"}
+
+
+@dataclass(frozen=True)
+class FrameDone:
+    """Sent after each frame is written: drives the frames / fps / time-left bar."""
+
+    index: int  # 1-based
+    total: int
+    resumed: bool = False  # True when the frame came from an earlier, interrupted run
+
+
+def require(module: str, purpose: str):
+    """Import an optional dependency, or say which extra installs it."""
+    try:
+        return __import__(module)
+    except ImportError:
+        raise DreamError(
+            f"{purpose} needs the video extra, which is not installed: pip install 'dreamcli[video]'"
+        ) from None
+
+
+# ---------------------------------------------------------------- zoom
+
+
+def zoom_step(
+    image: torch.Tensor, zoom: float, rotate: float = 0.0, pan: tuple[float, float] = (0, 0)
+) -> torch.Tensor:
+    """Zoom into the centre by ``zoom`` (1.05 = 5 %), rotate by ``rotate`` degrees, pan by pixels."""
+    height, width = image.shape[-2:]
+    angle = math.radians(rotate)
+    cos, sin = math.cos(angle) / zoom, math.sin(angle) / zoom
+    theta = torch.tensor(
+        [[cos, -sin * height / width, 2 * pan[0] / width], [sin * width / height, cos, 2 * pan[1] / height]],
+        dtype=image.dtype,
+        device=image.device,
+    )
+    grid = F.affine_grid(theta[None], [1, *image.shape[-3:]], align_corners=False)
+    return F.grid_sample(image[None], grid, mode="bicubic", padding_mode="reflection", align_corners=False)[
+        0
+    ].clamp(0, 1)
+
+
+def zoom_frames(
+    model: nn.Module,
+    start: torch.Tensor,
+    settings: Settings,
+    frames: int,
+    zoom: float,
+    rotate: float = 0.0,
+    pan: tuple[float, float] = (0.0, 0.0),
+    **options,
+) -> Iterator[torch.Tensor]:
+    """Yield ``frames`` dreamed frames, each dreamed from the zoomed previous one."""
+    # One seed for every frame: the jitter pattern stays steady, so nothing flickers
+    # from frame to frame but what the zoom moves.
+    steady = replace(settings, seed=settings.seed if settings.seed is not None else 0)
+    frame = start
+    for _ in range(frames):
+        frame = dream(model, frame, steady, **options)
+        yield frame
+        frame = zoom_step(frame, zoom, rotate, pan)
+
+
+def write_animation(path: Path, frames: list[torch.Tensor], fps: float) -> None:
+    """GIF, WebP (Pillow) or MP4 (PyAV) by extension, or numbered PNGs when ``path`` is a folder."""
+    suffix = path.suffix.lower()
+    if suffix == "":
+        path.mkdir(parents=True, exist_ok=True)
+        for index, frame in enumerate(frames, start=1):
+            write_image(path / f"frame_{index:05d}.png", frame)
+        return
+    if suffix == ".mp4":
+        encode_mp4(path, (np.asarray(to_pil(f)) for f in frames), fps)
+        return
+    images = [to_pil(frame) for frame in frames]
+    options = {"save_all": True, "append_images": images[1:], "duration": round(1000 / fps), "loop": 0}
+    if suffix == ".webp":
+        options["quality"] = 90
+    _atomic(path, lambda temp: images[0].save(temp, format="GIF" if suffix == ".gif" else "WEBP", **options))
+
+
+def _atomic(path: Path, write: Callable[[Path], None]) -> None:
+    temp = path.with_name(f".{path.name}.part{path.suffix}")
+    try:
+        write(temp)
+        os.replace(temp, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        if isinstance(exc, OSError):
+            raise ImageError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise
+
+
+# ---------------------------------------------------------------- video
+
+
+def encode_mp4(path: Path, frames, fps: float, audio_from: Path | None = None) -> None:
+    """H.264 (yuv420p, even sizes) MP4 from RGB uint8 arrays, with ``audio_from``'s audio copied."""
+    av = require("av", "writing MP4")
+    from fractions import Fraction
+
+    frames = iter(frames)
+    first = next(frames, None)
+    if first is None:
+        raise ImageError(f"cannot write {path}: there are no frames")
+    height, width = first.shape[0] // 2 * 2, first.shape[1] // 2 * 2  # yuv420p needs even sizes
+
+    def write(temp: Path) -> None:
+        with contextlib.ExitStack() as stack:
+            out = stack.enter_context(av.open(str(temp), "w", format="mp4"))
+            src = stack.enter_context(av.open(str(audio_from))) if audio_from is not None else None
+            # Every stream must exist before the first packet is written.
+            audio_in = src.streams.audio[0] if src is not None and src.streams.audio else None
+            audio_out = out.add_stream_from_template(audio_in) if audio_in is not None else None
+            codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+            rate = Fraction(fps).limit_denominator(1001)
+            video = out.add_stream(codec, rate=rate)
+            video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+            for index, array in enumerate((first, *frames)):
+                frame = av.VideoFrame.from_ndarray(
+                    np.ascontiguousarray(array[:height, :width]), format="rgb24"
+                )
+                frame.pts, frame.time_base = index, 1 / rate
+                out.mux(video.encode(frame))
+            out.mux(video.encode())
+            if audio_in is not None:
+                for packet in src.demux(audio_in):
+                    if packet.dts is not None:
+                        packet.stream = audio_out
+                        out.mux(packet)
+
+    _atomic(path, write)
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    fps: float
+    frames: int
+    size: tuple[int, int]  # (width, height)
+    has_audio: bool
+
+
+def probe_video(path: Path) -> VideoInfo:
+    av = require("av", "reading video")
+    try:
+        with av.open(str(path)) as src:
+            if not src.streams.video:
+                raise ImageError(f"{path} has no video stream")
+            stream = src.streams.video[0]
+            frames = stream.frames or sum(1 for _ in src.decode(stream))
+            rate = float(stream.average_rate or stream.guessed_rate or 25)
+            return VideoInfo(rate, frames, (stream.width, stream.height), bool(src.streams.audio))
+    except av.error.FFmpegError as exc:
+        raise ImageError(f"cannot read video {path}: {exc}") from None
+
+
+def decode_frames(path: Path, max_size: int | None = None) -> Iterator[torch.Tensor]:
+    av = require("av", "reading video")
+    with av.open(str(path)) as src:
+        for frame in src.decode(src.streams.video[0]):
+            rgb = torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1).float() / 255
+            if max_size is not None and max(rgb.shape[-2:]) > max_size:
+                scale = max_size / max(rgb.shape[-2:])
+                size = (round(rgb.shape[-2] * scale), round(rgb.shape[-1] * scale))
+                rgb = F.interpolate(rgb[None], size=size, mode="bicubic", antialias=True)[0].clamp(0, 1)
+            yield rgb
+
+
+def warp_detail(detail: torch.Tensor, previous: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
+    """Move ``detail`` (dreamed on ``previous``) along the optical flow to ``current`` (Farneback)."""
+    cv2 = require("cv2", "--flow")
+
+    def grey(img: torch.Tensor) -> np.ndarray:
+        return (img.mean(0).clamp(0, 1).cpu().numpy() * 255).astype(np.uint8)
+
+    # Flow from the current frame back to the previous one: where each pixel came from.
+    # Parameters are OpenCV's documented example values (pyramid 0.5, 3 levels, window 15).
+    flow = cv2.calcOpticalFlowFarneback(grey(current), grey(previous), None, 0.5, 3, 15, 3, 5, 1.2, 0)
+    height, width = flow.shape[:2]
+    xs, ys = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    maps = (xs + flow[..., 0], ys + flow[..., 1])
+    planes = [
+        cv2.remap(c, *maps, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT) for c in detail.cpu().numpy()
+    ]
+    return torch.from_numpy(np.stack(planes)).to(detail)
+
+
+def dream_video(
+    model: nn.Module,
+    source: Path,
+    output: Path,
+    settings: Settings,
+    blend: float = 0.5,
+    flow: bool = False,
+    report: Callable[[object], None] = lambda event: None,
+    **options,
+) -> VideoInfo:
+    """Dream every frame of ``source`` into ``output`` (MP4), resuming from frames already written."""
+    info = probe_video(source)
+    if flow:
+        require("cv2", "--flow")
+    work = output.with_name(f".{output.name}.frames")
+    work.mkdir(parents=True, exist_ok=True)
+    seed = settings.seed if settings.seed is not None else 0
+    previous: tuple[torch.Tensor, torch.Tensor] | None = None  # (source frame, its dream)
+    for index, frame in enumerate(decode_frames(source, settings.max_size), start=1):
+        png = work / f"{index:06d}.png"
+        if png.exists():  # written by an earlier, interrupted run
+            previous = (frame, read_image(png).rgb)
+            report(FrameDone(index, info.frames, resumed=True))
+            continue
+        start = frame
+        if previous is not None and blend > 0:
+            detail = previous[1].to(frame) - previous[0].to(frame)
+            if flow:
+                detail = warp_detail(detail, previous[0], frame)
+            start = (frame + blend * detail).clamp(0, 1)
+        # The same seed each frame keeps the jitter pattern steady, which reduces flicker.
+        dreamed = dream(model, start, replace(settings, seed=seed), **options).cpu()
+        write_image(png, dreamed)
+        previous = (frame, dreamed)
+        report(FrameDone(index, info.frames))
+    pngs = sorted(work.glob("*.png"))
+    encode_mp4(output, (np.asarray(Image.open(p).convert("RGB")) for p in pngs), info.fps, source)
+    shutil.rmtree(work, ignore_errors=True)
+    return info
