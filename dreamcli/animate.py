@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -33,7 +32,7 @@ from torch import nn
 from dreamcli.config import Settings
 from dreamcli.dream import dream
 from dreamcli.errors import DreamError, ImageError
-from dreamcli.imageio import read_image, to_pil, write_image
+from dreamcli.imageio import atomic_write, read_image, to_pil, write_image
 
 VIDEO_INPUTS = {
     ".mp4",
@@ -122,20 +121,9 @@ def write_animation(path: Path, frames: list[torch.Tensor], fps: float) -> None:
     options = {"save_all": True, "append_images": images[1:], "duration": round(1000 / fps), "loop": 0}
     if suffix == ".webp":
         options["quality"] = 90
-    _atomic(path, lambda temp: images[0].save(temp, format="GIF" if suffix == ".gif" else "WEBP", **options))
-
-
-def _atomic(path: Path, write: Callable[[Path], None]) -> None:
-    temp = path.with_name(f".{path.name}.part{path.suffix}")
-    try:
-        write(temp)
-        os.replace(temp, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            temp.unlink()
-        if isinstance(exc, OSError):
-            raise ImageError(f"cannot write {path}: {exc.strerror or exc}") from None
-        raise
+    atomic_write(
+        path, lambda handle: images[0].save(handle, format="GIF" if suffix == ".gif" else "WEBP", **options)
+    )
 
 
 # ---------------------------------------------------------------- video
@@ -152,9 +140,9 @@ def encode_mp4(path: Path, frames, fps: float, audio_from: Path | None = None) -
         raise ImageError(f"cannot write {path}: there are no frames")
     height, width = first.shape[0] // 2 * 2, first.shape[1] // 2 * 2  # yuv420p needs even sizes
 
-    def write(temp: Path) -> None:
+    def write(handle) -> None:
         with contextlib.ExitStack() as stack:
-            out = stack.enter_context(av.open(str(temp), "w", format="mp4"))
+            out = stack.enter_context(av.open(handle, "w", format="mp4"))
             src = stack.enter_context(av.open(str(audio_from))) if audio_from is not None else None
             # Every stream must exist before the first packet is written.
             audio_in = src.streams.audio[0] if src is not None and src.streams.audio else None
@@ -176,7 +164,7 @@ def encode_mp4(path: Path, frames, fps: float, audio_from: Path | None = None) -
                         packet.stream = audio_out
                         out.mux(packet)
 
-    _atomic(path, write)
+    atomic_write(path, write)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from dreamcli.layers import CAFFE_NAMES, MODULE_NAMES, resolve_googlenet
 
 VIDEO_INPUTS = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"}  # dreamcli.animate.VIDEO_INPUTS, torch-free
 
+STARTS = ("photo", "noise", "grey")  # dreamcli.views.STARTS, torch-free
 SAMPLE_CREDIT = "sample photo: 'coffee' by Rachel Michetti (CC0), from scikit-image"
 
 
@@ -59,98 +60,117 @@ def _setting_options(func):
     return func
 
 
-def optgroup_views(func):
-    """The views into the network (layer sweeps, channel grids, guides, classes, heat maps)."""
-    options = [
-        click.option(
-            "--sweep",
-            metavar="'LAYER LAYER ...'",
-            help="Contact sheet: the input, then one dream per layer (space-separated).",
-        ),
-        click.option(
-            "--sweep-presets", metavar="'PRESET ...'", help="Contact sheet with one dream per preset."
-        ),
-        click.option(
-            "--channel-grid",
-            metavar="LAYER[CHANNELS]",
-            help="Contact sheet with one dream per channel, e.g. 'inception_4c[0-63]'.",
-        ),
-        click.option(
-            "--start",
-            type=click.Choice(views_starts()),
-            default="photo",
-            show_default=True,
-            help="Dream from the photo, from noise, or from flat grey (no INPUT needed).",
-        ),
-        click.option(
-            "--size", metavar="WxH", help="Size of a noise/grey start  [default: 512x512; 224x224 for grids]"
-        ),
-        click.option("--guide", type=click.Path(path_type=Path), help="Dream of this picture's features."),
-        click.option(
-            "--class",
-            "classes",
-            multiple=True,
-            metavar="NAME|INDEX",
-            help="Dream toward an ImageNet class (e.g. dumbbell, 543); repeat for several.",
-        ),
-        click.option(
-            "--heatmap", is_flag=True, help="Also write where the layer fires on the input (_heatmap)."
-        ),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+def _check_size(ctx: click.Context, param: click.Parameter, value: str | None):
+    if value is None:
+        return None
+    width, x, height = value.lower().partition("x")
+    if x and width.isdigit() and height.isdigit() and 16 <= int(width) <= 8192 and 16 <= int(height) <= 8192:
+        return int(width), int(height)
+    raise click.BadParameter(f"{value!r}: write WIDTHxHEIGHT, each 16 to 8192, e.g. 512x512")
 
 
-def optgroup_animation(func):
-    """Zoom animations and dreamed video."""
-    options = [
-        click.option(
-            "--zoom",
-            type=click.IntRange(1, 100_000),
-            metavar="FRAMES",
-            help="Infinite zoom: dream, zoom in, dream again, FRAMES times (gif, webp, mp4 or a folder).",
-        ),
-        click.option(
-            "--zoom-scale",
-            type=click.FloatRange(0.5, 2.0),
-            default=1.05,
-            show_default=True,
-            help="Zoom per frame (1.05 = 5 % closer).",
-        ),
-        click.option(
-            "--rotate",
-            type=click.FloatRange(-45, 45),
-            default=0.0,
-            show_default=True,
-            help="Degrees to rotate per zoom frame.",
-        ),
-        click.option(
-            "--pan", metavar="DX,DY", default="0,0", show_default=True, help="Pixels to pan per zoom frame."
-        ),
-        click.option(
-            "--fps",
-            type=click.FloatRange(1, 120),
-            default=12.0,
-            show_default=True,
-            help="Frames per second of a zoom (a video keeps its own).",
-        ),
-        click.option(
-            "--blend",
-            type=click.FloatRange(0, 1),
-            default=0.5,
-            show_default=True,
-            help="Video: how much of the previous frame's dream carries into the next.",
-        ),
-        click.option("--flow", is_flag=True, help="Video: move the carried dream along the optical flow."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+def _check_pan(ctx: click.Context, param: click.Parameter, value: str):
+    try:
+        dx, dy = (float(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: write DX,DY in pixels, e.g. 2,0") from None
+    return dx, dy
 
 
-def views_starts() -> tuple[str, ...]:
-    return ("photo", "noise", "grey")  # dreamcli.views.STARTS, without importing torch
+def _options(*options):
+    """Apply several Click options as one decorator (for groups of related flags)."""
+
+    def decorate(func):
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
+
+
+# The views into the network: layer sweeps, channel grids, guides, classes, heat maps.
+optgroup_views = _options(
+    click.option(
+        "--sweep",
+        metavar="'LAYER LAYER ...'",
+        help="Contact sheet: the input, then one dream per layer (space-separated).",
+    ),
+    click.option("--sweep-presets", metavar="'PRESET ...'", help="Contact sheet with one dream per preset."),
+    click.option(
+        "--channel-grid",
+        metavar="LAYER[CHANNELS]",
+        help="Contact sheet with one dream per channel, e.g. 'inception_4c[0-63]'.",
+    ),
+    click.option(
+        "--start",
+        type=click.Choice(STARTS),
+        default="photo",
+        show_default=True,
+        help="Dream from the photo, from noise, or from flat grey (no INPUT needed).",
+    ),
+    click.option(
+        "--size",
+        metavar="WxH",
+        callback=_check_size,
+        help="Size of a noise/grey start  [default: 512x512; 224x224 for grids]",
+    ),
+    click.option("--guide", type=click.Path(path_type=Path), help="Dream of this picture's features."),
+    click.option(
+        "--class",
+        "classes",
+        multiple=True,
+        metavar="NAME|INDEX",
+        help="Dream toward an ImageNet class (e.g. dumbbell, 543); repeat for several.",
+    ),
+    click.option("--heatmap", is_flag=True, help="Also write where the layer fires on the input (_heatmap)."),
+)
+
+# Zoom animations and dreamed video.
+optgroup_animation = _options(
+    click.option(
+        "--zoom",
+        type=click.IntRange(1, 100_000),
+        metavar="FRAMES",
+        help="Infinite zoom: dream, zoom in, dream again, FRAMES times (gif, webp, mp4 or a folder).",
+    ),
+    click.option(
+        "--zoom-scale",
+        type=click.FloatRange(0.5, 2.0),
+        default=1.05,
+        show_default=True,
+        help="Zoom per frame (1.05 = 5 % closer).",
+    ),
+    click.option(
+        "--rotate",
+        type=click.FloatRange(-45, 45),
+        default=0.0,
+        show_default=True,
+        help="Degrees to rotate per zoom frame.",
+    ),
+    click.option(
+        "--pan",
+        metavar="DX,DY",
+        default="0,0",
+        show_default=True,
+        callback=_check_pan,
+        help="Pixels to pan per zoom frame.",
+    ),
+    click.option(
+        "--fps",
+        type=click.FloatRange(1, 120),
+        default=12.0,
+        show_default=True,
+        help="Frames per second of a zoom (a video keeps its own).",
+    ),
+    click.option(
+        "--blend",
+        type=click.FloatRange(0, 1),
+        default=0.5,
+        show_default=True,
+        help="Video: how much of the previous frame's dream carries into the next.",
+    ),
+    click.option("--flow", is_flag=True, help="Video: move the carried dream along the optical flow."),
+)
 
 
 def user_preset_folders() -> list[tuple[str, Path]]:
@@ -267,89 +287,35 @@ def _main(ctx: click.Context, opts: SimpleNamespace) -> int:
     return _run(names, settings, chosen, opts)
 
 
-def _parse_pan(text: str) -> tuple[float, float]:
-    try:
-        dx, dy = (float(v) for v in text.split(","))
-    except ValueError:
-        raise click.BadParameter(f"{text!r}: write DX,DY in pixels, e.g. 2,0", param_hint="'--pan'") from None
-    return dx, dy
-
-
-def _animation_output(opts, stem: str, folder: Path, default_suffix: str, allowed: set[str]) -> Path:
-    output = opts.output or folder / f"{stem}{default_suffix}"
-    if output.suffix.lower() not in allowed:
-        choices = ", ".join(sorted(s.lstrip(".") or "a folder" for s in allowed))
-        raise SettingsError(f"cannot write {output}: use one of {choices}")
-    return output
-
-
-def _frame_bar(opts, total: int):
-    from tqdm import tqdm
-
-    return tqdm(
-        total=total, unit="frame", desc="frames", file=sys.stderr, disable=True if opts.quiet else None
-    )
-
-
 def _run_zoom(names: list[str], settings: Settings, chosen, opts: SimpleNamespace) -> int:
-    from dreamcli import animate, views
-    from dreamcli.imageio import read_image
+    from dreamcli import runs
 
-    pan = _parse_pan(opts.pan)
-    if opts.start == "photo" and len(names) != 1:
-        raise click.UsageError("a zoom takes one INPUT (or --start noise)")
-    stem = Path(names[0]).stem if names else opts.start
-    folder = Path(names[0]).parent if names else Path(".")
-    output = _animation_output(opts, f"{stem}_zoom", folder, ".gif", {*animate.ANIMATIONS, ""})
-    precision, model = _load_model(opts)
-    if names:
-        image = read_image(names[0], settings.max_size).rgb
-    else:
-        image = views.start_image(opts.start, *_parse_size(opts.size, (512, 512)), seed=settings.seed or 0)
-    frames = []
-    bar = _frame_bar(opts, opts.zoom)
+    start = runs.Start.from_inputs(names, opts.start, opts.size, "a zoom takes")
+    zoom = runs.Zoom(
+        start, settings, opts.zoom, opts.zoom_scale, opts.rotate, opts.pan, opts.fps, opts.output
+    )
+    progress = Progress(opts.quiet, opts.as_json, many=False)
     try:
-        for frame in animate.zoom_frames(
-            model, image, _engine(settings), opts.zoom, opts.zoom_scale, opts.rotate, pan, precision=precision
-        ):
-            frames.append(frame.cpu())
-            bar.update(1)
+        output = runs.run_zoom(_load_model(opts), zoom, progress)
     finally:
-        bar.close()
-    animate.write_animation(output, frames, opts.fps)
-    if not opts.quiet:
-        click.echo(f"Wrote {output} ({len(frames)} frames)", err=True)
-    return EXIT_OK
+        progress.close()
+    return _wrote(opts, f"Wrote {output} ({opts.zoom} frames)")
 
 
 def _run_video(name: str, settings: Settings, chosen, opts: SimpleNamespace) -> int:
-    from dreamcli import animate
+    from dreamcli import animate, runs
 
     source = Path(name)
-    if not source.is_file():
-        raise DreamError(f"{source} does not exist; check the path")
-    output = _animation_output(opts, f"{source.stem}_dream", source.parent, ".mp4", {".mp4"})
+    output = runs.video_output(source, opts.output)
     if output.exists() and not opts.overwrite:
-        if not opts.quiet:
-            click.echo(f"Skipped {output} (exists; --overwrite replaces it)", err=True)
-        return EXIT_OK
-    info = animate.probe_video(source)
-    precision, model = _load_model(opts)
-    bar = _frame_bar(opts, info.frames)
-
-    def report(event) -> None:
-        if isinstance(event, animate.FrameDone):
-            bar.update(1)
-
+        return _wrote(opts, f"Skipped {output} (exists; --overwrite replaces it)")
+    animate.probe_video(source)  # a bad file fails before the model loads
+    progress = Progress(opts.quiet, opts.as_json, many=False)
     try:
-        animate.dream_video(
-            model, source, output, _engine(settings), opts.blend, opts.flow, report, precision=precision
-        )
+        info = runs.run_video(_load_model(opts), source, output, settings, opts.blend, opts.flow, progress)
     finally:
-        bar.close()
-    if not opts.quiet:
-        click.echo(f"Wrote {output} ({info.frames} frames at {info.fps:g} fps)", err=True)
-    return EXIT_OK
+        progress.close()
+    return _wrote(opts, f"Wrote {output} ({info.frames} frames at {info.fps:g} fps)")
 
 
 def _wants_view(opts: SimpleNamespace) -> bool:
@@ -364,104 +330,40 @@ def _wants_view(opts: SimpleNamespace) -> bool:
     )
 
 
-def _parse_size(text: str | None, default: tuple[int, int]) -> tuple[int, int]:
-    if not text:
-        return default
-    width, x, height = text.lower().partition("x")
-    if (
-        not x
-        or not width.isdigit()
-        or not height.isdigit()
-        or not (16 <= int(width) <= 8192 and 16 <= int(height) <= 8192)
-    ):
-        raise click.BadParameter(
-            f"{text!r}: write WIDTHxHEIGHT, each 16 to 8192, e.g. 512x512", param_hint="'--size'"
-        )
-    return int(width), int(height)
-
-
 def _run_view(names: list[str], settings: Settings, chosen, opts: SimpleNamespace, typed: dict) -> int:
     """Sweeps, channel grids, noise starts, guides, classes and heat maps: one picture in, one out."""
-    from dreamcli import views
-    from dreamcli.batch import FileStarted, Job
-    from dreamcli.imageio import read_image, write_image, write_pil
+    from dreamcli import runs
 
-    if opts.start == "photo" and len(names) != 1:
-        raise click.UsageError(
-            "sweeps, grids, guides, classes and heat maps take one INPUT (or --start noise)"
-        )
-    if opts.start != "photo" and names:
-        raise click.UsageError(f"--start {opts.start} dreams without a photo: leave out INPUT")
-    kind = "channels" if opts.channel_grid else "sweep" if opts.sweep or opts.sweep_presets else "dream"
-    stem = Path(names[0]).stem if names else opts.start
-    folder = Path(names[0]).parent if names else Path(".")
-    output = opts.output or folder / f"{stem}_{kind}.png"
-    batch_output_check(output)
-    variants = _view_variants(settings, chosen, opts, typed)
-    precision, model = _load_model(opts)
-    seed = settings.seed if settings.seed is not None else 0
-    if names:
-        image = read_image(names[0], settings.max_size).rgb
-    else:
-        default = (224, 224) if opts.channel_grid else (512, 512)
-        image = views.start_image(opts.start, *_parse_size(opts.size, default), seed=seed)
-    options = {"precision": precision, "transform": views.view_transform(opts.start, seed)}
-    if opts.guide:
-        layers = [resolve_googlenet(spec.name) for spec in settings.layers]
-        options["guide"] = views.guide_for(model, read_image(opts.guide).rgb, layers)
+    start = runs.Start.from_inputs(
+        names, opts.start, opts.size, "sweeps, grids, guides, classes and heat maps"
+    )
+    grid = LayerSpec.parse(opts.channel_grid) if opts.channel_grid else None
+    if grid is not None:
+        resolve_googlenet(grid.name)
+    variants = _view_variants(settings, chosen, opts, typed) if opts.sweep or opts.sweep_presets else []
+    view = runs.View(
+        start,
+        settings,
+        variants,
+        grid,
+        opts.guide,
+        opts.heatmap,
+        opts.output,
+        metadata={"version": __version__, "preset": chosen.name if chosen else None},
+    )
+    runs.image_output(view.output, start, view.kind)  # a bad -o fails before the model loads
     progress = Progress(opts.quiet, opts.as_json, many=len(variants) > 1)
-
-    def report(label: str, position: int):
-        progress(FileStarted(Job(Path(label), output, position), position, len(variants)))
-
-    meta = {
-        "version": __version__,
-        "view": kind,
-        "start": opts.start,
-        "settings": settings.to_dict(),
-        "preset": chosen.name if chosen else None,
-        "guide": str(opts.guide) if opts.guide else None,
-    }
     try:
-        if kind == "channels":
-            spec = LayerSpec.parse(opts.channel_grid)
-            channels = spec.channels or tuple(range(64))
-            report(f"{spec.name} channels", 1)
-            tiles = views.channel_grid(
-                model, image, resolve_googlenet(spec.name), channels, _engine(settings), progress, **options
-            )
-            tiles = [(f"{spec.name} [{c}]", picture) for c, (_, picture) in zip(channels, tiles, strict=True)]
-            write_pil(output, views.contact_sheet(tiles, columns=min(8, len(tiles)), width=160), meta)
-        elif kind == "sweep":
-            tiles = [("input" if names else opts.start, image)]
-            for position, (label, variant) in enumerate(variants, start=1):
-                report(label, position)
-                tiles += views.sweep(model, image, [(label, _engine(variant))], progress, **options)
-            write_pil(output, views.contact_sheet(tiles), meta)
-        else:
-            report(stem, 1)
-            dreamed = views.sweep(model, image, [("", _engine(settings))], progress, **options)[0][1]
-            write_image(output, dreamed, None, meta)
-        if opts.heatmap:
-            spec = settings.layers[0]
-            heat = views.activation_map(model, image, spec.with_name(resolve_googlenet(spec.name)))
-            write_image(
-                output.with_name(f"{output.stem}_heatmap.png"), views.heat_overlay(image, heat), None, meta
-            )
+        output = runs.run_view(_load_model(opts), view, progress)
     finally:
         progress.close()
+    return _wrote(opts, f"Wrote {output}")
+
+
+def _wrote(opts: SimpleNamespace, message: str) -> int:
     if not opts.quiet:
-        click.echo(f"Wrote {output}", err=True)
+        click.echo(message, err=True)
     return EXIT_OK
-
-
-def batch_output_check(output: Path) -> None:
-    from dreamcli.imageio import output_format
-
-    try:
-        output_format(output)
-    except DreamError as exc:
-        raise SettingsError(str(exc)) from None
 
 
 def _view_variants(
@@ -477,18 +379,13 @@ def _view_variants(
     return [("", settings)]
 
 
-def _engine(settings: Settings) -> Settings:
-    """The user's layer names -> GoogLeNet module names, for the engine."""
-    layers = tuple(spec.with_name(resolve_googlenet(spec.name)) for spec in settings.layers)
-    return dataclasses.replace(settings, layers=layers)
-
-
 def _load_model(opts: SimpleNamespace):
     from dreamcli.model import choose_precision, load_googlenet, prepare_for_dreaming, select_device
+    from dreamcli.runs import Engine
 
     device = select_device(opts.device)
     model = prepare_for_dreaming(load_googlenet(opts.weights, progress=not opts.quiet), device)
-    return choose_precision(opts.precision, device), model
+    return Engine(model, choose_precision(opts.precision, device))
 
 
 def _load_preset(name: str | None) -> preset_files.Preset | None:
@@ -625,11 +522,14 @@ class Progress:
         self.steps = None
 
     def __call__(self, event) -> None:
+        from dreamcli.animate import FrameDone
         from dreamcli.batch import FileStarted, Result
         from dreamcli.dream import Note
         from dreamcli.dream import Progress as Step
 
-        if isinstance(event, FileStarted):
+        if isinstance(event, FrameDone):
+            self._frame(event)
+        elif isinstance(event, FileStarted):
             self._start_file(event)
         elif isinstance(event, Step):
             self._step(event)
@@ -656,6 +556,12 @@ class Progress:
             leave=not self.many,
             position=1 if self.many else 0,
         )
+
+    def _frame(self, event) -> None:
+        """Animations: one bar over frames, which shows frames per second and time left."""
+        if self.files is None:
+            self.files = self._bar(total=event.total, desc="frames", unit="frame")
+        self.files.update(1)
 
     def _step(self, event) -> None:
         if self.steps is None:

@@ -11,6 +11,7 @@ import json
 import os
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -192,10 +193,24 @@ def write_pil(path: str | Path, image: Image.Image, metadata: dict[str, Any] | N
     options = _metadata_options(fmt, metadata) if metadata else {}
     if fmt == "JPEG":
         options["quality"] = 95
+
+    def save(handle) -> None:
+        image.save(handle, format=fmt, **options)
+
+    atomic_write(path, save)
+
+
+def atomic_write(path: str | Path, write: Callable[[Any], None], suffix: str = ".part") -> None:
+    """Call ``write(file)`` on a temporary file in ``path``'s folder, then rename it to ``path``.
+
+    A kill at any moment leaves either the old file (or none) or the whole new
+    one; on an error the temporary file is removed and an ImageError names the path.
+    """
+    path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     try:
         handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below, renamed or removed
-            dir=folder, prefix=f".{path.name}.", suffix=".part", delete=False
+            dir=folder, prefix=f".{path.name}.", suffix=suffix, delete=False
         )
     except FileNotFoundError:
         raise ImageError(f"cannot write {path}: the folder {folder} does not exist") from None
@@ -204,7 +219,7 @@ def write_pil(path: str | Path, image: Image.Image, metadata: dict[str, Any] | N
     temp = Path(handle.name)
     try:
         with handle:
-            image.save(handle, format=fmt, **options)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(temp, FILE_MODE)  # mkstemp makes 0600; a normal file honours the umask

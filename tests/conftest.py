@@ -44,6 +44,19 @@ def save_photo(path, width: int = 96, height: int = 64, seed: int = 0, mode: str
     return path
 
 
+def cli_invoker(weights_file, *flags: str, catch_exceptions: bool = False):
+    """Run ``dream ARGS... --weights FILE FLAGS...`` through Click's CliRunner."""
+    from click.testing import CliRunner
+
+    from dreamcli.cli import main
+
+    def invoke(*args, input=None):
+        argv = [str(a) for a in args] + ["--weights", str(weights_file), *flags]
+        return CliRunner().invoke(main, argv, input=input, catch_exceptions=catch_exceptions)
+
+    return invoke
+
+
 @pytest.fixture
 def photo(tmp_path):
     return save_photo(tmp_path / "photo.png")

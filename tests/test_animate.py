@@ -14,18 +14,14 @@ from PIL import Image
 from dreamcli import animate
 from dreamcli.cli import main
 
-from conftest import save_photo
+from conftest import cli_invoker, save_photo
 
 FAST = ["--octaves", "1", "--iterations", "2", "--layer", "inception_3a", "--seed", "0", "-q"]
 
 
 @pytest.fixture
 def run(weights_file):
-    def invoke(*args):
-        argv = [str(a) for a in args] + ["--weights", str(weights_file), *FAST]
-        return CliRunner().invoke(main, argv, catch_exceptions=False)
-
-    return invoke
+    return cli_invoker(weights_file, *FAST)
 
 
 def video_streams(path):

@@ -9,15 +9,13 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 from dreamcli.batch import Job, collect_inputs, parse_shard, plan_jobs, take_shard
-from dreamcli.cli import main
 from dreamcli.config import Settings
 from dreamcli.errors import SettingsError
 
-from conftest import save_photo
+from conftest import cli_invoker, save_photo
 
 # The cheapest real dream: one octave, one step, an early layer.
 TINY = ["--octaves", "1", "--iterations", "1", "--layer", "conv2/3x3", "--seed", "0"]
@@ -25,11 +23,7 @@ TINY = ["--octaves", "1", "--iterations", "1", "--layer", "conv2/3x3", "--seed",
 
 @pytest.fixture
 def run(weights_file):
-    def invoke(*args, input=None):
-        argv = [str(a) for a in args] + ["--weights", str(weights_file), *TINY]
-        return CliRunner().invoke(main, argv, input=input, catch_exceptions=False)
-
-    return invoke
+    return cli_invoker(weights_file, *TINY)
 
 
 def folder_of_photos(root: Path, names=("a.png", "b.jpg", "c.png")) -> Path:

@@ -3,10 +3,8 @@
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 from PIL import Image
 
-from dreamcli.cli import main
 from dreamcli.config import LayerSpec, Settings
 from dreamcli.dream import LayerCapture, dream
 from dreamcli.imageio import read_metadata
@@ -14,18 +12,14 @@ from dreamcli.model import class_index
 from dreamcli.objectives import ChannelPerImage, RandomAffine, guide_features, objective
 from dreamcli.views import activation_map, contact_sheet, heat_overlay
 
-from conftest import photo_array, save_photo
+from conftest import cli_invoker, photo_array, save_photo
 
 FAST = ["--octaves", "1", "--iterations", "2", "--seed", "0", "-q"]
 
 
 @pytest.fixture
 def run(weights_file):
-    def invoke(*args):
-        argv = [str(a) for a in args] + ["--weights", str(weights_file), *FAST]
-        return CliRunner().invoke(main, argv, catch_exceptions=False)
-
-    return invoke
+    return cli_invoker(weights_file, *FAST)
 
 
 def test_layer_sweep_writes_a_labelled_sheet(run, tmp_path):
