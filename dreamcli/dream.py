@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -205,6 +206,22 @@ def step(
     return image.clamp_(0.0, 1.0), loss
 
 
+# Probes (smallest input, tile geometry, memory per pixel) depend only on the model and
+# the layers: measured once per model, not once per image of a batch.
+_MEASURED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+# torch.OutOfMemoryError is torch >= 2.5; older releases only have the CUDA one.
+OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+
+
+def _measured(capture: LayerCapture, what: str, measure: Callable[[], object]):
+    per_model = _MEASURED.setdefault(capture.model, {})
+    key = (what, tuple(capture.names))
+    if key not in per_model:
+        per_model[key] = measure()
+    return per_model[key]
+
+
 def model_device(model: nn.Module) -> torch.device:
     for tensor in list(model.parameters()) + list(model.buffers()):
         return tensor.device
@@ -248,7 +265,7 @@ def dream(
 
     with LayerCapture(model, [spec.name for spec in settings.layers]) as capture:
         height, width = original.shape[-2:]
-        min_side = smallest_input(capture, device)
+        min_side = _measured(capture, "min_side", lambda: smallest_input(capture, device))
         if min(height, width) < min_side:
             raise ImageError(
                 f"the image is {width}x{height} px, too small for layer(s) "
@@ -313,7 +330,9 @@ class Tiles:
         from dreamcli import tiling
 
         if self._geometry is None:
-            self._geometry = tiling.geometry(self.capture, self.device)
+            self._geometry = _measured(
+                self.capture, "geometry", lambda: tiling.geometry(self.capture, self.device)
+            )
         return self._geometry
 
     def for_size(self, size: tuple[int, int]) -> int | None:
@@ -324,7 +343,9 @@ class Tiles:
             tile = self.forced
             if tile is None and self.memory is not None:
                 if self._per_pixel is None:
-                    self._per_pixel = tiling.bytes_per_pixel(self.capture, self.device)
+                    self._per_pixel = _measured(
+                        self.capture, "per_pixel", lambda: tiling.bytes_per_pixel(self.capture, self.device)
+                    )
                 needed = self.batch * size[0] * size[1] * self._per_pixel
                 if needed > self.memory:
                     tile = tiling.choose_tile(size, self._per_pixel, self.memory, self.geometry(), self.batch)
@@ -341,7 +362,7 @@ class Tiles:
             try:
                 with torch.autocast(self.device.type, self.dtype, enabled=self.dtype != torch.float32):
                     return step(capture, image, goal, step_size, shift, grad_fn)
-            except torch.OutOfMemoryError:
+            except OUT_OF_MEMORY:
                 smaller = self._after_oom(size, tile)
                 report(Note(f"out of memory at {size[1]}x{size[0]}: retrying in tiles of {smaller} px"))
 

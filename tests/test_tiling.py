@@ -79,7 +79,7 @@ def test_out_of_memory_retries_in_tiles(net, monkeypatch):
     def whole_image_runs_out(capture, image, layers, sizes=None):
         if sizes is None:  # only the untiled call has no sizes
             whole_calls.append(1)
-            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+            raise engine.OUT_OF_MEMORY("CUDA out of memory (simulated)")
         return real(capture, image, layers, sizes)
 
     monkeypatch.setattr(engine, "gradient", whole_image_runs_out)
