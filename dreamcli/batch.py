@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from dreamcli.config import Settings
 from dreamcli.dream import Note, dream
 from dreamcli.errors import DreamError, ImageError, SettingsError
-from dreamcli.imageio import IMAGE_EXTENSIONS, output_format, read_image, write_image
+from dreamcli.imageio import IMAGE_EXTENSIONS, Picture, output_format, read_image, write_image
 
 DEFAULT_TEMPLATE = "{stem}_dream.png"
 TEMPLATE_FIELDS = ("stem", "ext", "preset", "layer", "index")
@@ -234,6 +235,7 @@ class Batch:
     tile_size: int | None = None  # force tiled gradients of this size
     memory: float | None = None  # bytes the dream may use; larger octaves are tiled
     precision: str = "fp32"
+    batch_size: int = 1  # same-size images dreamed together
 
     def run(self, jobs: Sequence[Job]) -> Summary:
         summary = Summary()
@@ -265,38 +267,73 @@ class Batch:
         return None
 
     def _run_jobs(self, jobs, reader, writer, writes, summary) -> None:
-        max_size = self.settings.max_size
-        pending = reader.submit(read_image, jobs[0].source, max_size) if jobs else None
-        for position, job in enumerate(jobs, start=1):
-            started = time.perf_counter()
-            current = pending
-            pending = (
-                reader.submit(read_image, jobs[position].source, max_size) if position < len(jobs) else None
-            )
-            self.report(FileStarted(job, position, len(jobs)))
-            try:
-                picture = current.result()
-                for note in picture.notes:
-                    self.report(Note(note))
-                settings = self._settings_for(job)
-                engine = self._engine_settings(settings)
-                rgb = dream(
-                    self.model, picture.rgb, engine, self.report, self.tile_size, self.memory, self.precision
-                )
-                job.output.parent.mkdir(parents=True, exist_ok=True)
-            except DreamError as exc:
-                error = str(exc)
-            except OSError as exc:
-                error = f"cannot create {job.output.parent}: {exc.strerror or exc}"
-            else:
-                meta = dict(self.metadata, settings=settings.to_dict(), input=job.source.name)
-                self._drain(writes, summary, wait=False)
-                writes.append(
-                    (writer.submit(write_image, job.output, rgb, picture.alpha, meta), job, started)
-                )
+        group: list[tuple[Job, Picture, float]] = []
+        position = 0
+        for job, picture, error, started in self._decoded(jobs, reader):
+            if error is not None:
+                if group:  # dream what came before, so results stay in input order
+                    position = self._dream_group(group, position, len(jobs), writer, writes, summary)
+                    group = []
+                self._drain(writes, summary, wait=True)
+                self._finish(summary, Result(job, "failed", time.perf_counter() - started, error))
                 continue
-            self._drain(writes, summary, wait=True)  # report in input order
-            self._finish(summary, Result(job, "failed", time.perf_counter() - started, error))
+            if group and (picture.rgb.shape != group[0][1].rgb.shape or len(group) == self.batch_size):
+                position = self._dream_group(group, position, len(jobs), writer, writes, summary)
+                group = []
+            group.append((job, picture, started))
+        if group:
+            self._dream_group(group, position, len(jobs), writer, writes, summary)
+
+    def _decoded(self, jobs: Sequence[Job], reader):
+        """(job, picture, error, start time) in order, decoding up to a batch ahead in a thread."""
+        ahead = max(2, self.batch_size + 1)
+        pending = [
+            (job, reader.submit(read_image, job.source, self.settings.max_size)) for job in jobs[:ahead]
+        ]
+        following = iter(jobs[ahead:])
+        while pending:
+            job, future = pending.pop(0)
+            started = time.perf_counter()
+            nxt = next(following, None)
+            if nxt is not None:
+                pending.append((nxt, reader.submit(read_image, nxt.source, self.settings.max_size)))
+            try:
+                picture = future.result()
+            except DreamError as exc:
+                yield job, None, str(exc), started
+                continue
+            for note in picture.notes:
+                self.report(Note(note))
+            yield job, picture, None, started
+
+    def _dream_group(self, group, position, total, writer, writes, summary) -> int:
+        """Dream same-size pictures as one batch, then queue their writes."""
+        first = group[0][0]
+        self.report(FileStarted(first, position + 1, total))
+        settings = self._settings_for(first)
+        try:
+            batch = torch.stack([picture.rgb for _, picture, _ in group])
+            engine = self._engine_settings(settings)
+            dreamed = dream(
+                self.model, batch, engine, self.report, self.tile_size, self.memory, self.precision
+            )
+        except DreamError as exc:
+            self._drain(writes, summary, wait=True)
+            for job, _, started in group:
+                self._finish(summary, Result(job, "failed", time.perf_counter() - started, str(exc)))
+            return position + len(group)
+        for (job, picture, started), rgb in zip(group, dreamed, strict=True):
+            try:
+                job.output.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                self._drain(writes, summary, wait=True)
+                error = f"cannot create {job.output.parent}: {exc.strerror or exc}"
+                self._finish(summary, Result(job, "failed", time.perf_counter() - started, error))
+                continue
+            meta = dict(self.metadata, settings=settings.to_dict(), input=job.source.name)
+            self._drain(writes, summary, wait=False)
+            writes.append((writer.submit(write_image, job.output, rgb, picture.alpha, meta), job, started))
+        return position + len(group)
 
     def _drain(self, writes: list, summary: Summary, wait: bool) -> None:
         """Report finished writes, oldest first; with ``wait``, all of them."""

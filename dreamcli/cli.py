@@ -215,6 +215,13 @@ def user_preset_folders() -> list[tuple[str, Path]]:
     type=click.IntRange(min=32),
     help="Compute gradients in tiles of this many pixels (default: only when memory is short).",
 )
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 1024),
+    default=1,
+    show_default=True,
+    help="Dream up to this many same-size images together (faster on a GPU; uses more memory).",
+)
 @optgroup_views
 @optgroup_animation
 @click.option("-r", "--recursive", is_flag=True, help="Walk folders recursively, keeping sub-folders.")
@@ -494,6 +501,7 @@ def _run(names: list[str], settings: Settings, chosen, opts: SimpleNamespace) ->
         overwrite=opts.overwrite,
         tile_size=opts.tile_size,
         precision=precision,
+        batch_size=opts.batch_size,
         memory=_memory_budget(free_memory(device)),
         metadata={
             "version": __version__,
@@ -520,6 +528,7 @@ class Progress:
         self.quiet, self.as_json, self.many = quiet, as_json, many
         self.files = None
         self.steps = None
+        self.notes: set[str] = set()
 
     def __call__(self, event) -> None:
         from dreamcli.animate import FrameDone
@@ -533,7 +542,8 @@ class Progress:
             self._start_file(event)
         elif isinstance(event, Step):
             self._step(event)
-        elif isinstance(event, Note) and not self.quiet:
+        elif isinstance(event, Note) and not self.quiet and event.message not in self.notes:
+            self.notes.add(event.message)  # over a thousand files, say each thing once
             self._write(f"Note: {event.message}")
         elif isinstance(event, Result):
             self._result(event)

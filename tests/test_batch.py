@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -239,3 +240,32 @@ def test_sigint_to_a_real_process_leaves_no_partial_file(tmp_path, weights_file)
     assert 1 <= len(files) < 30 and all(f.endswith("_dream.png") for f in files)
     for name in files:
         Image.open(out / name).load()  # every file that exists is whole
+
+
+def test_same_size_images_are_dreamed_together(run, tmp_path, monkeypatch):
+    photos = folder_of_photos(tmp_path / "in", ["a.png", "b.png", "c.png", "d.png"])
+    save_photo(photos / "c.png", 48, 40, seed=7)  # a different size breaks the run of equal sizes
+    (photos / "e.png").write_bytes(b"broken")
+    import dreamcli.batch
+
+    real, sizes = dreamcli.batch.dream, []
+    monkeypatch.setattr(
+        dreamcli.batch, "dream", lambda m, images, *a: sizes.append(len(images)) or real(m, images, *a)
+    )
+    result = run(photos, "-o", tmp_path / "together", "--batch-size", "3", "--json")
+    assert result.exit_code == 1
+    assert sizes == [2, 1, 1]  # a+b, then c (other size), then d
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(Path(r["input"]).name, r["status"]) for r in records] == [
+        ("a.png", "done"),
+        ("b.png", "done"),
+        ("c.png", "done"),
+        ("d.png", "done"),
+        ("e.png", "failed"),
+    ]
+    monkeypatch.setattr(dreamcli.batch, "dream", real)
+    run(photos, "-o", tmp_path / "alone")
+    for name in ("a_dream.png", "b_dream.png", "d_dream.png"):
+        together = np.asarray(Image.open(tmp_path / "together" / name), dtype=int)
+        alone = np.asarray(Image.open(tmp_path / "alone" / name), dtype=int)
+        assert np.abs(together - alone).max() <= 1  # the same dream, up to rounding
