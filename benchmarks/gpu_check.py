@@ -1,0 +1,78 @@
+"""One short script for a session that has a CUDA GPU: check the GPU paths, then time them.
+
+    python benchmarks/gpu_check.py && python benchmarks/bench.py --device cuda
+
+Checks (random weights; prints one line each, exits 1 on the first failure):
+the CUDA dream matches the CPU one in fp32; bf16 autocast dreams upward; the
+same seed gives the same picture twice on CUDA; a 4K image under an 8 GiB cap
+is tiled rather than running out of memory.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import torch
+
+from dreamcli.config import LayerSpec, Settings
+from dreamcli.dream import LayerCapture, dream, objective
+from dreamcli.model import googlenet_trunk, make_reproducible, prepare_for_dreaming
+from dreamcli.tiling import free_memory
+
+
+def check(name: str, ok: bool, detail: str = "") -> None:
+    print(f"{'ok  ' if ok else 'FAIL'} {name} {detail}", flush=True)
+    if not ok:
+        sys.exit(1)
+
+
+def main() -> None:
+    if not torch.cuda.is_available():
+        sys.exit("no CUDA device here")
+    gpu = torch.device("cuda")
+    print(torch.cuda.get_device_name(gpu), torch.__version__)
+    cpu_net = prepare_for_dreaming(googlenet_trunk(), torch.device("cpu"))
+    gpu_net = prepare_for_dreaming(googlenet_trunk(), gpu)
+    image = torch.rand(3, 256, 320, generator=torch.Generator().manual_seed(0))
+    settings = Settings(layers=["inception4c"], octaves=2, iterations=3, seed=0)
+
+    on_cpu = dream(cpu_net, image, settings)
+    on_gpu = dream(gpu_net, image, settings)
+    diff = float((on_cpu - on_gpu).abs().mean())
+    check("fp32 CUDA matches CPU", diff < 0.01, f"(mean |diff| {diff:.4f})")
+
+    spec = [LayerSpec("inception4c")]
+    bf16 = dream(gpu_net, image, settings, precision="bf16")
+    with LayerCapture(gpu_net, ["inception4c"]) as capture:
+        before = float(objective(capture(image[None].to(gpu)), spec))
+        after = float(objective(capture(bf16[None].to(gpu)), spec))
+    check("bf16 dreams upward", after > 1.5 * before, f"({before:.3f} -> {after:.3f})")
+
+    make_reproducible(gpu)
+    again = [dream(gpu_net, image, settings) for _ in range(2)]
+    check("same seed, same picture on CUDA", torch.equal(again[0], again[1]))
+
+    total = torch.cuda.get_device_properties(gpu).total_memory
+    torch.cuda.set_per_process_memory_fraction(min(1.0, 8 * 2**30 / total), gpu)
+    big = torch.rand(3, 2160, 3840, generator=torch.Generator().manual_seed(1))
+    notes = []
+    start = time.perf_counter()
+    out = dream(
+        gpu_net,
+        big,
+        Settings(layers=["inception4c"], octaves=4, iterations=2, seed=0),
+        notes.append,
+        memory=0.7 * free_memory(gpu),
+        precision="bf16",
+    )
+    torch.cuda.synchronize(gpu)
+    check(
+        "4K under an 8 GiB cap",
+        out.shape == big.shape,
+        f"({time.perf_counter() - start:.2f} s, peak {torch.cuda.max_memory_allocated(gpu) / 2**30:.2f} GiB)",
+    )
+
+
+if __name__ == "__main__":
+    main()
