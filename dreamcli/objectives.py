@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Sequence
 
@@ -88,6 +89,12 @@ class Objective:
     def view(self, image: torch.Tensor) -> torch.Tensor:
         return image if self.transform is None else self.transform(image)
 
+    def untransformed(self) -> Objective:
+        """The same objective without the view transform (tiles must all see the same geometry)."""
+        plain = copy.copy(self)
+        plain.transform = None
+        return plain
+
     def __call__(self, outputs: dict[str, torch.Tensor], sizes: dict[str, int] | None = None) -> torch.Tensor:
         return objective(outputs, self.layers, sizes, self.guide)
 
@@ -107,8 +114,12 @@ class ChannelPerImage(Objective):
                 f"channel {max(self.channels)} does not exist"
             )
         index = torch.tensor(self.channels, device=act.device)
-        picked = act[torch.arange(act.shape[0], device=act.device), index]  # (N, H, W)
-        return picked.float().pow(2).flatten(1).mean(1)
+        picked = (
+            act[torch.arange(act.shape[0], device=act.device), index].float().pow(2).flatten(1)
+        )  # (N, H*W)
+        if sizes is None:
+            return picked.mean(1)
+        return picked.sum(1) / (sizes[self.layer] // act.shape[1])  # a tile: divide by the whole map
 
 
 def as_objective(layers: Sequence[LayerSpec] | Objective) -> Objective:

@@ -124,6 +124,10 @@ class TiledGradient:
 
     def __call__(self, capture, image: torch.Tensor, layers: Sequence[LayerSpec]):
         from dreamcli.dream import gradient
+        from dreamcli.objectives import as_objective
+
+        # A random view transform per tile would misalign the tiles: tiled steps go without it.
+        layers = as_objective(layers).untransformed()
 
         height, width = image.shape[-2:]
         size = (height, width)

@@ -89,3 +89,18 @@ def test_out_of_memory_retries_in_tiles(net, monkeypatch):
     assert any(isinstance(n, Note) and "retrying in tiles" in n.message for n in notes)
     assert len(whole_calls) == 1  # the tile size is remembered for the next steps
     assert out.shape == image.shape and not torch.equal(out, image)
+
+
+def test_tiles_match_for_per_image_channels_and_ignore_view_transforms(net):
+    from dreamcli.objectives import ChannelPerImage, RandomAffine
+
+    image = torch.rand(2, 3, 150, 230, generator=torch.Generator().manual_seed(3))
+    goal = ChannelPerImage("inception3b", [5, 9])
+    with LayerCapture(net, ["inception3b"]) as capture:
+        whole, _ = gradient(capture, image, goal)
+        geom = geometry(capture, torch.device("cpu"))
+        tiled, _ = TiledGradient(48, geom)(capture, image, goal)
+        transformed = ChannelPerImage("inception3b", [5, 9], transform=RandomAffine(0))
+        tiled_without_view, _ = TiledGradient(48, geom)(capture, image, transformed)
+    torch.testing.assert_close(tiled, whole, atol=1e-5 * float(whole.abs().max()), rtol=1e-4)
+    torch.testing.assert_close(tiled_without_view, whole, atol=1e-5 * float(whole.abs().max()), rtol=1e-4)
