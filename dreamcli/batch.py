@@ -68,7 +68,6 @@ class Summary:
     done: int = 0
     skipped: int = 0
     failed: int = 0
-    not_images: int = 0
     interrupted: bool = False
     results: list[Result] = field(default_factory=list)
 
@@ -106,7 +105,8 @@ def collect_inputs(
         for child in sorted(walker):
             if excluded is not None and (child.resolve() == excluded or excluded in child.resolve().parents):
                 continue
-            if child.is_dir() or child.name.startswith("."):
+            # Hidden files and folders (ours: .NAME.part temporaries, .NAME.frames work folders) are skipped.
+            if child.is_dir() or any(part.startswith(".") for part in child.relative_to(path).parts):
                 continue
             if child.suffix.lower() in IMAGE_EXTENSIONS:
                 _add(found, seen, child, path)

@@ -269,3 +269,11 @@ def test_same_size_images_are_dreamed_together(run, tmp_path, monkeypatch):
         together = np.asarray(Image.open(tmp_path / "together" / name), dtype=int)
         alone = np.asarray(Image.open(tmp_path / "alone" / name), dtype=int)
         assert np.abs(together - alone).max() <= 1  # the same dream, up to rounding
+
+
+def test_hidden_files_and_folders_are_not_inputs(tmp_path):
+    photos = folder_of_photos(tmp_path / "in", ["a.png"])
+    folder_of_photos(photos / ".clip.mp4.frames", ["000001.png"])
+    save_photo(photos / ".a_dream.png.x1.part.png", 40, 32)
+    found = collect_inputs([photos], recursive=True)
+    assert [p.name for p, _ in found.files] == ["a.png"] and found.not_images == []
