@@ -297,7 +297,7 @@ def _main(ctx: click.Context, opts: SimpleNamespace) -> int:
 def _run_zoom(names: list[str], settings: Settings, chosen, opts: SimpleNamespace) -> int:
     from dreamcli import runs
 
-    start = runs.Start.from_inputs(names, opts.start, opts.size, "a zoom takes")
+    start = runs.Start.from_inputs(names, opts.start, opts.size, "a zoom")
     zoom = runs.Zoom(
         start, settings, opts.zoom, opts.zoom_scale, opts.rotate, opts.pan, opts.fps, opts.output
     )

@@ -50,7 +50,7 @@ class Start:
     @classmethod
     def from_inputs(cls, names: Sequence[str], kind: str, size: tuple[int, int] | None, what: str) -> Start:
         if kind == "photo" and len(names) != 1:
-            raise SettingsError(f"{what} take one INPUT (or --start noise)")
+            raise SettingsError(f"{what}: give exactly one INPUT (or --start noise and none)")
         if kind != "photo" and names:
             raise SettingsError(f"--start {kind} dreams without a photo: leave out INPUT")
         return cls(Path(names[0]) if names else None, kind, size)
