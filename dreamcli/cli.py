@@ -301,6 +301,8 @@ def _run_zoom(names: list[str], settings: Settings, chosen, opts: SimpleNamespac
     zoom = runs.Zoom(
         start, settings, opts.zoom, opts.zoom_scale, opts.rotate, opts.pan, opts.fps, opts.output
     )
+    if _exists(opts, runs.zoom_output(zoom)):
+        return EXIT_OK
     progress = Progress(opts.quiet, opts.as_json, many=False)
     try:
         output = runs.run_zoom(_load_model(opts), zoom, progress)
@@ -314,8 +316,8 @@ def _run_video(name: str, settings: Settings, chosen, opts: SimpleNamespace) -> 
 
     source = Path(name)
     output = runs.video_output(source, opts.output)
-    if output.exists() and not opts.overwrite:
-        return _wrote(opts, f"Skipped {output} (exists; --overwrite replaces it)")
+    if _exists(opts, output):
+        return EXIT_OK
     animate.probe_video(source)  # a bad file fails before the model loads
     progress = Progress(opts.quiet, opts.as_json, many=False)
     try:
@@ -358,13 +360,22 @@ def _run_view(names: list[str], settings: Settings, chosen, opts: SimpleNamespac
         opts.output,
         metadata={"version": __version__, "preset": chosen.name if chosen else None},
     )
-    runs.image_output(view.output, start, view.kind)  # a bad -o fails before the model loads
+    if _exists(opts, runs.image_output(view.output, start, view.kind)):  # a bad -o fails here too
+        return EXIT_OK
     progress = Progress(opts.quiet, opts.as_json, many=len(variants) > 1)
     try:
         output = runs.run_view(_load_model(opts), view, progress)
     finally:
         progress.close()
     return _wrote(opts, f"Wrote {output}")
+
+
+def _exists(opts: SimpleNamespace, output: Path) -> bool:
+    """Like batch mode: an existing output is kept unless --overwrite (and the user is told)."""
+    if output.exists() and not opts.overwrite:
+        _wrote(opts, f"Skipped {output} (exists; --overwrite replaces it)")
+        return True
+    return False
 
 
 def _wrote(opts: SimpleNamespace, message: str) -> int:

@@ -168,10 +168,14 @@ class Zoom:
     output: Path | None = None
 
 
+def zoom_output(zoom: Zoom) -> Path:
+    default = zoom.start.folder / f"{zoom.start.stem}_zoom.gif"
+    return animation_output(zoom.output, default, {*animate.ANIMATIONS, ""})
+
+
 def run_zoom(engine: Engine, zoom: Zoom, report: Report = lambda event: None) -> Path:
     """Dream, zoom, dream again; write the frames as GIF, WebP, MP4 or a folder of PNGs."""
-    default = zoom.start.folder / f"{zoom.start.stem}_zoom.gif"
-    output = animation_output(zoom.output, default, {*animate.ANIMATIONS, ""})
+    output = zoom_output(zoom)
     image = zoom.start.image(zoom.settings, (512, 512))
     frames = []
     sequence = animate.zoom_frames(

@@ -173,3 +173,15 @@ def test_views_take_one_input(run, tmp_path):
     a, b = save_photo(tmp_path / "a.png", 32, 32), save_photo(tmp_path / "b.png", 32, 32)
     result = run(a, b, "--heatmap")
     assert result.exit_code == 2 and "one INPUT" in result.output
+
+
+def test_existing_view_output_is_kept_unless_overwrite(weights_file, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    first = cli_invoker(weights_file, "--octaves", "1", "--iterations", "1", "--seed", "0")
+    assert first("--start", "noise", "--size", "48x48").exit_code == 0
+    stamp = (tmp_path / "noise_dream.png").stat().st_mtime_ns
+    again = first("--start", "noise", "--size", "48x48", "--class", "goldfish")
+    assert again.exit_code == 0 and "Skipped noise_dream.png" in again.output
+    assert (tmp_path / "noise_dream.png").stat().st_mtime_ns == stamp
+    assert first("--start", "noise", "--size", "48x48", "--overwrite").exit_code == 0
+    assert (tmp_path / "noise_dream.png").stat().st_mtime_ns != stamp
