@@ -322,18 +322,24 @@ class Tiles:
         self.capture, self.device, self.batch = capture, device, batch
         self.dtype = PRECISIONS[precision]
         self.forced, self.memory = tile_size, memory
-        self._geometry = None
-        self._per_pixel = None
         self._chosen: dict[tuple[int, int], int | None] = {}
+        # One TiledGradient per tile side: it caches the whole-image layer sizes, which
+        # cost a meta-device copy of the model to measure; once per octave, not per step.
+        self._tilers: dict[int, object] = {}
 
     def geometry(self):
         from dreamcli import tiling
 
-        if self._geometry is None:
-            self._geometry = _measured(
-                self.capture, "geometry", lambda: tiling.geometry(self.capture, self.device)
-            )
-        return self._geometry
+        return _measured(self.capture, "geometry", lambda: tiling.geometry(self.capture, self.device))
+
+    def grad_fn(self, tile: int | None) -> Callable:
+        from dreamcli import tiling
+
+        if tile is None:
+            return gradient
+        if tile not in self._tilers:
+            self._tilers[tile] = tiling.TiledGradient(tile, self.geometry())
+        return self._tilers[tile]
 
     def for_size(self, size: tuple[int, int]) -> int | None:
         """The tile side for this octave size, or None for a whole-image step."""
@@ -342,26 +348,21 @@ class Tiles:
         if size not in self._chosen:
             tile = self.forced
             if tile is None and self.memory is not None:
-                if self._per_pixel is None:
-                    self._per_pixel = _measured(
-                        self.capture, "per_pixel", lambda: tiling.bytes_per_pixel(self.capture, self.device)
-                    )
-                needed = self.batch * size[0] * size[1] * self._per_pixel
-                if needed > self.memory:
-                    tile = tiling.choose_tile(size, self._per_pixel, self.memory, self.geometry(), self.batch)
+                per_pixel = _measured(
+                    self.capture, "per_pixel", lambda: tiling.bytes_per_pixel(self.capture, self.device)
+                )
+                if self.batch * size[0] * size[1] * per_pixel > self.memory:
+                    tile = tiling.choose_tile(size, per_pixel, self.memory, self.geometry(), self.batch)
             self._chosen[size] = tile
         return self._chosen[size]
 
     def step(self, capture, image, goal: Objective, step_size: float, shift, report: ProgressFn):
-        from dreamcli import tiling
-
         size = tuple(image.shape[-2:])
         while True:
             tile = self.for_size(size)
-            grad_fn = gradient if tile is None else tiling.TiledGradient(tile, self.geometry())
             try:
                 with torch.autocast(self.device.type, self.dtype, enabled=self.dtype != torch.float32):
-                    return step(capture, image, goal, step_size, shift, grad_fn)
+                    return step(capture, image, goal, step_size, shift, self.grad_fn(tile))
             except OUT_OF_MEMORY:
                 smaller = self._after_oom(size, tile)
                 report(Note(f"out of memory at {size[1]}x{size[0]}: retrying in tiles of {smaller} px"))
