@@ -32,7 +32,7 @@ from torch import nn
 from dreamcli.config import Settings
 from dreamcli.dream import dream
 from dreamcli.errors import DreamError, ImageError
-from dreamcli.imageio import atomic_write, read_image, to_pil, write_image
+from dreamcli.imageio import atomic_write, read_image, shrink, to_pil, write_image
 
 VIDEO_INPUTS = {
     ".mp4",
@@ -194,11 +194,7 @@ def decode_frames(path: Path, max_size: int | None = None) -> Iterator[torch.Ten
     with av.open(str(path)) as src:
         for frame in src.decode(src.streams.video[0]):
             rgb = torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1).float() / 255
-            if max_size is not None and max(rgb.shape[-2:]) > max_size:
-                scale = max_size / max(rgb.shape[-2:])
-                size = (round(rgb.shape[-2] * scale), round(rgb.shape[-1] * scale))
-                rgb = F.interpolate(rgb[None], size=size, mode="bicubic", antialias=True)[0].clamp(0, 1)
-            yield rgb
+            yield shrink(rgb, max_size) if max_size is not None and max(rgb.shape[-2:]) > max_size else rgb
 
 
 def warp_detail(detail: torch.Tensor, previous: torch.Tensor, current: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,6 @@ encoding the last one run in worker threads while the current one is dreamed.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import random
 import string
@@ -23,8 +22,8 @@ from torch import nn
 
 from dreamcli.config import Settings
 from dreamcli.dream import Note, dream
-from dreamcli.errors import DreamError, ImageError, SettingsError
-from dreamcli.imageio import IMAGE_EXTENSIONS, Picture, output_format, read_image, write_image
+from dreamcli.errors import DreamError, SettingsError
+from dreamcli.imageio import IMAGE_EXTENSIONS, Picture, check_output, read_image, write_image
 
 DEFAULT_TEMPLATE = "{stem}_dream.png"
 TEMPLATE_FIELDS = ("stem", "ext", "preset", "layer", "index")
@@ -153,14 +152,6 @@ def check_template(template: str) -> None:
         )
 
 
-def _check_format(target: Path) -> None:
-    try:
-        output_format(target)
-    except ImageError as exc:
-        hint = "; to write into a folder, end the path with /" if not target.suffix else ""
-        raise SettingsError(f"{exc}{hint}") from None
-
-
 def output_name(template: str, source: Path, index: int, preset: str | None, settings: Settings) -> str:
     layer = str(settings.layers[0].name).replace("/", "-").replace(".", "-")
     return template.format(
@@ -193,7 +184,7 @@ def plan_jobs(
             target = output / sub / name
         else:
             target = output
-        _check_format(target)
+        check_output(target)
         jobs.append(Job(source, target, index))
     _refuse_collisions(jobs)
     return jobs
@@ -313,7 +304,7 @@ class Batch:
         settings = self._settings_for(first)
         try:
             batch = torch.stack([picture.rgb for _, picture, _ in group])
-            engine = self._engine_settings(settings)
+            engine = settings.resolved(self.resolve)
             dreamed = dream(
                 self.model, batch, engine, self.report, self.tile_size, self.memory, self.precision
             )
@@ -345,10 +336,6 @@ class Batch:
             return self.settings
         # Record the seed actually used, so the picture's metadata reproduces it.
         return Settings.from_mapping({"seed": random.randrange(2**32)}, base=self.settings)
-
-    def _engine_settings(self, settings: Settings) -> Settings:
-        layers = tuple(spec.with_name(self.resolve(spec.name)) for spec in settings.layers)
-        return dataclasses.replace(settings, layers=layers)
 
     def _write_result(self, future: Future, job: Job, started: float) -> Result:
         try:

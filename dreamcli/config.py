@@ -11,7 +11,7 @@ import dataclasses
 import difflib
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -177,6 +177,12 @@ class Settings:
         if "layers" in values:
             values["layers"] = _layers_from(values["layers"])
         return dataclasses.replace(base or cls(), **values)
+
+    def resolved(self, resolve: Callable[[str], str]) -> Settings:
+        """The same settings with each layer name mapped by ``resolve`` (user name -> module name)."""
+        return dataclasses.replace(
+            self, layers=tuple(spec.with_name(resolve(spec.name)) for spec in self.layers)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain types only, so that the result can be written as YAML or JSON."""

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
-from dreamcli.errors import ImageError
+from dreamcli.errors import ImageError, SettingsError
 
 # Output formats by extension; JPEG cannot keep alpha, the others can.
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
@@ -67,6 +67,15 @@ def output_format(path: str | Path) -> str:
     return FORMATS[suffix]
 
 
+def check_output(path: str | Path) -> None:
+    """``output_format`` as a usage error (exit 2), for outputs checked before any work."""
+    try:
+        output_format(path)
+    except ImageError as exc:
+        hint = "; to write into a folder, end the path with /" if not Path(path).suffix else ""
+        raise SettingsError(f"{exc}{hint}") from None
+
+
 def read_image(path: str | Path, max_size: int | None = None) -> Picture:
     """Decode ``path``: EXIF rotation applied, any mode converted, long side capped at ``max_size``."""
     path = Path(path)
@@ -87,8 +96,8 @@ def read_image(path: str | Path, max_size: int | None = None) -> Picture:
     alpha_t = torch.from_numpy(alpha)[None] if alpha is not None else None
     if max_size is not None and max(rgb_t.shape[-2:]) > max_size:
         rgb_t, alpha_t = (
-            _shrink(rgb_t, max_size),
-            (_shrink(alpha_t, max_size) if alpha_t is not None else None),
+            shrink(rgb_t, max_size),
+            (shrink(alpha_t, max_size) if alpha_t is not None else None),
         )
     return Picture(rgb_t, alpha_t, tuple(notes))
 
@@ -154,7 +163,8 @@ def _to_arrays(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     return pixels, None
 
 
-def _shrink(image: torch.Tensor, max_size: int) -> torch.Tensor:
+def shrink(image: torch.Tensor, max_size: int) -> torch.Tensor:
+    """Antialiased bicubic resize so that the long side is ``max_size``: (C, H, W) in and out."""
     height, width = image.shape[-2:]
     scale = max_size / max(height, width)
     size = (max(1, round(height * scale)), max(1, round(width * scale)))

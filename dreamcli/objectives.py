@@ -23,14 +23,18 @@ from dreamcli.config import LayerSpec
 from dreamcli.errors import SettingsError
 
 
+def _check_channels(act: torch.Tensor, layer: str, channels: Sequence[int]) -> None:
+    if max(channels) >= act.shape[1]:
+        raise SettingsError(
+            f"layer {layer!r} has {act.shape[1]} channels (0-{act.shape[1] - 1}); "
+            f"channel {max(channels)} does not exist"
+        )
+
+
 def _selected(act: torch.Tensor, spec: LayerSpec) -> torch.Tensor:
     if spec.channels is None:
         return act
-    if max(spec.channels) >= act.shape[1]:
-        raise SettingsError(
-            f"layer {spec.name!r} has {act.shape[1]} channels (0-{act.shape[1] - 1}); "
-            f"channel {max(spec.channels)} does not exist"
-        )
+    _check_channels(act, spec.name, spec.channels)
     return act[:, list(spec.channels)]
 
 
@@ -108,11 +112,7 @@ class ChannelPerImage(Objective):
 
     def __call__(self, outputs, sizes=None):
         act = outputs[self.layer]
-        if max(self.channels) >= act.shape[1]:
-            raise SettingsError(
-                f"layer {self.layer!r} has {act.shape[1]} channels (0-{act.shape[1] - 1}); "
-                f"channel {max(self.channels)} does not exist"
-            )
+        _check_channels(act, self.layer, self.channels)
         index = torch.tensor(self.channels, device=act.device)
         picked = (
             act[torch.arange(act.shape[0], device=act.device), index].float().pow(2).flatten(1)

@@ -7,7 +7,6 @@ for each dream of a sheet, ``animate.FrameDone`` for each frame).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +18,8 @@ from torch import nn
 from dreamcli import animate, views
 from dreamcli.batch import FileStarted, Job
 from dreamcli.config import LayerSpec, Settings
-from dreamcli.errors import DreamError, ImageError, SettingsError
-from dreamcli.imageio import output_format, read_image, write_image, write_pil
+from dreamcli.errors import DreamError, SettingsError
+from dreamcli.imageio import check_output, read_image, write_image, write_pil
 from dreamcli.layers import resolve_googlenet
 
 Report = Callable[[object], None]
@@ -35,8 +34,7 @@ class Engine:
     resolve: Callable[[str], str] = resolve_googlenet
 
     def settings(self, settings: Settings) -> Settings:
-        layers = tuple(spec.with_name(self.resolve(spec.name)) for spec in settings.layers)
-        return dataclasses.replace(settings, layers=layers)
+        return settings.resolved(self.resolve)
 
 
 @dataclass
@@ -71,10 +69,7 @@ class Start:
 
 def image_output(output: Path | None, start: Start, suffix: str) -> Path:
     path = output or start.folder / f"{start.stem}_{suffix}.png"
-    try:
-        output_format(path)
-    except ImageError as exc:
-        raise SettingsError(str(exc)) from None
+    check_output(path)
     return path
 
 

@@ -98,7 +98,9 @@ def full_sizes(capture, size: tuple[int, int]) -> dict[str, int]:
 def _sizes_from_strips(capture, size: tuple[int, int]) -> dict[str, int]:
     """For models the meta device cannot run: the output height from a thin full-height
     strip, the width from a thin full-width strip (cheap, even for 8K)."""
-    device = next(iter(capture.model.parameters())).device
+    from dreamcli.dream import model_device
+
+    device = model_device(capture.model)
     thin = 512
     tall = _probe_outputs(capture, torch.zeros(1, 3, size[0], min(thin, size[1]), device=device))
     wide = _probe_outputs(capture, torch.zeros(1, 3, min(thin, size[0]), size[1], device=device))

@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 
 from dreamcli.config import LayerSpec, Settings
-from dreamcli.dream import LayerCapture, dream, resize
+from dreamcli.dream import LayerCapture, dream, model_device, resize
 from dreamcli.imageio import to_pil
 from dreamcli.objectives import ChannelPerImage, RandomAffine, guide_features
 
@@ -76,17 +76,15 @@ def guide_for(model: nn.Module, guide: torch.Tensor, layers: Sequence[str], max_
     """Guide features of ``guide`` at ``layers``; large guides are shrunk (the notebook used 224 px)."""
     scale = min(1.0, max_side / max(guide.shape[-2:]))
     size = (max(1, round(guide.shape[-2] * scale)), max(1, round(guide.shape[-1] * scale)))
-    device = next(iter(model.parameters())).device
-    small = resize(guide[None].to(device), size)
+    small = resize(guide[None].to(model_device(model)), size)
     with LayerCapture(model, layers) as capture:
         return guide_features(capture, small)
 
 
 def activation_map(model: nn.Module, image: torch.Tensor, spec: LayerSpec) -> torch.Tensor:
     """Where ``spec``'s layer (or channels) fires on ``image``: (H, W) in [0, 1]."""
-    device = next(iter(model.parameters())).device
     with LayerCapture(model, [spec.name]) as capture, torch.no_grad():
-        act = capture(image[None].to(device))[spec.name].float()
+        act = capture(image[None].to(model_device(model)))[spec.name].float()
     if spec.channels is not None:
         act = act[:, list(spec.channels)]
     energy = act.pow(2).sum(1, keepdim=True)
