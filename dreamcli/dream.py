@@ -200,10 +200,17 @@ def step(
     rolled = torch.roll(image, shifts=(dy, dx), dims=(-2, -1))
     grad, loss = grad_fn(capture, rolled, layers)
     grad = torch.roll(grad, shifts=(-dy, -dx), dims=(-2, -1))
-    # Normalise per image, as the notebook does, so each image in a batch gets its own step.
-    scale = (step_size / PIXEL_SCALE) / (grad.abs().flatten(1).mean(1) + GRAD_EPS)
-    image = image + scale.view(-1, 1, 1, 1) * grad
+    image = image + normalised(grad, step_size)
     return image.clamp_(0.0, 1.0), loss
+
+
+def normalised(grad: torch.Tensor, step_size: float) -> torch.Tensor:
+    """The step: ``grad`` scaled so its mean magnitude is ``step_size`` (0-255 units).
+
+    Per image, as the notebook does, so each image in a batch gets its own step.
+    """
+    scale = (step_size / PIXEL_SCALE) / (grad.abs().flatten(1).mean(1) + GRAD_EPS)
+    return scale.view(-1, 1, 1, 1) * grad
 
 
 # Probes (smallest input, tile geometry, memory per pixel) depend only on the model and
@@ -239,6 +246,7 @@ def dream(
     guide: dict[str, torch.Tensor] | None = None,
     transform: Callable | None = None,
     goal: Objective | None = None,
+    graphs: bool = True,
 ) -> torch.Tensor:
     """Dream on ``image`` ((3, H, W) or (N, 3, H, W), RGB in [0, 1]) and return the result.
 
@@ -252,8 +260,9 @@ def dream(
     ``transform`` (e.g. ``objectives.RandomAffine``) changes what the network
     sees at each step, for dreams started from noise.  ``goal`` replaces the
     objective built from these (the layers it reads must be in
-    ``settings.layers``).  The result has the input's shape and lives on the
-    input's device.
+    ``settings.layers``).  On CUDA, untiled steps are recorded as CUDA graphs
+    and replayed (``dreamcli.graphs``) unless ``graphs`` is False.  The
+    result has the input's shape and lives on the input's device.
     """
     report = progress or (lambda event: None)
     single = image.dim() == 3
@@ -280,7 +289,9 @@ def dream(
                     f"under the {min_side} px these layers need"
                 )
             )
-        tiles = Tiles(capture, device, tile_size, memory, batch=original.shape[0], precision=precision)
+        tiles = Tiles(
+            capture, device, tile_size, memory, batch=original.shape[0], precision=precision, graphs=graphs
+        )
         for size in sizes:
             tiles.for_size(size)  # refuse up front what cannot fit, before any work
         goal = goal or Objective(settings.layers, guide, transform)
@@ -305,23 +316,36 @@ def _dream_octaves(
         base = resize(original, size)
         image = base + resize(detail, size)
         report(Progress(octave, len(sizes), 0, settings.iterations, size, None))
-        for iteration in range(1, settings.iterations + 1):
-            shift = random_shift(generator, settings.jitter)
-            image, loss = tiles.step(capture, image, goal, settings.step_size, shift, report)
+        shifts = [random_shift(generator, settings.jitter) for _ in range(settings.iterations)]
+
+        def stepped(iteration: int, loss: torch.Tensor, octave=octave, size=size) -> None:
             report(Progress(octave, len(sizes), iteration, settings.iterations, size, loss))
+
+        image = tiles.octave(capture, image, goal, settings.step_size, shifts, report, stepped)
         detail = image - base
     return image
 
 
 class Tiles:
-    """Decides, per octave size, whether to tile and how; retries smaller after CUDA OOM."""
+    """Decides, per octave size, whether to tile and how; retries smaller after CUDA OOM.
+
+    Untiled octaves on CUDA run as recorded CUDA graphs where the objective allows.
+    """
 
     def __init__(
-        self, capture, device, tile_size: int | None, memory: float | None, batch: int = 1, precision="fp32"
+        self,
+        capture,
+        device,
+        tile_size: int | None,
+        memory: float | None,
+        batch: int = 1,
+        precision="fp32",
+        graphs: bool = True,
     ):
         self.capture, self.device, self.batch = capture, device, batch
         self.dtype = PRECISIONS[precision]
         self.forced, self.memory = tile_size, memory
+        self.graphs = graphs
         self._chosen: dict[tuple[int, int], int | None] = {}
         # One TiledGradient per tile side: it caches the whole-image layer sizes, which
         # cost a meta-device copy of the model to measure; once per octave, not per step.
@@ -356,6 +380,70 @@ class Tiles:
             self._chosen[size] = tile
         return self._chosen[size]
 
+    def octave(
+        self,
+        capture,
+        image,
+        goal: Objective,
+        step_size: float,
+        shifts,
+        report: ProgressFn,
+        stepped: Callable[[int, torch.Tensor], None],
+    ) -> torch.Tensor:
+        """One octave, a step per jitter shift; ``stepped(iteration, loss)`` after each."""
+        if not shifts:
+            return image
+        graphed = self._graphed(capture, image, goal, step_size)
+        buffer = graphed.static.image if graphed is not None else None
+        if graphed is not None:
+            # One upload per octave; each replay then copies its shift on the device, no sync.
+            table = torch.tensor(shifts, dtype=torch.long).reshape(-1, 2).to(self.device, non_blocking=True)
+        for k, shift in enumerate(shifts):
+            if graphed is not None:
+                try:
+                    image, loss = graphed(image, table[k])
+                except OUT_OF_MEMORY:
+                    self._drop_graphs()
+                    graphed = None
+                    report(Note("out of memory while recording a CUDA graph: going on without graphs"))
+                else:
+                    if graphed.failed:
+                        report(Note(f"CUDA graphs are off for this octave: {graphed.failed}"))
+                        graphed = None
+                    stepped(k + 1, loss)
+                    continue
+            image, loss = self.step(capture, image, goal, step_size, shift, report)
+            stepped(k + 1, loss)
+        if image is buffer:
+            image = image.clone()  # the buffer is overwritten by the next replay of this size
+        return image
+
+    def _graphed(self, capture, image, goal: Objective, step_size: float):
+        """The recorded step for this octave, or None where graphs cannot or should not be used."""
+        from dreamcli import graphs
+
+        if not (self.graphs and graphs.supported(self.device) and graphs.graphable(goal)):
+            return None
+        if any(tile is not None for tile in self._chosen.values()):
+            # An image that needs tiles needs all the memory; recordings would hold some.
+            self._drop_graphs()
+            return None
+        cache = _measured(capture, "graphs", graphs.GraphCache)
+        weights = tuple(p.data_ptr() for p in capture.model.parameters())  # a moved model records anew
+        key = (tuple(image.shape), self.dtype, step_size, tuple(goal.layers), weights)
+        entry = cache.get(
+            key,
+            lambda pool: graphs.GraphedStep(
+                graphs.StaticStep(capture, goal, step_size, image.shape, self.dtype), pool
+            ),
+        )
+        return None if entry.failed else entry
+
+    def _drop_graphs(self) -> None:
+        cache = _MEASURED.get(self.capture.model, {}).get(("graphs", tuple(self.capture.names)))
+        if cache is not None:
+            cache.clear()
+
     def step(self, capture, image, goal: Objective, step_size: float, shift, report: ProgressFn):
         size = tuple(image.shape[-2:])
         while True:
@@ -370,6 +458,7 @@ class Tiles:
     def _after_oom(self, size: tuple[int, int], tile: int | None) -> int:
         from dreamcli.errors import ImageTooLargeError
 
+        self._drop_graphs()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
         geom = self.geometry()
