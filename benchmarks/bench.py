@@ -40,10 +40,11 @@ def worker(args) -> None:
 
     from dreamcli.config import Settings
     from dreamcli.dream import dream
-    from dreamcli.model import googlenet_trunk, prepare_for_dreaming, select_device
+    from dreamcli.model import choose_kernels, googlenet_trunk, prepare_for_dreaming, select_device
+    from dreamcli.tiling import free_memory
 
     device = select_device(args.device)
-    torch.backends.cudnn.benchmark = True
+    choose_kernels(device, reproducible=False)
     net = googlenet_trunk()
     net = net.to(device) if args.variant == "eager" else prepare_for_dreaming(net, device)
     height, width = args.height, args.width
@@ -52,19 +53,35 @@ def worker(args) -> None:
     if args.memory_gib and device.type == "cuda":
         total = torch.cuda.get_device_properties(device).total_memory
         torch.cuda.set_per_process_memory_fraction(args.memory_gib * 2**30 / total, device)
-    memory = args.memory_gib * 2**30 if args.memory_gib else None
+    # As the CLI does: tile only what would not fit in 70 % of the free memory (or of the cap).
+    memory = 0.7 * (args.memory_gib * 2**30 if args.memory_gib else free_memory(device))
+    graphs = args.variant == "graphs"
+
+    notes = set()
+
+    def noted(event) -> None:
+        if hasattr(event, "message"):
+            notes.add(event.message)
 
     def once() -> float:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         start = time.perf_counter()
-        dream(net, images, settings, precision=args.precision, memory=memory, tile_size=args.tile_size)
+        dream(
+            net,
+            images,
+            settings,
+            noted,
+            precision=args.precision,
+            memory=memory,
+            tile_size=args.tile_size,
+            graphs=graphs,
+        )
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         return time.perf_counter() - start
 
-    if args.warmup:
-        once()
+    first = once() if args.warmup else None  # on CUDA: cuDNN autotuning and graph recording
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     times = [once() for _ in range(args.repeats)]
@@ -74,7 +91,8 @@ def worker(args) -> None:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
     loop = statistics.median(times)
     work = work_megapixels(height, width, args.batch) * args.iterations / CLASSIC["iterations"]
-    print(json.dumps({"loop_s": loop, "times": times, "peak_gib": peak, "mpix_it_per_s": work / loop}))
+    result = {"loop_s": loop, "times": times, "first_s": first, "peak_gib": peak}
+    print(json.dumps({**result, "mpix_it_per_s": work / loop, "notes": sorted(notes)}))
 
 
 def run_worker(
@@ -143,8 +161,6 @@ def whole_command(device: str, precision: str, height: int, width: int, folder: 
         device,
         "--precision",
         precision,
-        "--seed",
-        "0",
         "-q",
     ]
     start = time.perf_counter()
@@ -186,42 +202,59 @@ def main() -> None:
         f"{name}, {torch.get_num_threads()} CPU threads"
     )
     print("# classic run: inception_4c, 4 octaves x 1.4, 10 iterations; random weights\n")
-    configs = [  # (label, variant, precision, height, width, batch, repeats)
-        ("512x512", "eager", "fp32", 512, 512, 1, 3),
-        ("512x512", "prepared", "fp32", 512, 512, 1, 3),
-        ("1024x768", "eager", "fp32", 768, 1024, 1, 3),
-        ("1024x768", "prepared", "fp32", 768, 1024, 1, 3),
-        ("1024x768", "prepared", "bf16", 768, 1024, 1, 3),
-    ]
+    # (label, variant, precision, height, width, batch, repeats, memory cap GiB)
     if gpu:
-        configs += [
-            ("1920x1080", "prepared", "bf16", 1080, 1920, 1, 3),
-            ("3840x2160", "prepared", "bf16", 2160, 3840, 1, 3),
-            ("64 x 512x512", "prepared", "bf16", 512, 512, 64, 3),
+        configs = [
+            ("512x512", "eager", "fp32", 512, 512, 1, 5, None),
+            ("512x512", "prepared", "bf16", 512, 512, 1, 5, None),
+            ("512x512", "graphs", "bf16", 512, 512, 1, 5, None),
+            ("1024x768", "eager", "fp32", 768, 1024, 1, 5, None),
+            ("1024x768", "prepared", "fp32", 768, 1024, 1, 5, None),
+            ("1024x768", "prepared", "bf16", 768, 1024, 1, 5, None),
+            ("1024x768", "graphs", "fp32", 768, 1024, 1, 5, None),
+            ("1024x768", "graphs", "bf16", 768, 1024, 1, 5, None),
+            ("1920x1080", "graphs", "bf16", 1080, 1920, 1, 3, None),
+            ("3840x2160", "prepared", "bf16", 2160, 3840, 1, 3, None),
+            ("3840x2160", "graphs", "bf16", 2160, 3840, 1, 3, None),
+            ("7680x4320, 8 GiB cap", "graphs", "bf16", 4320, 7680, 1, 1, 8),
+            ("16 x 512x512", "graphs", "bf16", 512, 512, 16, 3, None),
+            ("64 x 512x512", "graphs", "bf16", 512, 512, 64, 3, None),
         ]
     else:
-        configs += [("8 x 512x512", "prepared", "fp32", 512, 512, 8, 1)]
+        configs = [
+            ("512x512", "eager", "fp32", 512, 512, 1, 3, None),
+            ("512x512", "prepared", "fp32", 512, 512, 1, 3, None),
+            ("1024x768", "eager", "fp32", 768, 1024, 1, 3, None),
+            ("1024x768", "prepared", "fp32", 768, 1024, 1, 3, None),
+            ("1024x768", "prepared", "bf16", 768, 1024, 1, 3, None),
+            ("8 x 512x512", "prepared", "fp32", 512, 512, 8, 1, None),
+        ]
+    whole_variant = "graphs" if gpu else "prepared"  # what the CLI runs
     if args.quick:
-        configs = [(*c[:-1], 1) for c in configs if c[5] == 1 and c[3] <= 768]
+        configs = [(*c[:6], 1, c[7]) for c in configs if c[5] == 1 and c[3] <= 768]
     print(
-        "| config | path | precision | loop s (median) | Mpix·it/s | images/s | peak GiB | whole command s |"
+        "| config | path | precision | loop s (median) | Mpix·it/s | images/s | peak GiB "
+        "| first run s | whole command s |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
-        for label, variant, precision, height, width, batch, repeats in configs:
-            result = run_worker(args.device, variant, precision, height, width, batch, repeats)
+        for label, variant, precision, height, width, batch, repeats, cap in configs:
+            result = run_worker(args.device, variant, precision, height, width, batch, repeats, True, cap)
             if "error" in result:
-                print(f"| {label} | {variant} | {precision} | error: {result['error']} | | | | |", flush=True)
+                error = result["error"]
+                print(f"| {label} | {variant} | {precision} | error: {error} | | | | | |", flush=True)
                 continue
             whole = ""
-            if batch == 1 and variant == "prepared":
+            if batch == 1 and variant == whole_variant and not cap:
                 whole = f"{whole_command(args.device, precision, height, width, Path(tmp)):.2f}"
             print(
                 f"| {label} | {variant} | {precision} | {result['loop_s']:.3f} | "
                 f"{result['mpix_it_per_s']:.1f} | {batch / result['loop_s']:.2f} | "
-                f"{result['peak_gib']:.2f} | {whole} |",
+                f"{result['peak_gib']:.2f} | {result['first_s'] or 0:.3f} | {whole} |",
                 flush=True,
             )
+            for note in result["notes"]:
+                print(f"  note ({label}, {variant}): {note}", flush=True)
 
 
 if __name__ == "__main__":

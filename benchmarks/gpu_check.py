@@ -3,7 +3,8 @@
     python benchmarks/gpu_check.py && python benchmarks/bench.py --device cuda
 
 Checks (random weights; prints one line each, exits 1 on the first failure):
-the CUDA dream matches the CPU one in fp32; bf16 autocast dreams upward; the
+the CUDA dream matches the CPU one in fp32; the CUDA-graph steps match eager
+steps and were really recorded and replayed; bf16 autocast dreams upward; the
 same seed gives the same picture twice on CUDA; a 4K image under an 8 GiB cap
 is tiled rather than running out of memory.
 """
@@ -16,8 +17,8 @@ import time
 import torch
 
 from dreamcli.config import LayerSpec, Settings
-from dreamcli.dream import LayerCapture, dream, objective
-from dreamcli.model import googlenet_trunk, make_reproducible, prepare_for_dreaming
+from dreamcli.dream import _MEASURED, LayerCapture, Note, dream, objective
+from dreamcli.model import choose_kernels, googlenet_trunk, prepare_for_dreaming
 from dreamcli.tiling import free_memory
 
 
@@ -37,10 +38,21 @@ def main() -> None:
     image = torch.rand(3, 256, 320, generator=torch.Generator().manual_seed(0))
     settings = Settings(layers=["inception4c"], octaves=2, iterations=3, seed=0)
 
+    choose_kernels(gpu, reproducible=True)
     on_cpu = dream(cpu_net, image, settings)
-    on_gpu = dream(gpu_net, image, settings)
+    notes = []
+    on_gpu = dream(gpu_net, image, settings, notes.append)
     diff = float((on_cpu - on_gpu).abs().mean())
-    check("fp32 CUDA matches CPU", diff < 0.01, f"(mean |diff| {diff:.4f})")
+    check("fp32 CUDA (graphs) matches CPU", diff < 0.01, f"(mean |diff| {diff:.4f})")
+    check("no notes", not notes, str([n.message for n in notes if isinstance(n, Note)]))
+    cache = _MEASURED[gpu_net][("graphs", ("inception4c",))]
+    recorded = [entry.replay is not None and not entry.failed for entry in cache.entries.values()]
+    check("each octave recorded", recorded == [True, True], str([e.failed for e in cache.entries.values()]))
+    eager = dream(gpu_net, image, settings, graphs=False)
+    diff = float((eager - on_gpu).abs().max())
+    check("graph replays match eager steps", diff < 1e-4, f"(max |diff| {diff:.2e})")
+    again = dream(gpu_net, image, settings)
+    check("a second graphed dream replays to the same picture", torch.equal(again, on_gpu))
 
     spec = [LayerSpec("inception4c")]
     bf16 = dream(gpu_net, image, settings, precision="bf16")
@@ -49,9 +61,9 @@ def main() -> None:
         after = float(objective(capture(bf16[None].to(gpu)), spec))
     check("bf16 dreams upward", after > 1.5 * before, f"({before:.3f} -> {after:.3f})")
 
-    make_reproducible(gpu)
-    again = [dream(gpu_net, image, settings) for _ in range(2)]
+    again = [dream(gpu_net, image, settings, graphs=False) for _ in range(2)]
     check("same seed, same picture on CUDA", torch.equal(again[0], again[1]))
+    choose_kernels(gpu, reproducible=False)
 
     total = torch.cuda.get_device_properties(gpu).total_memory
     torch.cuda.set_per_process_memory_fraction(min(1.0, 8 * 2**30 / total), gpu)
@@ -70,7 +82,8 @@ def main() -> None:
     check(
         "4K under an 8 GiB cap",
         out.shape == big.shape,
-        f"({time.perf_counter() - start:.2f} s, peak {torch.cuda.max_memory_allocated(gpu) / 2**30:.2f} GiB)",
+        f"({time.perf_counter() - start:.2f} s, peak {torch.cuda.max_memory_allocated(gpu) / 2**30:.2f} GiB; "
+        f"notes: {sorted({n.message for n in notes if isinstance(n, Note)})})",
     )
 
 

@@ -305,7 +305,7 @@ def _run_zoom(names: list[str], settings: Settings, chosen, opts: SimpleNamespac
         return EXIT_OK
     progress = Progress(opts.quiet, opts.as_json, many=False)
     try:
-        output = runs.run_zoom(_load_model(opts), zoom, progress)
+        output = runs.run_zoom(_load_model(opts, settings), zoom, progress)
     finally:
         progress.close()
     return _wrote(opts, f"Wrote {output} ({opts.zoom} frames)")
@@ -321,7 +321,8 @@ def _run_video(name: str, settings: Settings, chosen, opts: SimpleNamespace) -> 
     animate.probe_video(source)  # a bad file fails before the model loads
     progress = Progress(opts.quiet, opts.as_json, many=False)
     try:
-        info = runs.run_video(_load_model(opts), source, output, settings, opts.blend, opts.flow, progress)
+        engine = _load_model(opts, settings)
+        info = runs.run_video(engine, source, output, settings, opts.blend, opts.flow, progress)
     finally:
         progress.close()
     return _wrote(opts, f"Wrote {output} ({info.frames} frames at {info.fps:g} fps)")
@@ -364,7 +365,7 @@ def _run_view(names: list[str], settings: Settings, chosen, opts: SimpleNamespac
         return EXIT_OK
     progress = Progress(opts.quiet, opts.as_json, many=len(variants) > 1)
     try:
-        output = runs.run_view(_load_model(opts), view, progress)
+        output = runs.run_view(_load_model(opts, settings), view, progress)
     finally:
         progress.close()
     return _wrote(opts, f"Wrote {output}")
@@ -397,11 +398,18 @@ def _view_variants(
     return [("", settings)]
 
 
-def _load_model(opts: SimpleNamespace):
-    from dreamcli.model import choose_precision, load_googlenet, prepare_for_dreaming, select_device
+def _load_model(opts: SimpleNamespace, settings: Settings):
+    from dreamcli.model import (
+        choose_kernels,
+        choose_precision,
+        load_googlenet,
+        prepare_for_dreaming,
+        select_device,
+    )
     from dreamcli.runs import Engine
 
     device = select_device(opts.device)
+    choose_kernels(device, reproducible=settings.seed is not None)
     model = prepare_for_dreaming(load_googlenet(opts.weights, progress=not opts.quiet), device)
     return Engine(model, choose_precision(opts.precision, device))
 
@@ -473,9 +481,9 @@ def _list_layers() -> int:
 def _run(names: list[str], settings: Settings, chosen, opts: SimpleNamespace) -> int:
     from dreamcli import batch
     from dreamcli.model import (
+        choose_kernels,
         choose_precision,
         load_googlenet,
-        make_reproducible,
         prepare_for_dreaming,
         select_device,
     )
@@ -495,8 +503,7 @@ def _run(names: list[str], settings: Settings, chosen, opts: SimpleNamespace) ->
             click.echo("No images to dream.", err=True)
         return EXIT_OK
     device = select_device(opts.device)
-    if settings.seed is not None:
-        make_reproducible(device)
+    choose_kernels(device, reproducible=settings.seed is not None)
     progress = Progress(opts.quiet, opts.as_json, many=len(jobs) > 1)
     pending = [job for job in jobs if opts.overwrite or not job.output.exists()]
     if not pending:

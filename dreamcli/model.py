@@ -201,11 +201,15 @@ def googlenet_channels(names: list[str]) -> dict[str, int]:
     return {name: outputs[name].shape[1] for name in names}
 
 
-def make_reproducible(device: torch.device) -> None:
-    """Same seed, same file: cuDNN's fastest kernels are not bit-for-bit repeatable."""
+def choose_kernels(device: torch.device, reproducible: bool) -> None:
+    """cuDNN: repeatable kernels when a seed was given, else the fastest for each shape.
+
+    Same seed, same file needs deterministic kernels; otherwise cuDNN times its
+    candidates once per new shape (``benchmark``) and keeps the fastest.
+    """
     if device.type == "cuda":
-        torch.backends.cudnn.deterministic = True
-        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = reproducible
+        torch.backends.cudnn.benchmark = not reproducible
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
@@ -227,14 +231,15 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
 
 
 def prepare_for_dreaming(model: nn.Module, device: torch.device) -> nn.Module:
-    """Move to ``device``, fold BatchNorm, and store weights channels-last.
+    """Move to ``device``, fold BatchNorm, store weights channels-last, freeze them.
 
     channels_last lets oneDNN (CPU) and cuDNN (GPU) pick their fastest
     convolution kernels: on the 2-core CPU of our CI machines it cut the
     classic 1024x768 dream loop from about 13 s to 9 s (benchmarks/README.md).
     """
     model = fold_batchnorm(model.to(device).eval())
-    return model.to(memory_format=torch.channels_last)
+    # Only the image's gradient is wanted: autograd then tracks no weights at all.
+    return model.to(memory_format=torch.channels_last).requires_grad_(False)
 
 
 def choose_precision(name: str, device: torch.device) -> str:

@@ -109,3 +109,17 @@ def test_folding_batchnorm_keeps_the_function(net):
     prepared = prepare_for_dreaming(copy.deepcopy(original), torch.device("cpu"))
     assert prepared.conv1.conv.weight.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(prepared(x), original(x), atol=1e-4, rtol=1e-4)
+    assert not any(p.requires_grad for p in prepared.parameters())
+
+
+@pytest.mark.parametrize("reproducible", [True, False])
+def test_cudnn_kernels_follow_the_seed(monkeypatch, reproducible):
+    from dreamcli.model import choose_kernels
+
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", not reproducible)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", reproducible)
+    choose_kernels(torch.device("cpu"), reproducible)
+    assert torch.backends.cudnn.benchmark is reproducible  # the CPU leaves cuDNN alone
+    choose_kernels(torch.device("cuda"), reproducible)
+    assert torch.backends.cudnn.deterministic is reproducible
+    assert torch.backends.cudnn.benchmark is not reproducible
