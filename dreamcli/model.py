@@ -202,14 +202,16 @@ def googlenet_channels(names: list[str]) -> dict[str, int]:
 
 
 def choose_kernels(device: torch.device, reproducible: bool) -> None:
-    """cuDNN: repeatable kernels when a seed was given, else the fastest for each shape.
+    """cuDNN: repeatable kernels when a seed was given, and never autotuning.
 
-    Same seed, same file needs deterministic kernels; otherwise cuDNN times its
-    candidates once per new shape (``benchmark``) and keeps the fastest.
+    Same seed, same file needs deterministic kernels.  ``cudnn.benchmark`` is
+    left off: on an H100 its timing of candidates for every new shape (each
+    octave, each probe) made the first dream of a 512x512 image take ~30 s
+    against a 0.06 s loop (benchmarks/README.md).
     """
     if device.type == "cuda":
         torch.backends.cudnn.deterministic = reproducible
-        torch.backends.cudnn.benchmark = not reproducible
+        torch.backends.cudnn.benchmark = False
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:

@@ -117,9 +117,9 @@ def test_cudnn_kernels_follow_the_seed(monkeypatch, reproducible):
     from dreamcli.model import choose_kernels
 
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", not reproducible)
-    monkeypatch.setattr(torch.backends.cudnn, "benchmark", reproducible)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
     choose_kernels(torch.device("cpu"), reproducible)
-    assert torch.backends.cudnn.benchmark is reproducible  # the CPU leaves cuDNN alone
+    assert torch.backends.cudnn.deterministic is not reproducible  # the CPU leaves cuDNN alone
     choose_kernels(torch.device("cuda"), reproducible)
     assert torch.backends.cudnn.deterministic is reproducible
-    assert torch.backends.cudnn.benchmark is not reproducible
+    assert torch.backends.cudnn.benchmark is False
