@@ -2,6 +2,7 @@
 
     python benchmarks/bench.py                 # CPU or the first GPU, a few minutes
     python benchmarks/bench.py --device cpu --quick
+    python benchmarks/bench.py --device cuda --only 3840 --only 7680   # some rows
 
 Per configuration it prints the dream-loop seconds (median of several runs;
 model load and image I/O excluded), the whole `dream` command's seconds,
@@ -174,6 +175,9 @@ def main() -> None:
     )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--quick", action="store_true", help="fewer configurations and repeats")
+    parser.add_argument(
+        "--only", action="append", metavar="TEXT", help="run only configurations whose label holds TEXT"
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--variant", default="prepared", help=argparse.SUPPRESS)
     parser.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
@@ -230,6 +234,8 @@ def main() -> None:
             ("8 x 512x512", "prepared", "fp32", 512, 512, 8, 1, None),
         ]
     whole_variant = "graphs" if gpu else "prepared"  # what the CLI runs
+    if args.only:
+        configs = [c for c in configs if any(text in c[0] for text in args.only)]
     if args.quick:
         configs = [(*c[:6], 1, c[7]) for c in configs if c[5] == 1 and c[3] <= 768]
     print(

@@ -44,7 +44,8 @@ def main() -> None:
     on_gpu = dream(gpu_net, image, settings, notes.append)
     diff = float((on_cpu - on_gpu).abs().mean())
     check("fp32 CUDA (graphs) matches CPU", diff < 0.01, f"(mean |diff| {diff:.4f})")
-    check("no notes", not notes, str([n.message for n in notes if isinstance(n, Note)]))
+    messages = [n.message for n in notes if isinstance(n, Note)]
+    check("no notes", not messages, str(messages))
     cache = _MEASURED[gpu_net][("graphs", ("inception4c",))]
     recorded = [entry.replay is not None and not entry.failed for entry in cache.entries.values()]
     check("each octave recorded", recorded == [True, True], str([e.failed for e in cache.entries.values()]))
@@ -54,12 +55,20 @@ def main() -> None:
     again = dream(gpu_net, image, settings)
     check("a second graphed dream replays to the same picture", torch.equal(again, on_gpu))
 
+    # Random weights and a noise image rise only a little in six steps (2.84 -> 3.07 on the
+    # CPU in fp32), so bf16 is held to fp32's gain, not to a fixed factor.
     spec = [LayerSpec("inception4c")]
     bf16 = dream(gpu_net, image, settings, precision="bf16")
     with LayerCapture(gpu_net, ["inception4c"]) as capture:
-        before = float(objective(capture(image[None].to(gpu)), spec))
-        after = float(objective(capture(bf16[None].to(gpu)), spec))
-    check("bf16 dreams upward", after > 1.5 * before, f"({before:.3f} -> {after:.3f})")
+        before, fp32_after, after = (
+            float(objective(capture(x[None].to(gpu)), spec)) for x in (image, on_gpu, bf16)
+        )
+    gain, fp32_gain = after - before, fp32_after - before
+    check(
+        "bf16 dreams upward like fp32",
+        gain > 0 and abs(gain - fp32_gain) < 0.05 * fp32_gain,
+        f"(gain {gain:.4f} against fp32 {fp32_gain:.4f})",
+    )
 
     again = [dream(gpu_net, image, settings, graphs=False) for _ in range(2)]
     check("same seed, same picture on CUDA", torch.equal(again[0], again[1]))
