@@ -208,7 +208,7 @@ def user_preset_folders() -> list[tuple[str, Path]]:
     type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
     default="auto",
     show_default=True,
-    help="Arithmetic of the network's forward pass; auto is bf16 on CUDA, fp32 elsewhere.",
+    help="Arithmetic of the network's forward pass; auto is bf16 on CUDA and AMX CPUs, fp32 elsewhere.",
 )
 @click.option(
     "--tile-size",

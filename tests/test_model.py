@@ -123,3 +123,13 @@ def test_cudnn_kernels_follow_the_seed(monkeypatch, reproducible):
     choose_kernels(torch.device("cuda"), reproducible)
     assert torch.backends.cudnn.deterministic is reproducible
     assert torch.backends.cudnn.benchmark is False
+
+
+@pytest.mark.parametrize("amx, expected", [(True, "bf16"), (False, "fp32")])
+def test_auto_precision_on_the_cpu_is_bf16_only_with_amx(monkeypatch, amx, expected):
+    from dreamcli.model import choose_precision
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    assert choose_precision("auto", torch.device("cpu")) == expected
+    assert choose_precision("fp16", torch.device("cpu")) == "fp16"
+    assert choose_precision("auto", torch.device("mps")) == "fp32"
