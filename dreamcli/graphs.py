@@ -4,7 +4,9 @@ An eager step of GoogLeNet up to inception_4c launches some 300 small kernels
 (forward and backward); on a fast GPU the launches, not the arithmetic, set the
 pace.  A CUDA graph records the launches once and replays them all with one
 call (PyTorch notes, "CUDA Graphs":
-https://pytorch.org/docs/stable/notes/cuda.html#cuda-graphs).
+https://pytorch.org/docs/stable/notes/cuda.html#cuda-graphs).  On an H100 one
+1024x768 bf16 step took 8.97 ms eager and 2.66 ms replayed, and the classic
+dream loop 278 ms against 88 ms (benchmarks/README.md).
 
 A replay reads and writes the same memory every time, so the step here works
 on fixed tensors: it takes its image and its jitter from static buffers and
