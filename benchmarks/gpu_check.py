@@ -17,7 +17,7 @@ import time
 import torch
 
 from dreamcli.config import LayerSpec, Settings
-from dreamcli.dream import _MEASURED, LayerCapture, Note, dream, objective
+from dreamcli.dream import LayerCapture, Note, _cached, dream, objective
 from dreamcli.model import choose_kernels, googlenet_trunk, prepare_for_dreaming
 from dreamcli.tiling import free_memory
 
@@ -46,7 +46,7 @@ def main() -> None:
     check("fp32 CUDA (graphs) matches CPU", diff < 0.01, f"(mean |diff| {diff:.4f})")
     messages = [n.message for n in notes if isinstance(n, Note)]
     check("no notes", not messages, str(messages))
-    cache = _MEASURED[gpu_net][("graphs", ("inception4c",))]
+    cache = _cached(gpu_net, ["inception4c"], "graphs")
     recorded = [entry.replay is not None and not entry.failed for entry in cache.entries.values()]
     check("each octave recorded", recorded == [True, True], str([e.failed for e in cache.entries.values()]))
     eager = dream(gpu_net, image, settings, graphs=False)

@@ -398,20 +398,27 @@ def _view_variants(
     return [("", settings)]
 
 
-def _load_model(opts: SimpleNamespace, settings: Settings):
-    from dreamcli.model import (
-        choose_kernels,
-        choose_precision,
-        load_googlenet,
-        prepare_for_dreaming,
-        select_device,
-    )
-    from dreamcli.runs import Engine
+def _device(opts: SimpleNamespace, settings: Settings):
+    """The --device, with cuDNN's kernels chosen for it (repeatable when a seed was given)."""
+    from dreamcli.model import choose_kernels, select_device
 
     device = select_device(opts.device)
     choose_kernels(device, reproducible=settings.seed is not None)
-    model = prepare_for_dreaming(load_googlenet(opts.weights, progress=not opts.quiet), device)
-    return Engine(model, choose_precision(opts.precision, device))
+    return device
+
+
+def _model(opts: SimpleNamespace, device):
+    from dreamcli.model import load_googlenet, prepare_for_dreaming
+
+    return prepare_for_dreaming(load_googlenet(opts.weights, progress=not opts.quiet), device)
+
+
+def _load_model(opts: SimpleNamespace, settings: Settings):
+    from dreamcli.model import choose_precision
+    from dreamcli.runs import Engine
+
+    device = _device(opts, settings)
+    return Engine(_model(opts, device), choose_precision(opts.precision, device))
 
 
 def _load_preset(name: str | None) -> preset_files.Preset | None:
@@ -480,13 +487,7 @@ def _list_layers() -> int:
 
 def _run(names: list[str], settings: Settings, chosen, opts: SimpleNamespace) -> int:
     from dreamcli import batch
-    from dreamcli.model import (
-        choose_kernels,
-        choose_precision,
-        load_googlenet,
-        prepare_for_dreaming,
-        select_device,
-    )
+    from dreamcli.model import choose_precision
     from dreamcli.tiling import free_memory
 
     if names == ["-"] or "-" in names:
@@ -502,14 +503,10 @@ def _run(names: list[str], settings: Settings, chosen, opts: SimpleNamespace) ->
         if not opts.quiet:
             click.echo("No images to dream.", err=True)
         return EXIT_OK
-    device = select_device(opts.device)
-    choose_kernels(device, reproducible=settings.seed is not None)
+    device = _device(opts, settings)
     progress = Progress(opts.quiet, opts.as_json, many=len(jobs) > 1)
     pending = [job for job in jobs if opts.overwrite or not job.output.exists()]
-    if not pending:
-        model = None
-    else:
-        model = prepare_for_dreaming(load_googlenet(opts.weights, progress=not opts.quiet), device)
+    model = _model(opts, device) if pending else None
     precision = choose_precision(opts.precision, device)
     runner = batch.Batch(
         model,

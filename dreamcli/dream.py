@@ -229,6 +229,11 @@ def _measured(capture: LayerCapture, what: str, measure: Callable[[], object]):
     return per_model[key]
 
 
+def _cached(model: nn.Module, names: Sequence[str], what: str):
+    """What ``_measured`` keeps for this model and these layers, or None if nothing yet."""
+    return _MEASURED.get(model, {}).get((what, tuple(names)))
+
+
 def model_device(model: nn.Module) -> torch.device:
     for tensor in list(model.parameters()) + list(model.buffers()):
         return tensor.device
@@ -440,7 +445,7 @@ class Tiles:
         return None if entry.failed else entry
 
     def _drop_graphs(self) -> None:
-        cache = _MEASURED.get(self.capture.model, {}).get(("graphs", tuple(self.capture.names)))
+        cache = _cached(self.capture.model, self.capture.names, "graphs")
         if cache is not None:
             cache.clear()
 
