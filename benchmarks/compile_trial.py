@@ -1,12 +1,17 @@
-"""Is torch.compile worth it on the GPU?  One step, eager against compiled, both graph-recorded.
+"""Is torch.compile worth it?  One dream step, eager against compiled, with and without a CUDA graph.
 
     python benchmarks/compile_trial.py [--height 768 --width 1024]
+    python benchmarks/compile_trial.py --dynamic     # one compile for every octave size?
 
-Times one fwd+bwd dream step (GoogLeNet up to inception_4c, bf16 autocast,
-random weights) four ways: eager, eager recorded as a CUDA graph, compiled
-(inductor, default mode), and compiled then recorded; and prints the compile
-time, which every new octave size pays again.  An experiment for issue 5, not
-a product path.
+Times one fwd+bwd dream step (GoogLeNet up to inception_4c, bf16 autocast on
+CUDA and fp32 on the CPU, random weights, the product's cuDNN settings) four
+ways: eager, eager recorded as a CUDA graph, compiled (inductor, default mode),
+and compiled then recorded; and prints the compile time.  By default the
+compile is for one shape, which every new octave size pays again; with
+``--dynamic`` it is compiled once with symbolic sizes and timed at each octave
+size of the classic run (4 octaves x 1.4), so the first call at each size
+shows whether it compiled again.  Graph rows need CUDA.  An experiment for
+issue 5, not a product path.
 """
 
 from __future__ import annotations
@@ -16,13 +21,16 @@ import time
 
 import torch
 
-from dreamcli.model import googlenet_trunk, prepare_for_dreaming
+from dreamcli.dream import octave_sizes
+from dreamcli.model import choose_kernels, googlenet_trunk, prepare_for_dreaming, select_device
 
 
-def step_fn(trunk):
+def step_fn(trunk, device: torch.device):
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+
     def run(image: torch.Tensor) -> torch.Tensor:
         image = image.detach().requires_grad_(True)
-        with torch.autocast("cuda", torch.bfloat16, cache_enabled=False):
+        with torch.autocast(device.type, dtype, enabled=dtype != torch.float32, cache_enabled=False):
             loss = trunk(image).float().pow(2).mean()
         (grad,) = torch.autograd.grad(loss, image)
         return grad
@@ -30,14 +38,18 @@ def step_fn(trunk):
     return run
 
 
-def per_call_ms(fn, repeats: int = 50) -> float:
+def per_call_ms(fn, device: torch.device, repeats: int) -> float:
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
     for _ in range(3):
         fn()
-    torch.cuda.synchronize()
+    sync()
     start = time.perf_counter()
     for _ in range(repeats):
         fn()
-    torch.cuda.synchronize()
+    sync()
     return 1000 * (time.perf_counter() - start) / repeats
 
 
@@ -59,26 +71,46 @@ def graphed(fn, image):
     return graph.replay
 
 
+def first_call_s(fn, image, device: torch.device) -> float:
+    start = time.perf_counter()
+    fn(image)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--device", default="auto")
     parser.add_argument("--height", type=int, default=768)
     parser.add_argument("--width", type=int, default=1024)
+    parser.add_argument("--dynamic", action="store_true", help="compile once for all octave sizes")
+    parser.add_argument("--repeats", type=int, default=50)
     args = parser.parse_args()
-    torch.backends.cudnn.benchmark = True
-    net = prepare_for_dreaming(googlenet_trunk(), torch.device("cuda"))
+    device = select_device(args.device)
+    choose_kernels(device, reproducible=False)
+    net = prepare_for_dreaming(googlenet_trunk(), device)
     trunk = net[: list(dict(net.named_children())).index("inception4c") + 1]
-    image = torch.rand(1, 3, args.height, args.width, device="cuda")
-    eager = step_fn(trunk)
-    print(f"{args.width}x{args.height}, one step, bf16, ms per step (mean of 50):")
-    print(f"  eager            {per_call_ms(lambda: eager(image)):.2f}")
-    print(f"  eager + graph    {per_call_ms(graphed(eager, image)):.2f}")
-    compiled = step_fn(torch.compile(trunk))
-    start = time.perf_counter()
-    compiled(image)
-    torch.cuda.synchronize()
-    print(f"  compile time     {time.perf_counter() - start:.1f} s (first call, this size)", flush=True)
-    print(f"  compiled         {per_call_ms(lambda: compiled(image)):.2f}")
-    print(f"  compiled + graph {per_call_ms(graphed(compiled, image)):.2f}")
+    eager = step_fn(trunk, device)
+    compiled = step_fn(torch.compile(trunk, dynamic=args.dynamic), device)
+    gpu = device.type == "cuda"
+    sizes = octave_sizes(args.height, args.width, 4, 1.4) if args.dynamic else [(args.height, args.width)]
+    print(f"{device.type}, torch {torch.__version__}, {'dynamic' if args.dynamic else 'static'} compile")
+    print(f"ms per step (mean of {args.repeats}); first call = compile time at that size")
+    print("| size | first call s | eager | eager + graph | compiled | compiled + graph | max abs diff |")
+    print("|---|---|---|---|---|---|---|")
+    for height, width in sizes:
+        image = torch.rand(1, 3, height, width, device=device)
+        first = first_call_s(compiled, image, device)
+        diff = float((compiled(image) - eager(image)).abs().max())
+        times = [per_call_ms(lambda i=image: eager(i), device, args.repeats)]
+        times.append(per_call_ms(graphed(eager, image), device, args.repeats) if gpu else None)
+        times.append(per_call_ms(lambda i=image: compiled(i), device, args.repeats))
+        times.append(per_call_ms(graphed(compiled, image), device, args.repeats) if gpu else None)
+        cells = " | ".join("-" if t is None else f"{t:.2f}" for t in times)
+        print(f"| {width}x{height} | {first:.1f} | {cells} | {diff:.1e} |", flush=True)
 
 
 if __name__ == "__main__":
