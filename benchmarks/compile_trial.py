@@ -20,6 +20,7 @@ import argparse
 import time
 
 import torch
+from profile_step import ms_per_call  # this folder is on sys.path when a script here runs
 
 from dreamcli.dream import octave_sizes
 from dreamcli.model import choose_kernels, googlenet_trunk, prepare_for_dreaming, select_device
@@ -36,21 +37,6 @@ def step_fn(trunk, device: torch.device):
         return grad
 
     return run
-
-
-def per_call_ms(fn, device: torch.device, repeats: int) -> float:
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    for _ in range(3):
-        fn()
-    sync()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    sync()
-    return 1000 * (time.perf_counter() - start) / repeats
 
 
 def graphed(fn, image):
@@ -98,17 +84,17 @@ def main() -> None:
     gpu = device.type == "cuda"
     sizes = octave_sizes(args.height, args.width, 4, 1.4) if args.dynamic else [(args.height, args.width)]
     print(f"{device.type}, torch {torch.__version__}, {'dynamic' if args.dynamic else 'static'} compile")
-    print(f"ms per step (mean of {args.repeats}); first call = compile time at that size")
+    print(f"ms per step (median of 3 runs of {args.repeats}); first call = compile time at that size")
     print("| size | first call s | eager | eager + graph | compiled | compiled + graph | max abs diff |")
     print("|---|---|---|---|---|---|---|")
     for height, width in sizes:
         image = torch.rand(1, 3, height, width, device=device)
         first = first_call_s(compiled, image, device)
         diff = float((compiled(image) - eager(image)).abs().max())
-        times = [per_call_ms(lambda i=image: eager(i), device, args.repeats)]
-        times.append(per_call_ms(graphed(eager, image), device, args.repeats) if gpu else None)
-        times.append(per_call_ms(lambda i=image: compiled(i), device, args.repeats))
-        times.append(per_call_ms(graphed(compiled, image), device, args.repeats) if gpu else None)
+        times = [ms_per_call(lambda i=image: eager(i), device, args.repeats)]
+        times.append(ms_per_call(graphed(eager, image), device, args.repeats) if gpu else None)
+        times.append(ms_per_call(lambda i=image: compiled(i), device, args.repeats))
+        times.append(ms_per_call(graphed(compiled, image), device, args.repeats) if gpu else None)
         cells = " | ".join("-" if t is None else f"{t:.2f}" for t in times)
         print(f"| {width}x{height} | {first:.1f} | {cells} | {diff:.1e} |", flush=True)
 

@@ -69,26 +69,45 @@ def ms_per_call(fn, device, repeats: int) -> float:
     return statistics.median(samples)
 
 
+def activities(device) -> list:
+    from torch.profiler import ProfilerActivity
+
+    return [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+
+
+def eager_step(capture, image, dtype):
+    """One step as ``dream.Tiles.step`` runs it untiled, to be called again and again."""
+    import torch
+
+    from dreamcli.config import LayerSpec
+    from dreamcli.dream import step
+
+    def run() -> None:
+        with torch.autocast(image.device.type, dtype, enabled=dtype != torch.float32):
+            step(capture, image, [LayerSpec("inception4c")], STEP_SIZE, SHIFT)
+
+    return run
+
+
 def launches(fn, device) -> int:
     """Kernels (CUDA) or operators (CPU) one call of ``fn`` runs."""
     from torch.autograd import DeviceType
-    from torch.profiler import ProfilerActivity, profile
+    from torch.profiler import profile
 
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with profile(activities=activities) as prof:
+    with profile(activities=activities(device)) as prof:
         fn()
     if device.type == "cuda":
         return sum(1 for e in prof.events() if e.device_type == DeviceType.CUDA)
     return sum(1 for e in prof.events() if e.name.startswith("aten::") and e.cpu_parent is None)
 
 
-def per_octave(capture, net, device, dtype, height, width, repeats: int) -> float:
+def per_octave(capture, device, dtype, height, width, repeats: int) -> float:
     """Print each octave's step times; return the graphed (or eager) sum over 10 iterations."""
     import torch
 
     from dreamcli import graphs
     from dreamcli.config import LayerSpec
-    from dreamcli.dream import octave_sizes, step
+    from dreamcli.dream import octave_sizes
     from dreamcli.objectives import Objective
 
     goal = Objective([LayerSpec("inception4c")])
@@ -98,11 +117,7 @@ def per_octave(capture, net, device, dtype, height, width, repeats: int) -> floa
     print(f"  size        eager   graphed   {'kernels' if device.type == 'cuda' else 'aten ops'}")
     for size in octave_sizes(height, width, 4, 1.4):
         image = torch.rand(1, 3, *size, device=device)
-
-        def eager(image=image):
-            with torch.autocast(device.type, dtype, enabled=dtype != torch.float32):
-                step(capture, image, goal, STEP_SIZE, SHIFT)
-
+        eager = eager_step(capture, image, dtype)
         eager_ms = ms_per_call(eager, device, repeats)
         graphed_ms = None
         if graphs.supported(device):
@@ -129,20 +144,11 @@ def dream_loop_ms(net, device, precision: str, height: int, width: int) -> float
 
 def operators(capture, device, dtype, height: int, width: int, top: int) -> None:
     import torch
-    from torch.profiler import ProfilerActivity, profile
+    from torch.profiler import profile
 
-    from dreamcli.config import LayerSpec
-    from dreamcli.dream import step
-
-    image = torch.rand(1, 3, height, width, device=device)
-
-    def eager():
-        with torch.autocast(device.type, dtype, enabled=dtype != torch.float32):
-            step(capture, image, [LayerSpec("inception4c")], STEP_SIZE, SHIFT)
-
+    eager = eager_step(capture, torch.rand(1, 3, height, width, device=device), dtype)
     eager()
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with profile(activities=activities) as prof:
+    with profile(activities=activities(device)) as prof:
         eager()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -175,7 +181,7 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"\n{name}, torch {torch.__version__}, {precision}, {torch.get_num_threads()} CPU threads")
     with LayerCapture(net, ["inception4c"]) as capture:
-        steps = per_octave(capture, net, device, dtype, args.height, args.width, args.repeats)
+        steps = per_octave(capture, device, dtype, args.height, args.width, args.repeats)
         loop = dream_loop_ms(net, device, precision, args.height, args.width)
         print(f"  10 iterations of each octave's step: {steps:.1f} ms; a measured dream loop: {loop:.1f} ms")
         operators(capture, device, dtype, args.height, args.width, args.top)
