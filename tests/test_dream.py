@@ -10,6 +10,7 @@ from dreamcli.dream import (
     Note,
     Progress,
     dream,
+    gradient,
     objective,
     octave_sizes,
     random_shift,
@@ -229,4 +230,13 @@ def test_prepared_model_dreams_like_the_original(net):
 
     prepared = prepare_for_dreaming(copy.deepcopy(net), torch.device("cpu"))
     image = photo_tensor()
-    torch.testing.assert_close(dream(prepared, image, fast()), dream(net, image, fast()), atol=2e-3, rtol=0)
+    # Folding BatchNorm is exact up to float rounding: one gradient matches tightly.
+    spec = [LayerSpec("inception3b")]
+    with LayerCapture(net, ["inception3b"]) as plain, LayerCapture(prepared, ["inception3b"]) as folded:
+        want, _ = gradient(plain, image[None], spec)
+        got, _ = gradient(folded, image[None], spec)
+    torch.testing.assert_close(got, want, atol=1e-4 * want.abs().max().item(), rtol=0)
+    # Over a whole dream, gradient ascent amplifies that rounding at a few pixels (up to
+    # 0.012 on an AMD EPYC, under 0.002 on a Xeon), so the picture is compared on average.
+    difference = (dream(prepared, image, fast()) - dream(net, image, fast())).abs()
+    assert difference.mean() < 1e-3
