@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import math
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -32,26 +32,9 @@ from torch import nn
 from dreamcli.config import Settings
 from dreamcli.dream import dream
 from dreamcli.errors import DreamError, ImageError
+from dreamcli.events import FrameDone, Report, ignore
 from dreamcli.imageio import atomic_write, read_image, shrink, to_pil, write_image
-
-VIDEO_INPUTS = {
-    ".mp4",
-    ".mov",
-    ".mkv",
-    ".webm",
-    ".avi",
-    ".m4v",
-}  # also in cli.py, which must not import torch
-ANIMATIONS = {".gif", ".webp", ".mp4"}
-
-
-@dataclass(frozen=True)
-class FrameDone:
-    """Sent after each frame is written: drives the frames / fps / time-left bar."""
-
-    index: int  # 1-based
-    total: int
-    resumed: bool = False  # True when the frame came from an earlier, interrupted run
+from dreamcli.options import RunOptions
 
 
 def require(module: str, purpose: str):
@@ -93,7 +76,8 @@ def zoom_frames(
     zoom: float,
     rotate: float = 0.0,
     pan: tuple[float, float] = (0.0, 0.0),
-    **options,
+    *,
+    options: RunOptions | None = None,
 ) -> Iterator[torch.Tensor]:
     """Yield ``frames`` dreamed frames, each dreamed from the zoomed previous one."""
     # One seed for every frame: the jitter pattern stays steady, so nothing flickers
@@ -101,7 +85,7 @@ def zoom_frames(
     steady = replace(settings, seed=settings.seed if settings.seed is not None else 0)
     frame = start
     for _ in range(frames):
-        frame = dream(model, frame, steady, **options)
+        frame = dream(model, frame, settings=steady, options=options)
         yield frame
         frame = zoom_step(frame, zoom, rotate, pan)
 
@@ -223,8 +207,9 @@ def dream_video(
     settings: Settings,
     blend: float = 0.5,
     flow: bool = False,
-    report: Callable[[object], None] = lambda event: None,
-    **options,
+    *,
+    options: RunOptions | None = None,
+    report: Report = ignore,
 ) -> VideoInfo:
     """Dream every frame of ``source`` into ``output`` (MP4), resuming from frames already written."""
     info = probe_video(source)
@@ -247,7 +232,7 @@ def dream_video(
                 detail = warp_detail(detail, previous[0], frame)
             start = (frame + blend * detail).clamp(0, 1)
         # The same seed each frame keeps the jitter pattern steady, which reduces flicker.
-        dreamed = dream(model, start, replace(settings, seed=seed), **options).cpu()
+        dreamed = dream(model, start, settings=replace(settings, seed=seed), options=options).cpu()
         write_image(png, dreamed)
         previous = (frame, dreamed)
         report(FrameDone(index, info.frames))

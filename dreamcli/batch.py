@@ -11,22 +11,22 @@ import os
 import random
 import string
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from dreamcli.config import Settings
-from dreamcli.dream import Note, dream
+from dreamcli.dream import dream
 from dreamcli.errors import DreamError, SettingsError
-from dreamcli.imageio import IMAGE_EXTENSIONS, Picture, check_output, read_image, write_image
-
-DEFAULT_TEMPLATE = "{stem}_dream.png"
-TEMPLATE_FIELDS = ("stem", "ext", "preset", "layer", "index")
+from dreamcli.events import FileDone, FileStarted, Note, Report, ignore
+from dreamcli.formats import IMAGE_EXTENSIONS, TEMPLATE_FIELDS
+from dreamcli.imageio import Picture, check_output, read_image, write_image
+from dreamcli.models import Loaded
+from dreamcli.options import RunOptions
 
 
 @dataclass(frozen=True)
@@ -39,38 +39,14 @@ class Job:
 
 
 @dataclass
-class Result:
-    job: Job
-    status: str  # "done", "skipped" or "failed"
-    seconds: float = 0.0
-    error: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "input": str(self.job.source),
-            "output": str(self.job.output),
-            "status": self.status,
-            "seconds": round(self.seconds, 3),
-            "error": self.error,
-        }
-
-
-@dataclass(frozen=True)
-class FileStarted:
-    job: Job
-    position: int  # 1-based among the jobs of this run
-    total: int
-
-
-@dataclass
 class Summary:
     done: int = 0
     skipped: int = 0
     failed: int = 0
     interrupted: bool = False
-    results: list[Result] = field(default_factory=list)
+    results: list[FileDone] = field(default_factory=list)
 
-    def add(self, result: Result) -> None:
+    def add(self, result: FileDone) -> None:
         self.results.append(result)
         setattr(self, result.status, getattr(self, result.status) + 1)
 
@@ -214,18 +190,16 @@ class Batch:
     """Dreams jobs one by one with read-ahead and write-behind threads.
 
     ``settings`` keeps the user's layer names (they go into the metadata);
-    ``resolve`` maps each to a module name of ``model``.
+    ``model`` maps them to its modules.  ``model`` may be None when no job is
+    left to dream (every output exists).
     """
 
-    model: nn.Module
+    model: Loaded | None
     settings: Settings
-    resolve: Callable[[str], str] = lambda name: name
-    report: Callable[[object], None] = lambda event: None
+    options: RunOptions = field(default_factory=RunOptions)
+    report: Report = ignore
     overwrite: bool = False
     metadata: dict[str, Any] = field(default_factory=dict)
-    tile_size: int | None = None  # force tiled gradients of this size
-    memory: float | None = None  # bytes the dream may use; larger octaves are tiled
-    precision: str = "fp32"
     batch_size: int = 1  # same-size images dreamed together
 
     def run(self, jobs: Sequence[Job]) -> Summary:
@@ -234,9 +208,9 @@ class Batch:
         for job in jobs:
             reason = self._skip_reason(job)
             if reason == "skip":
-                self._finish(summary, Result(job, "skipped"))
+                self._finish(summary, _done(job, "skipped"))
             elif reason:
-                self._finish(summary, Result(job, "failed", error=reason))
+                self._finish(summary, _done(job, "failed", error=reason))
             else:
                 todo.append(job)
         with ThreadPoolExecutor(max_workers=1) as reader, ThreadPoolExecutor(max_workers=1) as writer:
@@ -266,7 +240,7 @@ class Batch:
                     position = self._dream_group(group, position, len(jobs), writer, writes, summary)
                     group = []
                 self._drain(writes, summary, wait=True)
-                self._finish(summary, Result(job, "failed", time.perf_counter() - started, error))
+                self._finish(summary, _done(job, "failed", started, error))
                 continue
             if group and (picture.rgb.shape != group[0][1].rgb.shape or len(group) == self.batch_size):
                 position = self._dream_group(group, position, len(jobs), writer, writes, summary)
@@ -300,18 +274,21 @@ class Batch:
     def _dream_group(self, group, position, total, writer, writes, summary) -> int:
         """Dream same-size pictures as one batch, then queue their writes."""
         first = group[0][0]
-        self.report(FileStarted(first, position + 1, total))
+        self.report(FileStarted(first.source.name, position + 1, total))
         settings = self._settings_for(first)
         try:
             batch = torch.stack([picture.rgb for _, picture, _ in group])
-            engine = settings.resolved(self.resolve)
             dreamed = dream(
-                self.model, batch, engine, self.report, self.tile_size, self.memory, self.precision
+                self.model.module,
+                batch,
+                settings=self.model.resolved(settings),
+                options=self.options,
+                report=self.report,
             )
         except DreamError as exc:
             self._drain(writes, summary, wait=True)
             for job, _, started in group:
-                self._finish(summary, Result(job, "failed", time.perf_counter() - started, str(exc)))
+                self._finish(summary, _done(job, "failed", started, str(exc)))
             return position + len(group)
         for (job, picture, started), rgb in zip(group, dreamed, strict=True):
             try:
@@ -319,7 +296,7 @@ class Batch:
             except OSError as exc:
                 self._drain(writes, summary, wait=True)
                 error = f"cannot create {job.output.parent}: {exc.strerror or exc}"
-                self._finish(summary, Result(job, "failed", time.perf_counter() - started, error))
+                self._finish(summary, _done(job, "failed", started, error))
                 continue
             meta = dict(self.metadata, settings=settings.to_dict(), input=job.source.name)
             self._drain(writes, summary, wait=False)
@@ -337,15 +314,21 @@ class Batch:
         # Record the seed actually used, so the picture's metadata reproduces it.
         return Settings.from_mapping({"seed": random.randrange(2**32)}, base=self.settings)
 
-    def _write_result(self, future: Future, job: Job, started: float) -> Result:
+    def _write_result(self, future: Future, job: Job, started: float) -> FileDone:
         try:
             future.result()
         except DreamError as exc:
-            return Result(job, "failed", time.perf_counter() - started, str(exc))
+            return _done(job, "failed", started, str(exc))
         except KeyboardInterrupt:
-            return Result(job, "failed", time.perf_counter() - started, "interrupted")
-        return Result(job, "done", time.perf_counter() - started)
+            return _done(job, "failed", started, "interrupted")
+        return _done(job, "done", started)
 
-    def _finish(self, summary: Summary, result: Result) -> None:
+    def _finish(self, summary: Summary, result: FileDone) -> None:
         summary.add(result)
         self.report(result)
+
+
+def _done(job: Job, status: str, started: float | None = None, error: str | None = None) -> FileDone:
+    """How ``job`` ended; ``started`` (a perf_counter time) gives its seconds."""
+    seconds = time.perf_counter() - started if started is not None else 0.0
+    return FileDone(job.source, job.output, status, seconds, error)

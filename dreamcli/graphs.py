@@ -15,7 +15,7 @@ shift held in a tensor on the GPU (``roll``): ``torch.roll`` takes Python ints,
 which a recording would freeze.
 
 The step itself is plain PyTorch and runs eagerly on the CPU, where the tests
-check it against ``dream.step``; only the recording needs CUDA.
+check it against ``steps.step``; only the recording needs CUDA.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from dreamcli.dream import gradient, model_device, normalised
+from dreamcli.capture import model_device
 from dreamcli.objectives import Objective
+from dreamcli.steps import gradient, normalised
 
 # Recorded steps kept per model: the four octave sizes of two image sizes.  Each
 # holds its buffers; the temporaries of all of them share one memory pool.
@@ -45,22 +46,8 @@ def roll(image: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     return image.index_select(-2, rows).index_select(-1, cols)
 
 
-def graphable(goal: Objective) -> bool:
-    """Whether a step toward ``goal`` launches only GPU work with fixed shapes.
-
-    Guides and channel lists index with tensors made on the CPU, and view
-    transforms draw CPU random numbers every step: a recording would freeze them.
-    """
-    return (
-        type(goal) is Objective
-        and goal.guide is None
-        and goal.transform is None
-        and all(spec.channels is None for spec in goal.layers)
-    )
-
-
 class StaticStep:
-    """``dream.step`` on fixed tensors: ``image`` and ``shift`` in, ``image`` and ``loss`` out."""
+    """``steps.step`` on fixed tensors: ``image`` and ``shift`` in, ``image`` and ``loss`` out."""
 
     def __init__(self, capture, goal: Objective, step_size: float, shape: Sequence[int], dtype: torch.dtype):
         device = model_device(capture.model)

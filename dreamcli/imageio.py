@@ -22,12 +22,8 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from dreamcli.errors import ImageError, SettingsError
+from dreamcli.formats import FORMATS, KEEPS_ALPHA
 
-# Output formats by extension; JPEG cannot keep alpha, the others can.
-FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
-KEEPS_ALPHA = {"PNG", "WEBP", "TIFF"}
-# Extensions that batch mode treats as images when it walks a folder.
-IMAGE_EXTENSIONS = set(FORMATS) | {".bmp", ".gif", ".jfif", ".ppm", ".pgm", ".tga"}
 METADATA_KEY = "dreamcli"  # PNG text chunk with the settings as JSON
 EXIF_IMAGE_DESCRIPTION = 0x010E  # TIFF/EXIF tag 270, used for JPEG, WebP and TIFF
 

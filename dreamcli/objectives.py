@@ -1,11 +1,13 @@
 """What a dream maximises, and what the network is shown at each step.
 
-* ``objective``: the notebook's L2 objective, the weighted mean squared
+* ``Activations``: the notebook's L2 objective, the weighted mean squared
   activation of layers (or channels); a logits layer (2-D output, ``fc``)
   counts linearly, so that dreaming toward a class raises that class's logit.
-* guided terms: Google's 2015 guide objective (``objective_guide`` in the
+* ``Guided``: Google's 2015 guide objective (``objective_guide`` in the
   notebook): at each position, follow the guide feature with the largest dot
   product with the current feature.
+* ``ChannelPerImage``: one channel per image of a batch, for channel grids.
+* Objectives add and scale (``a + 0.5 * b``).
 * ``RandomAffine``: small random scale and rotation before the network, which
   keeps dreams started from noise readable (as in lucent's transforms).
 """
@@ -78,37 +80,136 @@ def objective(
 
 
 class Objective:
-    """The layers to raise, an optional guide, and an optional view transform."""
+    """What a dream raises: one value per image from the captured outputs of ``layers``.
 
-    def __init__(
-        self,
-        layers: Sequence[LayerSpec],
-        guide: dict[str, torch.Tensor] | None = None,
-        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    ):
-        self.layers = list(layers)
-        self.guide = guide
-        self.transform = transform
+    ``transform`` (e.g. ``RandomAffine``) changes what the network sees at each
+    step.  Objectives combine: ``a + b`` raises both, ``0.5 * a`` weighs one.
+    """
+
+    layers: tuple[str, ...] = ()  # the modules it reads (what the capture collects)
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    def __call__(self, outputs: dict[str, torch.Tensor], sizes: dict[str, int] | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    @property
+    def graphable(self) -> bool:
+        """Whether a step launches only device work of fixed shapes, so it can be a CUDA graph.
+
+        Channel lists and guides index with tensors made on the CPU, and view
+        transforms draw CPU random numbers every step: a recording would freeze them.
+        """
+        return False
+
+    @property
+    def key(self) -> tuple:
+        """Equal for objectives that compute the same thing: a recorded step is reused by it."""
+        return (type(self).__name__, id(self))
 
     def view(self, image: torch.Tensor) -> torch.Tensor:
         return image if self.transform is None else self.transform(image)
 
+    def with_transform(self, transform: Callable[[torch.Tensor], torch.Tensor] | None) -> Objective:
+        changed = copy.copy(self)
+        changed.transform = transform
+        return changed
+
     def untransformed(self) -> Objective:
         """The same objective without the view transform (tiles must all see the same geometry)."""
-        plain = copy.copy(self)
-        plain.transform = None
-        return plain
+        return self.with_transform(None)
 
-    def __call__(self, outputs: dict[str, torch.Tensor], sizes: dict[str, int] | None = None) -> torch.Tensor:
-        return objective(outputs, self.layers, sizes, self.guide)
+    def __add__(self, other: Objective) -> Objective:
+        return Sum([self, other])
+
+    def __mul__(self, weight: float) -> Objective:
+        return Scaled(self, weight)
+
+    __rmul__ = __mul__
+
+
+class Activations(Objective):
+    """The notebook's objective: the weighted mean squared activation of layers or channels."""
+
+    def __init__(self, specs: Sequence[LayerSpec | str], transform=None):
+        self.specs = [spec if isinstance(spec, LayerSpec) else LayerSpec.parse(spec) for spec in specs]
+        self.layers = tuple(dict.fromkeys(spec.name for spec in self.specs))
+        self.transform = transform
+
+    @property
+    def graphable(self) -> bool:
+        return self.transform is None and all(spec.channels is None for spec in self.specs)
+
+    @property
+    def key(self) -> tuple:
+        return ("activations", *(str(spec) for spec in self.specs))
+
+    def __call__(self, outputs, sizes=None):
+        return objective(outputs, self.specs, sizes)
+
+
+class Guided(Activations):
+    """Google's guided objective at the layers ``features`` has (``guide_features``), plain elsewhere."""
+
+    def __init__(self, specs: Sequence[LayerSpec | str], features: dict[str, torch.Tensor], transform=None):
+        super().__init__(specs, transform)
+        self.features = features
+
+    @property
+    def graphable(self) -> bool:
+        return False
+
+    key = Objective.key  # its features are its own
+
+    def __call__(self, outputs, sizes=None):
+        return objective(outputs, self.specs, sizes, self.features)
+
+
+class Sum(Objective):
+    """Several objectives raised together; the first view transform among them applies."""
+
+    def __init__(self, parts: Sequence[Objective]):
+        self.parts = [p for part in parts for p in (part.parts if isinstance(part, Sum) else [part])]
+        self.layers = tuple(dict.fromkeys(name for part in self.parts for name in part.layers))
+        self.transform = next((p.transform for p in self.parts if p.transform is not None), None)
+
+    @property
+    def graphable(self) -> bool:
+        return self.transform is None and all(part.graphable for part in self.parts)
+
+    @property
+    def key(self) -> tuple:
+        return ("sum", *(part.key for part in self.parts))
+
+    def __call__(self, outputs, sizes=None):
+        return sum((part(outputs, sizes) for part in self.parts[1:]), self.parts[0](outputs, sizes))
+
+
+class Scaled(Objective):
+    """An objective times a weight."""
+
+    def __init__(self, part: Objective, weight: float):
+        self.part, self.weight = part, float(weight)
+        self.layers, self.transform = part.layers, part.transform
+
+    @property
+    def graphable(self) -> bool:
+        return self.transform is None and self.part.graphable
+
+    @property
+    def key(self) -> tuple:
+        return ("scaled", self.weight, self.part.key)
+
+    def __call__(self, outputs, sizes=None):
+        return self.weight * self.part(outputs, sizes)
 
 
 class ChannelPerImage(Objective):
     """Image ``i`` of a batch raises channel ``channels[i]`` of ``layer``: a channel grid in one batch."""
 
     def __init__(self, layer: str, channels: Sequence[int], transform=None):
-        super().__init__([LayerSpec(layer)], None, transform)
         self.layer, self.channels = layer, list(channels)
+        self.layers = (layer,)
+        self.transform = transform
 
     def __call__(self, outputs, sizes=None):
         act = outputs[self.layer]
@@ -122,8 +223,9 @@ class ChannelPerImage(Objective):
         return picked.sum(1) / (sizes[self.layer] // act.shape[1])  # a tile: divide by the whole map
 
 
-def as_objective(layers: Sequence[LayerSpec] | Objective) -> Objective:
-    return layers if isinstance(layers, Objective) else Objective(layers)
+def as_objective(goal: Sequence[LayerSpec | str] | Objective) -> Objective:
+    """An objective as it is, or the notebook's objective of a list of layers."""
+    return goal if isinstance(goal, Objective) else Activations(goal)
 
 
 def guide_features(capture, guide_image: torch.Tensor) -> dict[str, torch.Tensor]:

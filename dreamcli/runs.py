@@ -1,40 +1,29 @@
 """Runs that make one picture or one animation: views into the network, zooms, videos.
 
 Click-free, like the rest below the CLI: problems are raised as DreamError
-subclasses, and progress goes to a callback as events (``batch.FileStarted``
-for each dream of a sheet, ``animate.FrameDone`` for each frame).
+subclasses, and progress goes to a callback as ``events`` (``FileStarted``
+for each dream of a sheet, ``FrameDone`` for each frame).  Every run takes the
+command's one ``RunOptions``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from dreamcli import animate, views
-from dreamcli.batch import FileStarted, Job
 from dreamcli.config import LayerSpec, Settings
 from dreamcli.errors import DreamError, SettingsError
+from dreamcli.events import FileStarted, FrameDone, Report, ignore
+from dreamcli.formats import ANIMATIONS
 from dreamcli.imageio import check_output, read_image, write_image, write_pil
-from dreamcli.layers import resolve_googlenet
-
-Report = Callable[[object], None]
-
-
-@dataclass
-class Engine:
-    """A loaded model and how to run it; ``resolve`` maps user layer names to its modules."""
-
-    model: nn.Module
-    precision: str = "fp32"
-    resolve: Callable[[str], str] = resolve_googlenet
-
-    def settings(self, settings: Settings) -> Settings:
-        return settings.resolved(self.resolve)
+from dreamcli.models import Loaded
+from dreamcli.objectives import Activations, Guided
+from dreamcli.options import RunOptions
 
 
 @dataclass
@@ -91,52 +80,58 @@ class View:
         return "channels" if self.channel_grid else "sweep" if self.variants else "dream"
 
 
-def run_view(engine: Engine, view: View, report: Report = lambda event: None) -> Path:
+def run_view(model: Loaded, view: View, options: RunOptions, report: Report = ignore) -> Path:
     """Make the view's picture (and heat map); return the output path."""
     output = image_output(view.output, view.start, view.kind)
     image = view.start.image(view.settings, (224, 224) if view.channel_grid else (512, 512))
-    seed = view.settings.seed or 0
-    options: dict[str, Any] = {
-        "precision": engine.precision,
-        "transform": views.view_transform(view.start.kind, seed),
-    }
+    transform = views.view_transform(view.start.kind, view.settings.seed or 0)
+    features = None
     if view.guide is not None:
-        layers = [spec.name for spec in engine.settings(view.settings).layers]
-        options["guide"] = views.guide_for(engine.model, read_image(view.guide).rgb, layers)
+        layers = [spec.name for spec in model.resolved(view.settings).layers]
+        features = views.guide_for(model.module, read_image(view.guide).rgb, layers)
+
+    def goal_for(settings: Settings):
+        if features is not None:
+            return Guided(settings.layers, features, transform)
+        return Activations(settings.layers, transform)
+
     meta = dict(view.metadata, view=view.kind, start=view.start.kind, settings=view.settings.to_dict())
     meta["guide"] = str(view.guide) if view.guide else None
-
-    def started(label: str, position: int, total: int) -> None:
-        report(FileStarted(Job(Path(label), output, position), position, total))
-
     if view.kind == "channels":
         spec = view.channel_grid
         channels = spec.channels or tuple(range(64))
-        started(f"{spec.name} channels", 1, 1)
+        report(FileStarted(f"{spec.name} channels", 1, 1))
         tiles = views.channel_grid(
-            engine.model,
+            model.module,
             image,
-            engine.resolve(spec.name),
+            model.resolve(spec.name),
             channels,
-            engine.settings(view.settings),
-            report,
-            **options,
+            view.settings,
+            transform=transform,
+            options=options,
+            report=report,
         )
         labelled = [(f"{spec.name} [{c}]", picture) for c, (_, picture) in zip(channels, tiles, strict=True)]
         write_pil(output, views.contact_sheet(labelled, columns=min(8, len(labelled)), width=160), meta)
     elif view.kind == "sweep":
         tiles = [("input" if view.start.photo else view.start.kind, image)]
         for position, (label, variant) in enumerate(view.variants, start=1):
-            started(label, position, len(view.variants))
-            tiles += views.sweep(engine.model, image, [(label, engine.settings(variant))], report, **options)
+            report(FileStarted(label, position, len(view.variants)))
+            variants = [(label, model.resolved(variant))]
+            tiles += views.sweep(
+                model.module, image, variants, goal_for=goal_for, options=options, report=report
+            )
         write_pil(output, views.contact_sheet(tiles), meta)
     else:
-        started(view.start.stem, 1, 1)
-        dreamed = views.sweep(engine.model, image, [("", engine.settings(view.settings))], report, **options)
+        report(FileStarted(view.start.stem, 1, 1))
+        variants = [("", model.resolved(view.settings))]
+        dreamed = views.sweep(
+            model.module, image, variants, goal_for=goal_for, options=options, report=report
+        )
         write_image(output, dreamed[0][1], None, meta)
     if view.heatmap:
         spec = view.settings.layers[0]
-        heat = views.activation_map(engine.model, image, spec.with_name(engine.resolve(spec.name)))
+        heat = views.activation_map(model.module, image, spec.with_name(model.resolve(spec.name)))
         write_image(
             output.with_name(f"{output.stem}_heatmap.png"), views.heat_overlay(image, heat), None, meta
         )
@@ -165,27 +160,27 @@ class Zoom:
 
 def zoom_output(zoom: Zoom) -> Path:
     default = zoom.start.folder / f"{zoom.start.stem}_zoom.gif"
-    return animation_output(zoom.output, default, {*animate.ANIMATIONS, ""})
+    return animation_output(zoom.output, default, {*ANIMATIONS, ""})
 
 
-def run_zoom(engine: Engine, zoom: Zoom, report: Report = lambda event: None) -> Path:
+def run_zoom(model: Loaded, zoom: Zoom, options: RunOptions, report: Report = ignore) -> Path:
     """Dream, zoom, dream again; write the frames as GIF, WebP, MP4 or a folder of PNGs."""
     output = zoom_output(zoom)
     image = zoom.start.image(zoom.settings, (512, 512))
     frames = []
     sequence = animate.zoom_frames(
-        engine.model,
+        model.module,
         image,
-        engine.settings(zoom.settings),
+        model.resolved(zoom.settings),
         zoom.frames,
         zoom.zoom,
         zoom.rotate,
         zoom.pan,
-        precision=engine.precision,
+        options=options,
     )
     for index, frame in enumerate(sequence, start=1):
         frames.append(frame.cpu())
-        report(animate.FrameDone(index, zoom.frames))
+        report(FrameDone(index, zoom.frames))
     animate.write_animation(output, frames, zoom.fps)
     return output
 
@@ -197,22 +192,16 @@ def video_output(source: Path, output: Path | None) -> Path:
 
 
 def run_video(
-    engine: Engine,
+    model: Loaded,
     source: Path,
     output: Path,
     settings: Settings,
     blend: float,
     flow: bool,
-    report: Report = lambda event: None,
+    options: RunOptions,
+    report: Report = ignore,
 ) -> animate.VideoInfo:
     """Dream every frame of ``source`` into ``output``."""
     return animate.dream_video(
-        engine.model,
-        source,
-        output,
-        engine.settings(settings),
-        blend,
-        flow,
-        report,
-        precision=engine.precision,
+        model.module, source, output, model.resolved(settings), blend, flow, options=options, report=report
     )

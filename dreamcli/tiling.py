@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
+from dreamcli.capture import LayerCapture, model_device
 from dreamcli.config import LayerSpec
 from dreamcli.errors import ImageTooLargeError
+from dreamcli.objectives import Objective, as_objective
+from dreamcli.steps import gradient
 
 
 @dataclass(frozen=True)
@@ -82,8 +84,6 @@ def full_sizes(capture, size: tuple[int, int]) -> dict[str, int]:
     Computed on the meta device (shapes only, no memory); the objective divides
     by these so that tiles add up to the whole image's mean squared activation.
     """
-    from dreamcli.dream import LayerCapture
-
     meta = copy.deepcopy(capture.model).to("meta")
     for module in meta.modules():
         module._forward_hooks.clear()  # the copy carries the live capture's hooks
@@ -98,8 +98,6 @@ def full_sizes(capture, size: tuple[int, int]) -> dict[str, int]:
 def _sizes_from_strips(capture, size: tuple[int, int]) -> dict[str, int]:
     """For models the meta device cannot run: the output height from a thin full-height
     strip, the width from a thin full-width strip (cheap, even for 8K)."""
-    from dreamcli.dream import model_device
-
     device = model_device(capture.model)
     thin = 512
     tall = _probe_outputs(capture, torch.zeros(1, 3, size[0], min(thin, size[1]), device=device))
@@ -117,19 +115,16 @@ def windows(length: int, tile: int, margin: int) -> list[tuple[int, int, int, in
 
 
 class TiledGradient:
-    """A drop-in for ``dream.gradient`` that works tile by tile."""
+    """A drop-in for ``steps.gradient`` that works tile by tile."""
 
     def __init__(self, tile: int, geom: Geometry):
         self.tile = max(geom.stride, _round_up(tile, geom.stride))
         self.geom = geom
         self._sizes: dict[tuple[int, int], dict[str, int]] = {}
 
-    def __call__(self, capture, image: torch.Tensor, layers: Sequence[LayerSpec]):
-        from dreamcli.dream import gradient
-        from dreamcli.objectives import as_objective
-
+    def __call__(self, capture, image: torch.Tensor, goal: Sequence[LayerSpec] | Objective):
         # A random view transform per tile would misalign the tiles: tiled steps go without it.
-        layers = as_objective(layers).untransformed()
+        goal = as_objective(goal).untransformed()
 
         height, width = image.shape[-2:]
         size = (height, width)
@@ -140,7 +135,7 @@ class TiledGradient:
         loss = None
         for ya, yb, y0, y1 in windows(height, self.tile, self.geom.margin):
             for xa, xb, x0, x1 in windows(width, self.tile, self.geom.margin):
-                part, part_loss = gradient(capture, image[..., ya:yb, xa:xb], layers, sizes)
+                part, part_loss = gradient(capture, image[..., ya:yb, xa:xb], goal, sizes)
                 grad[..., y0:y1, x0:x1] = part[..., y0 - ya : y1 - ya, x0 - xa : x1 - xa]
                 loss = part_loss if loss is None else loss + part_loss
         return grad, loss  # the loss over-counts the margins: for progress display only
@@ -167,26 +162,6 @@ def bytes_per_pixel(capture, device: torch.device, probe: int = 128) -> float:
         for handle in handles:
             handle.remove()
     return 3.0 * total / (probe * probe)
-
-
-def free_memory(device: torch.device) -> int | None:
-    """Bytes this process can still use on ``device`` (None when unknown)."""
-    if device.type == "cuda":
-        free, _total = torch.cuda.mem_get_info(device)
-        return int(free)
-    if device.type == "cpu":
-        try:
-            with open("/proc/meminfo") as info:
-                for line in info:
-                    if line.startswith("MemAvailable:"):
-                        return int(line.split()[1]) * 1024
-        except OSError:
-            pass
-        try:
-            return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError, AttributeError):
-            return None
-    return None
 
 
 def choose_tile(

@@ -5,7 +5,6 @@ These produce pictures (tensors or contact sheets); the CLI decides where they g
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -14,12 +13,14 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 
+from dreamcli.capture import LayerCapture, model_device
 from dreamcli.config import LayerSpec, Settings
-from dreamcli.dream import LayerCapture, dream, model_device, resize
+from dreamcli.dream import dream
+from dreamcli.events import Report, ignore
 from dreamcli.imageio import to_pil
-from dreamcli.objectives import ChannelPerImage, RandomAffine, guide_features
-
-STARTS = ("photo", "noise", "grey")
+from dreamcli.objectives import Activations, ChannelPerImage, Objective, RandomAffine, guide_features
+from dreamcli.options import RunOptions
+from dreamcli.steps import resize
 
 
 def start_image(kind: str, width: int, height: int, seed: int = 0) -> torch.Tensor:
@@ -43,11 +44,19 @@ def sweep(
     model: nn.Module,
     image: torch.Tensor,
     variants: Sequence[tuple[str, Settings]],
-    progress: Callable | None = None,
-    **options,
+    *,
+    goal_for: Callable[[Settings], Objective] = lambda settings: Activations(settings.layers),
+    options: RunOptions | None = None,
+    report: Report = ignore,
 ) -> list[tuple[str, torch.Tensor]]:
-    """The same image dreamed once per (label, settings) variant, in order."""
-    return [(label, dream(model, image, settings, progress, **options)) for label, settings in variants]
+    """The same image dreamed once per (label, settings) variant, in order, toward ``goal_for(settings)``."""
+    return [
+        (
+            label,
+            dream(model, image, settings=settings, goal=goal_for(settings), options=options, report=report),
+        )
+        for label, settings in variants
+    ]
 
 
 def channel_grid(
@@ -56,18 +65,19 @@ def channel_grid(
     layer: str,
     channels: Sequence[int],
     settings: Settings,
-    progress: Callable | None = None,
+    *,
+    transform: Callable | None = None,
+    options: RunOptions | None = None,
+    report: Report = ignore,
     batch: int = 16,
-    **options,
 ) -> list[tuple[str, torch.Tensor]]:
     """One dream per channel of ``layer``; ``batch`` channels are dreamed together."""
-    single = dataclasses.replace(settings, layers=(LayerSpec(layer),))
     tiles = []
     for start in range(0, len(channels), batch):
         chunk = list(channels[start : start + batch])
-        goal = ChannelPerImage(layer, chunk, options.get("transform"))
+        goal = ChannelPerImage(layer, chunk, transform)
         images = image.expand(len(chunk), *image.shape[-3:])
-        dreamed = dream(model, images, single, progress, goal=goal, **options)
+        dreamed = dream(model, images, settings=settings, goal=goal, options=options, report=report)
         tiles += [(f"{layer} [{c}]", picture) for c, picture in zip(chunk, dreamed, strict=True)]
     return tiles
 

@@ -11,12 +11,12 @@ import pytest
 import torch
 from PIL import Image
 
-from dreamcli.model import googlenet_trunk
+from dreamcli import models
 
 
 @pytest.fixture(scope="session")
 def net():
-    return googlenet_trunk(seed=0)
+    return models.get("googlenet").build(seed=0)
 
 
 @pytest.fixture(scope="session")

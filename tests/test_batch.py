@@ -250,7 +250,7 @@ def test_same_size_images_are_dreamed_together(run, tmp_path, monkeypatch):
 
     real, sizes = dreamcli.batch.dream, []
     monkeypatch.setattr(
-        dreamcli.batch, "dream", lambda m, images, *a: sizes.append(len(images)) or real(m, images, *a)
+        dreamcli.batch, "dream", lambda m, images, **kw: sizes.append(len(images)) or real(m, images, **kw)
     )
     result = run(photos, "-o", tmp_path / "together", "--batch-size", "3", "--json")
     assert result.exit_code == 1

@@ -4,20 +4,14 @@ import pytest
 import torch
 from torch import nn
 
+from dreamcli.capture import LayerCapture, smallest_input
 from dreamcli.config import LayerSpec, Settings
-from dreamcli.dream import (
-    LayerCapture,
-    Note,
-    Progress,
-    dream,
-    gradient,
-    objective,
-    octave_sizes,
-    random_shift,
-    smallest_input,
-    step,
-)
+from dreamcli.dream import dream
 from dreamcli.errors import ImageError, SettingsError
+from dreamcli.events import Note, Step
+from dreamcli.objectives import objective
+from dreamcli.options import RunOptions
+from dreamcli.steps import gradient, octave_sizes, random_shift, step
 
 from conftest import photo_array
 
@@ -43,18 +37,21 @@ def test_octave_plan_drops_octaves_below_the_network_minimum():
 def test_plan_adapts_and_says_so(net):
     events = []
     out = dream(
-        net, photo_tensor(48, 40), fast(layers=["inception4c"], octaves=6, iterations=1), events.append
+        net,
+        photo_tensor(48, 40),
+        settings=fast(layers=["inception4c"], octaves=6, iterations=1),
+        report=events.append,
     )
     notes = [e for e in events if isinstance(e, Note)]
     assert len(notes) == 1 and "of 6 octaves" in notes[0].message
-    sizes = [e.size for e in events if isinstance(e, Progress) and e.iteration == 0]
+    sizes = [e.size for e in events if isinstance(e, Step) and e.iteration == 0]
     assert sizes[-1] == (40, 48) and len(sizes) < 6
     assert out.shape == (3, 40, 48)
 
 
 def test_image_below_the_network_minimum_is_a_clear_error(net):
     with pytest.raises(ImageError, match=r"7x3 px, too small.*at least"):
-        dream(net, torch.rand(3, 3, 7), fast(layers=["inception4c"]))
+        dream(net, torch.rand(3, 3, 7), settings=fast(layers=["inception4c"]))
 
 
 def test_smallest_input_is_the_boundary(net):
@@ -122,13 +119,13 @@ def test_objective_is_weighted_mean_square_with_channel_subsets():
 
 def test_channel_out_of_range_names_the_layer(net):
     with pytest.raises(SettingsError, match=r"'inception3b' has 480 channels"):
-        dream(net, photo_tensor(), fast(layers=["inception3b[480]"]))
+        dream(net, photo_tensor(), settings=fast(layers=["inception3b[480]"]))
 
 
 def test_objective_rises_at_every_step_without_jitter(net):
     losses = []
     record = lambda e: losses.append(float(e.loss)) if getattr(e, "loss", None) is not None else None  # noqa: E731
-    dream(net, photo_tensor(), fast(octaves=1, iterations=8, jitter=0), record)
+    dream(net, photo_tensor(), settings=fast(octaves=1, iterations=8, jitter=0), report=record)
     assert len(losses) == 8
     assert all(b > a for a, b in itertools.pairwise(losses))
     assert losses[-1] > 2 * losses[0]
@@ -136,7 +133,7 @@ def test_objective_rises_at_every_step_without_jitter(net):
 
 def test_objective_of_the_result_rises_with_jitter_and_octaves(net):
     image = photo_tensor()
-    out = dream(net, image, fast(octaves=3, iterations=5))
+    out = dream(net, image, settings=fast(octaves=3, iterations=5))
     with LayerCapture(net, ["inception3b"]) as capture:
         before = objective(capture(image[None]), [LayerSpec("inception3b")])
         after = objective(capture(out[None]), [LayerSpec("inception3b")])
@@ -145,7 +142,7 @@ def test_objective_of_the_result_rises_with_jitter_and_octaves(net):
 
 def test_dream_changes_the_image_but_keeps_the_photo(net):
     image = photo_tensor(128, 96)
-    out = dream(net, image, fast(layers=["inception4c"], octaves=3, iterations=5))
+    out = dream(net, image, settings=fast(layers=["inception4c"], octaves=3, iterations=5))
     assert out.shape == image.shape and out.min() >= 0 and out.max() <= 1
     change = (out - image).abs().mean()
     assert change > 0.01  # it dreamed
@@ -159,22 +156,22 @@ def test_dream_changes_the_image_but_keeps_the_photo(net):
 
 def test_zero_iterations_return_the_input(net):
     image = photo_tensor()
-    assert torch.equal(dream(net, image, fast(iterations=0)), image)
+    assert torch.equal(dream(net, image, settings=fast(iterations=0)), image)
 
 
 def test_same_seed_same_picture_other_seed_other_picture(net):
     image = photo_tensor()
-    a = dream(net, image, fast(seed=7))
-    b = dream(net, image, fast(seed=7))
-    c = dream(net, image, fast(seed=8))
+    a = dream(net, image, settings=fast(seed=7))
+    b = dream(net, image, settings=fast(seed=7))
+    c = dream(net, image, settings=fast(seed=8))
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
 
 
 def test_batch_of_images_dreams_each_like_alone(net):
     images = torch.stack([photo_tensor(seed=1), photo_tensor(seed=2)])
-    together = dream(net, images, fast(jitter=0))
-    alone = dream(net, images[1], fast(jitter=0))
+    together = dream(net, images, settings=fast(jitter=0))
+    alone = dream(net, images[1], settings=fast(jitter=0))
     torch.testing.assert_close(together[1], alone, atol=2e-5, rtol=0)
 
 
@@ -182,7 +179,7 @@ def test_forward_stops_at_the_deepest_requested_layer(net):
     calls = []
     handle = net.inception5a.register_forward_hook(lambda *a: calls.append(1))
     try:
-        dream(net, photo_tensor(), fast(layers=["inception3b", "inception4c:0.5"], iterations=1))
+        dream(net, photo_tensor(), settings=fast(layers=["inception3b", "inception4c:0.5"], iterations=1))
     finally:
         handle.remove()
     assert calls == []
@@ -191,21 +188,23 @@ def test_forward_stops_at_the_deepest_requested_layer(net):
 def test_hooks_are_removed_even_after_an_error(net):
     before = sum(len(m._forward_hooks) for m in net.modules())
     with pytest.raises(SettingsError):
-        dream(net, photo_tensor(), fast(layers=["inception3b[9999]"]))
-    dream(net, photo_tensor(), fast(iterations=1))
+        dream(net, photo_tensor(), settings=fast(layers=["inception3b[9999]"]))
+    dream(net, photo_tensor(), settings=fast(iterations=1))
     assert sum(len(m._forward_hooks) for m in net.modules()) == before
 
 
 def test_unknown_module_name_is_refused_with_suggestions(net):
     with pytest.raises(SettingsError, match="did you mean"):
-        dream(net, photo_tensor(), fast(layers=["inception4cc"]))
+        dream(net, photo_tensor(), settings=fast(layers=["inception4cc"]))
 
 
 def test_any_module_works_not_just_googlenet():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU())
     image = photo_tensor(40, 32)
-    out = dream(model.eval().requires_grad_(False), image, fast(layers=["3"], octaves=2, iterations=4))
+    out = dream(
+        model.eval().requires_grad_(False), image, settings=fast(layers=["3"], octaves=2, iterations=4)
+    )
     assert out.shape == image.shape and not torch.equal(out, image)
 
 
@@ -213,20 +212,20 @@ def test_any_module_works_not_just_googlenet():
 def test_reduced_precision_still_dreams_upward(net, precision):
     image = photo_tensor()
     settings = fast(octaves=1, iterations=6, jitter=0)
-    out = dream(net, image, settings, precision=precision)
+    out = dream(net, image, settings=settings, options=RunOptions(precision=precision))
     assert out.dtype == torch.float32 and out.shape == image.shape
     with LayerCapture(net, ["inception3b"]) as capture:
         before = objective(capture(image[None]), [LayerSpec("inception3b")])
         after = objective(capture(out[None]), [LayerSpec("inception3b")])
     assert after > 1.5 * before
-    reference = dream(net, image, settings)
+    reference = dream(net, image, settings=settings)
     assert (out - reference).abs().mean() < 0.05  # same picture, up to rounding
 
 
 def test_prepared_model_dreams_like_the_original(net):
     import copy
 
-    from dreamcli.model import prepare_for_dreaming
+    from dreamcli.models.prepare import prepare_for_dreaming
 
     prepared = prepare_for_dreaming(copy.deepcopy(net), torch.device("cpu"))
     image = photo_tensor()
@@ -238,7 +237,7 @@ def test_prepared_model_dreams_like_the_original(net):
     torch.testing.assert_close(got, want, atol=1e-4 * want.abs().max().item(), rtol=0)
     # Over a whole dream, gradient ascent amplifies that rounding at a few pixels (up to
     # 0.012 on an AMD EPYC, under 0.002 on a Xeon), so the picture is compared on average.
-    difference = (dream(prepared, image, fast()) - dream(net, image, fast())).abs()
+    difference = (dream(prepared, image, settings=fast()) - dream(net, image, settings=fast())).abs()
     assert difference.mean() < 1e-3
 
 
@@ -257,6 +256,6 @@ PINNED_DETAIL = [
 
 def test_a_tiny_dream_keeps_its_pinned_pixels(net):
     image = photo_tensor()
-    detail = dream(net, image, fast()) - image
+    detail = dream(net, image, settings=fast()) - image
     cells = torch.nn.functional.avg_pool2d(detail[None], 16)[0, 0] * 1000
     torch.testing.assert_close(cells, torch.tensor(PINNED_DETAIL), atol=0.5, rtol=0)

@@ -14,9 +14,14 @@ import torch
 from torch import nn
 
 from dreamcli import graphs
+from dreamcli.capture import LayerCapture
 from dreamcli.config import LayerSpec, Settings
-from dreamcli.dream import _MEASURED, LayerCapture, Note, dream, step
-from dreamcli.objectives import Objective, RandomAffine
+from dreamcli.dream import dream
+from dreamcli.events import Note
+from dreamcli.objectives import Activations, ChannelPerImage, Guided, RandomAffine
+from dreamcli.options import RunOptions
+from dreamcli.policy import _MEASURED, OUT_OF_MEMORY
+from dreamcli.steps import step
 
 from conftest import photo_array
 
@@ -84,16 +89,19 @@ def test_roll_by_a_tensor_matches_torch_roll(shift):
 
 def test_only_fixed_gpu_only_objectives_are_recorded():
     plain = [LayerSpec("inception4c"), LayerSpec("inception4d", 0.5)]
-    assert graphs.graphable(Objective(plain))
-    assert not graphs.graphable(Objective([LayerSpec("inception4c", channels=(1, 2))]))
-    assert not graphs.graphable(Objective(plain, guide={"inception4c": torch.zeros(4, 4)}))
-    assert not graphs.graphable(Objective(plain, transform=RandomAffine()))
+    assert Activations(plain).graphable
+    assert (Activations(plain[:1]) + 0.5 * Activations(plain[1:])).graphable
+    assert not Activations([LayerSpec("inception4c", channels=(1, 2))]).graphable
+    assert not Guided(plain, {"inception4c": torch.zeros(4, 4)}).graphable
+    assert not Activations(plain, transform=RandomAffine()).graphable
+    assert not (Activations(plain) + Activations(plain, transform=RandomAffine())).graphable
+    assert not ChannelPerImage("inception4c", [1, 2]).graphable
 
 
 @pytest.mark.parametrize("precision", [torch.float32, torch.bfloat16])
 def test_static_step_is_the_eager_step(precision):
     model, image = small_net(), torch.rand(2, 3, 20, 24)
-    goal = Objective([LayerSpec("4")])
+    goal = Activations([LayerSpec("4")])
     with LayerCapture(model, ["4"]) as capture:
         with torch.autocast("cpu", precision, enabled=precision != torch.float32):
             expected, loss = step(capture, image, goal, 1.5, (3, -5))
@@ -108,10 +116,10 @@ def test_static_step_is_the_eager_step(precision):
 
 def test_graphed_dream_is_the_eager_dream_and_replays_each_octave(recorder):
     model, image = small_net(), photo_tensor()
-    eager = dream(model, image, SETTINGS, graphs=False)
+    eager = dream(model, image, settings=SETTINGS, options=RunOptions(graphs=False))
     assert recorder.recorded == 0
     events = []
-    graphed = dream(model, image, SETTINGS, events.append)
+    graphed = dream(model, image, settings=SETTINGS, report=events.append)
     torch.testing.assert_close(graphed, eager, atol=1e-6, rtol=0)
     # Per octave: the first step runs for real and is recorded, the other four replay.
     assert (recorder.recorded, recorder.replayed) == (3, 3 * 4)
@@ -122,21 +130,23 @@ def test_graphed_dream_is_the_eager_dream_and_replays_each_octave(recorder):
 
 def test_a_second_dream_of_the_same_size_only_replays(recorder):
     model = small_net()
-    first = dream(model, photo_tensor(seed=1), SETTINGS)
+    first = dream(model, photo_tensor(seed=1), settings=SETTINGS)
     kept = first.clone()
-    second = dream(model, photo_tensor(seed=2), SETTINGS)
+    second = dream(model, photo_tensor(seed=2), settings=SETTINGS)
     assert recorder.recorded == 3 and recorder.replayed == 3 * 4 + 3 * 5
     assert torch.equal(first, kept), "the first result must not share memory with the buffers"
-    eager = dream(model, photo_tensor(seed=2), SETTINGS, graphs=False)
+    eager = dream(model, photo_tensor(seed=2), settings=SETTINGS, options=RunOptions(graphs=False))
     torch.testing.assert_close(second, eager, atol=1e-6, rtol=0)
 
 
 def test_batches_record_their_own_shape(recorder):
     model = small_net()
     images = torch.stack([photo_tensor(seed=s) for s in range(3)])
-    out = dream(model, images, SETTINGS)
-    torch.testing.assert_close(out, dream(model, images, SETTINGS, graphs=False), atol=1e-6, rtol=0)
-    dream(model, images[0], SETTINGS)
+    out = dream(model, images, settings=SETTINGS)
+    torch.testing.assert_close(
+        out, dream(model, images, settings=SETTINGS, options=RunOptions(graphs=False)), atol=1e-6, rtol=0
+    )
+    dream(model, images[0], settings=SETTINGS)
     assert recorder.recorded == 6
 
 
@@ -145,15 +155,15 @@ def test_a_failed_recording_falls_back_to_eager_steps_with_a_note(monkeypatch):
     monkeypatch.setattr(graphs, "record", Recorder(fail="operation not permitted when stream is capturing"))
     model, image = small_net(), photo_tensor()
     events = []
-    out = dream(model, image, SETTINGS, events.append)
-    torch.testing.assert_close(out, dream(model, image, SETTINGS, graphs=False), atol=1e-6, rtol=0)
+    out = dream(model, image, settings=SETTINGS, report=events.append)
+    torch.testing.assert_close(
+        out, dream(model, image, settings=SETTINGS, options=RunOptions(graphs=False)), atol=1e-6, rtol=0
+    )
     notes = {e.message for e in events if isinstance(e, Note)}
     assert notes == {"CUDA graphs are off for this octave: operation not permitted when stream is capturing"}
 
 
 def test_out_of_memory_while_warming_up_drops_graphs_and_goes_on(monkeypatch, recorder):
-    from dreamcli.dream import OUT_OF_MEMORY
-
     real_warm_up, calls = graphs.warm_up, []
 
     def warm_up(body, device):
@@ -165,21 +175,27 @@ def test_out_of_memory_while_warming_up_drops_graphs_and_goes_on(monkeypatch, re
     monkeypatch.setattr(graphs, "warm_up", warm_up)
     model, image = small_net(), photo_tensor()
     events = []
-    out = dream(model, image, SETTINGS, events.append)
-    torch.testing.assert_close(out, dream(model, image, SETTINGS, graphs=False), atol=1e-6, rtol=0)
+    out = dream(model, image, settings=SETTINGS, report=events.append)
+    torch.testing.assert_close(
+        out, dream(model, image, settings=SETTINGS, options=RunOptions(graphs=False)), atol=1e-6, rtol=0
+    )
     assert any(isinstance(e, Note) and "recording a CUDA graph" in e.message for e in events)
 
 
 def test_tiled_dreams_are_not_recorded(recorder):
     model = small_net()
-    dream(model, photo_tensor(), SETTINGS, tile_size=32)
+    dream(model, photo_tensor(), settings=SETTINGS, options=RunOptions(tile_size=32))
     assert recorder.recorded == 0
 
 
 def test_views_that_change_every_step_are_not_recorded(recorder):
     model = small_net()
-    dream(model, photo_tensor(), SETTINGS, transform=RandomAffine(seed=1))
-    dream(model, photo_tensor(), Settings(layers=[LayerSpec("4", channels=(0, 3))], iterations=2, seed=0))
+    dream(model, photo_tensor(), settings=SETTINGS, goal=Activations(SETTINGS.layers, RandomAffine(seed=1)))
+    dream(
+        model,
+        photo_tensor(),
+        settings=Settings(layers=[LayerSpec("4", channels=(0, 3))], iterations=2, seed=0),
+    )
     assert recorder.recorded == 0
 
 
@@ -200,7 +216,7 @@ def test_recordings_do_not_keep_the_model_alive(monkeypatch):
     monkeypatch.setattr(graphs, "supported", lambda device: True)
     monkeypatch.setattr(graphs, "record", lambda body, pool: lambda: None)  # holds nothing, as CUDA's
     model = small_net()
-    dream(model, photo_tensor(), SETTINGS)
+    dream(model, photo_tensor(), settings=SETTINGS)
     assert model in _MEASURED
     alive = weakref.ref(model)
     del model

@@ -1,12 +1,16 @@
 import pytest
+import torch
 
+from dreamcli import models
+from dreamcli.capture import LayerCapture
 from dreamcli.errors import SettingsError
-from dreamcli.layers import CAFFE_NAMES, MODULE_NAMES, resolve_googlenet
-from dreamcli.model import googlenet_channels
+from dreamcli.models.googlenet import CAFFE_NAMES, LAYERS, MODULE_NAMES
+
+resolve_googlenet = LAYERS.resolve
 
 
 def test_static_module_names_match_the_real_network(net):
-    assert [name for name, _ in net.named_modules()][1:] == MODULE_NAMES
+    assert [name for name, _ in net.named_modules()][1:] == MODULE_NAMES == list(LAYERS.modules)
 
 
 @pytest.mark.parametrize(
@@ -43,6 +47,18 @@ def test_typo_gets_the_closest_names():
         resolve_googlenet("inception_4x")
 
 
-def test_channel_counts_match_googlenet():
-    counts = googlenet_channels(["conv2", "conv3", "inception3a", "inception4c", "inception5b"])
-    assert counts == {"conv2": 64, "conv3": 192, "inception3a": 256, "inception4c": 512, "inception5b": 1024}
+def test_channel_counts_match_the_real_network():
+    # The meta device computes shapes only: every listed layer in one pass, no weights needed.
+    with torch.device("meta"):
+        meta = models.get("googlenet").build()
+        with LayerCapture(meta, list(LAYERS.channels)) as capture:
+            outputs = capture(torch.zeros(1, 3, 224, 224))
+    assert {name: out.shape[1] for name, out in outputs.items()} == dict(LAYERS.channels)
+    assert LAYERS.channels["inception4c"] == 512 and LAYERS.channels["inception4c.branch4.0"] == 512
+
+
+def test_listing_rows_pair_each_layer_with_its_caffe_name():
+    rows = {module: (alias, channels) for alias, module, channels in LAYERS.rows()}
+    assert rows["inception4c.branch2.0"] == ("inception_4c/3x3_reduce", 128)
+    assert rows["conv3"] == ("conv2/3x3", 192)
+    assert rows["flatten"] == ("-", 1024)

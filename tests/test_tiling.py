@@ -3,9 +3,13 @@
 import pytest
 import torch
 
+from dreamcli.capture import LayerCapture
 from dreamcli.config import LayerSpec, Settings
-from dreamcli.dream import LayerCapture, Note, dream, gradient
+from dreamcli.dream import dream
 from dreamcli.errors import ImageTooLargeError
+from dreamcli.events import Note
+from dreamcli.options import RunOptions
+from dreamcli.steps import gradient
 from dreamcli.tiling import Geometry, TiledGradient, choose_tile, geometry, windows
 
 
@@ -40,8 +44,8 @@ def test_windows_cover_the_axis_once():
 def test_forced_tiles_dream_like_the_whole_image(net):
     image = torch.rand(3, 96, 128, generator=torch.Generator().manual_seed(2))
     settings = Settings(layers=["inception3b"], octaves=2, iterations=2, seed=0)
-    whole = dream(net, image, settings)
-    tiled = dream(net, image, settings, tile_size=32)
+    whole = dream(net, image, settings=settings)
+    tiled = dream(net, image, settings=settings, options=RunOptions(tile_size=32))
     torch.testing.assert_close(tiled, whole, atol=1e-4, rtol=0)
 
 
@@ -55,12 +59,14 @@ def test_short_memory_tiles_and_hopeless_memory_refuses(net, monkeypatch):
     )
     image = torch.rand(3, 96, 128)
     settings = Settings(layers=["conv2"], octaves=1, iterations=1, seed=0)
-    dream(net, image, settings, memory=1e9)
+    dream(net, image, settings=settings, options=RunOptions(memory=1e9))
     assert used == []  # fits: no tiles
-    dream(net, image, settings, memory=4e6)  # less than the whole image needs: tiled
+    dream(
+        net, image, settings=settings, options=RunOptions(memory=4e6)
+    )  # less than the whole image needs: tiled
     assert used and 32 <= used[0][0] < 96
     with pytest.raises(ImageTooLargeError, match=r"128x96 image does not fit in the 1.0 MB.*--max-size"):
-        dream(net, image, settings, memory=1e6)
+        dream(net, image, settings=settings, options=RunOptions(memory=1e6))
 
 
 def test_choose_tile_keeps_within_budget():
@@ -71,7 +77,7 @@ def test_choose_tile_keeps_within_budget():
 
 
 def test_out_of_memory_retries_in_tiles(net, monkeypatch):
-    import dreamcli.dream as engine
+    import dreamcli.policy as engine
 
     real = engine.gradient
     whole_calls = []
@@ -85,7 +91,12 @@ def test_out_of_memory_retries_in_tiles(net, monkeypatch):
     monkeypatch.setattr(engine, "gradient", whole_image_runs_out)
     notes = []
     image = torch.rand(3, 96, 128)
-    out = dream(net, image, Settings(layers=["inception3b"], octaves=1, iterations=2, seed=0), notes.append)
+    out = dream(
+        net,
+        image,
+        settings=Settings(layers=["inception3b"], octaves=1, iterations=2, seed=0),
+        report=notes.append,
+    )
     assert any(isinstance(n, Note) and "retrying in tiles" in n.message for n in notes)
     assert len(whole_calls) == 1  # the tile size is remembered for the next steps
     assert out.shape == image.shape and not torch.equal(out, image)

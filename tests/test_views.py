@@ -5,11 +5,12 @@ import pytest
 import torch
 from PIL import Image
 
+from dreamcli import models
+from dreamcli.capture import LayerCapture
 from dreamcli.config import LayerSpec, Settings
-from dreamcli.dream import LayerCapture, dream
+from dreamcli.dream import dream
 from dreamcli.imageio import read_metadata
-from dreamcli.model import class_index
-from dreamcli.objectives import ChannelPerImage, RandomAffine, guide_features, objective
+from dreamcli.objectives import ChannelPerImage, Guided, RandomAffine, guide_features, objective
 from dreamcli.views import activation_map, contact_sheet, heat_overlay
 
 from conftest import cli_invoker, photo_array, save_photo
@@ -70,7 +71,10 @@ def test_channel_per_image_raises_its_own_channel(net):
     a, b = energy.argsort(descending=True)[:2].tolist()  # two channels that are alive here
     goal = ChannelPerImage("inception3b", [a, b])
     out = dream(
-        net, image, Settings(layers=["inception3b"], octaves=1, iterations=5, jitter=0, seed=0), goal=goal
+        net,
+        image,
+        goal=goal,
+        settings=Settings(layers=["inception3b"], octaves=1, iterations=5, jitter=0, seed=0),
     )
     with LayerCapture(net, ["inception3b"]) as capture:
         before, after = capture(image)["inception3b"], capture(out)["inception3b"]
@@ -104,8 +108,8 @@ def test_guided_dream_moves_toward_the_guide(net, run, tmp_path):
     with LayerCapture(net, ["inception3b"]) as capture:
         features = guide_features(capture, guide)
         settings = Settings(layers=["inception3b"], octaves=1, iterations=6, jitter=0, seed=0)
-        guided = dream(net, photo, settings, guide=features)
-        plain = dream(net, photo, settings)
+        guided = dream(net, photo, settings=settings, goal=Guided(settings.layers, features))
+        plain = dream(net, photo, settings=settings)
         score = lambda img: float(objective(capture(img[None]), spec, guide=features))  # noqa: E731
         assert score(guided) > 1.2 * score(photo)
         assert (guided - plain).abs().mean() > 0.002  # the guide changed the dream
@@ -129,7 +133,8 @@ def test_guide_objective_follows_the_best_matching_guide_feature():
 
 
 def test_class_by_name_index_and_typo(run, tmp_path):
-    assert class_index("dumbbell") == 543 == class_index("543")
+    googlenet = models.get("googlenet")
+    assert googlenet.class_index("dumbbell") == 543 == googlenet.class_index("543")
     src = save_photo(tmp_path / "p.png", 64, 48)
     result = run(src, "--class", "dumbbell", "--octaves", "2")
     assert result.exit_code == 0, result.output
@@ -143,7 +148,7 @@ def test_class_by_name_index_and_typo(run, tmp_path):
 def test_class_objective_raises_the_logit(net):
     photo = torch.from_numpy(photo_array(96, 96)).permute(2, 0, 1).float() / 255
     settings = Settings(layers=["fc[543]"], octaves=1, iterations=5, jitter=0, seed=0)
-    out = dream(net, photo, settings)
+    out = dream(net, photo, settings=settings)
     with LayerCapture(net, ["fc"]) as capture:
         assert capture(out[None])["fc"][0, 543] > capture(photo[None])["fc"][0, 543]
 

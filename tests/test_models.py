@@ -4,16 +4,28 @@ import urllib.error
 import pytest
 import torch
 
+from dreamcli import models
+from dreamcli.devices import select_device
 from dreamcli.errors import SettingsError, WeightsError
-from dreamcli.model import load_googlenet, select_device
+from dreamcli.models.loading import load
+
+
+def load_googlenet(weights, progress=True):
+    return load(models.get("googlenet"), weights=weights, progress=progress)
 
 
 def test_weights_file_loads_into_the_trunk(weights_file, net):
     loaded = load_googlenet(weights_file)
     x = torch.rand(1, 3, 64, 64)
-    torch.testing.assert_close(loaded(x), net(x))
-    assert not any(p.requires_grad for p in loaded.parameters())
-    assert not loaded.training
+    torch.testing.assert_close(loaded.module(x), net(x), atol=1e-4, rtol=1e-4)  # BatchNorm folded
+    assert not any(p.requires_grad for p in loaded.module.parameters())
+    assert not loaded.module.training
+    assert loaded.label == f"googlenet ({weights_file.name})"
+
+
+def test_unknown_model_gets_a_suggestion():
+    with pytest.raises(SettingsError, match="unknown model 'googlenett': did you mean googlenet"):
+        models.get("googlenett")
 
 
 def test_full_torchvision_state_dict_with_aux_and_fc_loads(tmp_path):
@@ -92,7 +104,7 @@ def test_device_selection():
 def test_folding_batchnorm_keeps_the_function(net):
     import copy
 
-    from dreamcli.model import fold_batchnorm, prepare_for_dreaming
+    from dreamcli.models.prepare import fold_batchnorm, prepare_for_dreaming
 
     # Give the BNs non-trivial statistics so that folding has something to fold.
     original = copy.deepcopy(net)
@@ -114,7 +126,7 @@ def test_folding_batchnorm_keeps_the_function(net):
 
 @pytest.mark.parametrize("reproducible", [True, False])
 def test_cudnn_kernels_follow_the_seed(monkeypatch, reproducible):
-    from dreamcli.model import choose_kernels
+    from dreamcli.devices import choose_kernels
 
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", not reproducible)
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
@@ -127,7 +139,7 @@ def test_cudnn_kernels_follow_the_seed(monkeypatch, reproducible):
 
 @pytest.mark.parametrize("amx, expected", [(True, "bf16"), (False, "fp32")])
 def test_auto_precision_on_the_cpu_is_bf16_only_with_amx(monkeypatch, amx, expected):
-    from dreamcli.model import choose_precision
+    from dreamcli.devices import choose_precision
 
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
     assert choose_precision("auto", torch.device("cpu")) == expected

@@ -1,0 +1,118 @@
+"""Progress on the terminal: the only place that knows tqdm.
+
+Bars go to stderr and only to a terminal (tqdm's ``disable=None``); ``--json``
+lines go to stdout; ``-q`` leaves only errors.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from dreamcli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from dreamcli.events import Event, FileDone, FileStarted, FrameDone, Note, Step
+
+
+class Display:
+    """Turns engine, batch and animation events into tqdm bars, notes, error lines and JSON lines."""
+
+    def __init__(self, quiet: bool, as_json: bool, many: bool):
+        self.quiet, self.as_json, self.many = quiet, as_json, many
+        self.files = None
+        self.steps = None
+        self.notes: set[str] = set()
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, FrameDone):
+            self._frame(event)
+        elif isinstance(event, FileStarted):
+            self._start_file(event)
+        elif isinstance(event, Step):
+            self._step(event)
+        elif isinstance(event, Note) and not self.quiet and event.message not in self.notes:
+            self.notes.add(event.message)  # over a thousand files, say each thing once
+            self._write(f"Note: {event.message}")
+        elif isinstance(event, FileDone):
+            self._result(event)
+
+    def _bar(self, **kwargs):
+        from tqdm import tqdm
+
+        # disable=None: tqdm turns itself off when stderr is not a terminal.
+        return tqdm(file=sys.stderr, disable=True if self.quiet else None, dynamic_ncols=True, **kwargs)
+
+    def _start_file(self, event: FileStarted) -> None:
+        if self.many and self.files is None:
+            self.files = self._bar(total=event.total, desc="files", unit="file", position=0)
+        if self.steps is not None:
+            self.steps.close()
+        self.steps = self._bar(
+            total=0,
+            desc=event.label,
+            unit="step",
+            leave=not self.many,
+            position=1 if self.many else 0,
+        )
+
+    def _frame(self, event: FrameDone) -> None:
+        """Animations: one bar over frames, which shows frames per second and time left."""
+        if self.files is None:
+            self.files = self._bar(total=event.total, desc="frames", unit="frame")
+        self.files.update(1)
+
+    def _step(self, event: Step) -> None:
+        if self.steps is None:
+            return
+        if event.iteration == 0:
+            self.steps.total = event.octaves * event.iterations
+            self.steps.set_postfix_str(
+                f"octave {event.octave}/{event.octaves} {event.size[1]}x{event.size[0]}"
+            )
+        else:
+            self.steps.update(1)
+
+    def _result(self, result: FileDone) -> None:
+        if self.files is not None:
+            self.files.update(1)
+        if self.as_json:
+            self._write(json.dumps(result.to_dict()), err=False)
+        if result.status == "failed":
+            named = str(result.source) in result.error
+            self._write(f"Error: {result.error}" if named else f"Error: {result.source}: {result.error}")
+        elif not self.quiet and not self.as_json and not self.many:
+            what = "Wrote" if result.status == "done" else "Skipped (exists; --overwrite replaces it)"
+            self._write(f"{what} {result.output}")
+
+    def _write(self, text: str, err: bool = True) -> None:
+        from tqdm import tqdm
+
+        if self.files is None and self.steps is None:
+            click.echo(text, err=err)
+        else:
+            tqdm.write(text, file=sys.stderr if err else sys.stdout)
+
+    def __enter__(self) -> Display:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for bar in (self.steps, self.files):
+            if bar is not None:
+                bar.close()
+        self.steps = self.files = None
+
+    def finish(self, summary, not_images: list[Path]) -> int:
+        if self.many and not self.quiet:
+            line = f"{summary.done} done, {summary.skipped} skipped, {summary.failed} failed"
+            if not_images:
+                line += f"; {len(not_images)} non-image file(s) ignored"
+            click.echo(line, err=True)
+        if summary.interrupted:
+            click.echo("Interrupted: finished files are kept, no partial file was left.", err=True)
+            return EXIT_INTERRUPTED
+        return EXIT_FAILED if summary.failed else EXIT_OK

@@ -1,0 +1,79 @@
+"""Every event the engine, batches and animations report, and the one callback type for them.
+
+Nothing here imports torch, so the CLI can read events without loading it.  The
+engine calls ``report(event)`` and never prints; the CLI turns events into
+bars, ``Note:`` lines and JSON lines (``dreamcli.cli.display``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Step:
+    """After every step of a dream (and once per octave with iteration 0, before it starts)."""
+
+    octave: int  # 1-based
+    octaves: int
+    iteration: int  # 1-based within the octave; 0 = the octave is starting
+    iterations: int
+    size: tuple[int, int]  # (height, width) of this octave
+    loss: Any = None  # a 0-dim tensor on the model's device, or None: .item() waits for the device
+
+
+@dataclass(frozen=True)
+class Note:
+    """A change of plan the user should hear about (e.g. fewer octaves, tiles after out of memory)."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class FileStarted:
+    """A batch starts dreaming a file, or a contact sheet one of its dreams."""
+
+    label: str  # what the progress bar shows: a file name or a sheet's variant
+    position: int  # 1-based among the run's dreams
+    total: int
+
+
+@dataclass(frozen=True)
+class FileDone:
+    """A batch finished with one file: ``status`` is done, skipped or failed."""
+
+    source: Path
+    output: Path
+    status: str
+    seconds: float = 0.0
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``--json`` line."""
+        return {
+            "input": str(self.source),
+            "output": str(self.output),
+            "status": self.status,
+            "seconds": round(self.seconds, 3),
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class FrameDone:
+    """An animation wrote a frame: drives the frames / fps / time-left bar."""
+
+    index: int  # 1-based
+    total: int
+    resumed: bool = False  # True when the frame came from an earlier, interrupted run
+
+
+Event = Step | Note | FileStarted | FileDone | FrameDone
+Report = Callable[[Event], None]
+
+
+def ignore(event: Event) -> None:
+    """The report of a caller that does not listen."""

@@ -1,0 +1,23 @@
+"""Loading a network for dreaming: its weights (a local file or the download), built, prepared."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dreamcli.models.base import Loaded, Network
+from dreamcli.models.prepare import prepare_for_dreaming
+from dreamcli.models.weights import download, load_file
+
+
+def load(
+    network: Network, *, weights: str | Path | None = None, device="cpu", progress: bool = True
+) -> Loaded:
+    """``network`` with its pretrained weights, from ``weights`` (a local file) or the download."""
+    if weights is not None:
+        state = load_file(weights)
+        module = network.build(state, source=f"weights file {weights}")
+        label = f"({Path(weights).name})"
+    else:
+        module = network.build(download(network, progress), source="the downloaded weights")
+        label = network.weights.label
+    return Loaded(network, prepare_for_dreaming(module, device), label)

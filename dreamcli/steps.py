@@ -1,0 +1,98 @@
+"""The primitives of a dream step: octave sizes, resizing, jitter, gradient, normalised step.
+
+The algorithm follows Google's 2015 DeepDream notebook (Mordvintsev, Olah and
+Tyka, "Inceptionism: Going Deeper into Neural Networks";
+https://github.com/google/deepdream/blob/master/dream.ipynb): roll the image
+by a random jitter, take the gradient of the objective, step by
+``step_size / mean(|gradient|)`` (so the step length does not depend on the
+layer's scale), roll back, keep pixels in range.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from dreamcli.capture import LayerCapture
+from dreamcli.config import LayerSpec
+from dreamcli.objectives import Objective, as_objective
+
+# step_size is given in 0-255 pixel units as in the notebook; images here are in [0, 1].
+PIXEL_SCALE = 255.0
+# Keeps the step finite where a layer gives an all-zero gradient (dead ReLUs).
+GRAD_EPS = 1e-8
+
+
+def octave_sizes(
+    height: int, width: int, octaves: int, scale: float, min_side: int = 1
+) -> list[tuple[int, int]]:
+    """Octave sizes from smallest to the full size; octaves below ``min_side`` are dropped."""
+    sizes = []
+    for i in range(octaves):
+        factor = scale**-i
+        size = (max(1, round(height * factor)), max(1, round(width * factor)))
+        if min(size) < min_side:
+            break
+        sizes.append(size)
+    return sizes[::-1]
+
+
+def resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bicubic, antialiased when shrinking (so octaves do not alias)."""
+    if tuple(image.shape[-2:]) == tuple(size):
+        return image
+    return F.interpolate(image, size=size, mode="bicubic", align_corners=False, antialias=True)
+
+
+def random_shift(generator: torch.Generator, jitter: int) -> tuple[int, int]:
+    """A random (dy, dx) in [-jitter, jitter], drawn on the CPU so the GPU is never waited on."""
+    if jitter == 0:
+        return 0, 0
+    dy, dx = torch.randint(-jitter, jitter + 1, (2,), generator=generator).tolist()
+    return dy, dx
+
+
+def gradient(
+    capture: LayerCapture,
+    image: torch.Tensor,
+    goal: Sequence[LayerSpec] | Objective,
+    sizes: dict[str, int] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The objective's gradient with respect to ``image``, and the objective (both on device)."""
+    goal = as_objective(goal)
+    with torch.enable_grad():
+        image = image.detach().requires_grad_(True)
+        loss = goal(capture(goal.view(image)), sizes)
+        (grad,) = torch.autograd.grad(loss.sum(), image)
+    return grad, loss.detach()
+
+
+def step(
+    capture: LayerCapture,
+    image: torch.Tensor,
+    goal: Sequence[LayerSpec] | Objective,
+    step_size: float,
+    shift: tuple[int, int],
+    grad_fn: Callable = gradient,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One gradient-ascent step with jitter: roll, ascend, roll back, clamp to [0, 1].
+
+    ``grad_fn`` is ``gradient`` or a ``tiling.TiledGradient`` for large images.
+    """
+    dy, dx = shift
+    rolled = torch.roll(image, shifts=(dy, dx), dims=(-2, -1))
+    grad, loss = grad_fn(capture, rolled, goal)
+    grad = torch.roll(grad, shifts=(-dy, -dx), dims=(-2, -1))
+    image = image + normalised(grad, step_size)
+    return image.clamp_(0.0, 1.0), loss
+
+
+def normalised(grad: torch.Tensor, step_size: float) -> torch.Tensor:
+    """The step: ``grad`` scaled so its mean magnitude is ``step_size`` (0-255 units).
+
+    Per image, as the notebook does, so each image in a batch gets its own step.
+    """
+    scale = (step_size / PIXEL_SCALE) / (grad.abs().flatten(1).mean(1) + GRAD_EPS)
+    return scale.view(-1, 1, 1, 1) * grad
