@@ -216,7 +216,6 @@ def dream_video(
     if flow:
         require("cv2", "--flow")
     work = output.with_name(f".{output.name}.frames")
-    work.mkdir(parents=True, exist_ok=True)
     seed = settings.seed if settings.seed is not None else 0
     previous: tuple[torch.Tensor, torch.Tensor] | None = None  # (source frame, its dream)
     for index, frame in enumerate(decode_frames(source, settings.max_size), start=1):
@@ -233,6 +232,7 @@ def dream_video(
             start = (frame + blend * detail).clamp(0, 1)
         # The same seed each frame keeps the jitter pattern steady, which reduces flicker.
         dreamed = dream(model, start, settings=replace(settings, seed=seed), options=options).cpu()
+        work.mkdir(parents=True, exist_ok=True)  # only once there is a frame to keep
         write_image(png, dreamed)
         previous = (frame, dreamed)
         report(FrameDone(index, info.frames))

@@ -2,6 +2,7 @@
 
 import builtins
 import itertools
+import os
 
 import av
 import corpus
@@ -126,3 +127,48 @@ def test_missing_video_extra_is_one_clear_line(run, tmp_path, monkeypatch):
     result = run(clip)
     assert result.exit_code == 1
     assert "pip install 'dreamcli[video]'" in result.output and "Traceback" not in result.output
+
+
+def every_mode(kind: str, tmp_path):
+    """Arguments that run ``kind`` (one of the modes) on tiny inputs."""
+    if kind == "video":
+        return [corpus.synthetic_video(tmp_path / "clip.mp4", frames=2)]
+    photo = save_photo(tmp_path / "p.png", 64, 48)
+    return {
+        "zoom": [photo, "--zoom", "2", "-o", tmp_path / "z.gif"],
+        "view": [photo, "--sweep", "inception_3a inception_3b"],
+        "batch": [photo],
+    }[kind]
+
+
+MODES = ["zoom", "video", "view", "batch"]
+
+
+@pytest.mark.parametrize("kind", MODES)
+def test_every_mode_honours_the_tile_size(run, tmp_path, monkeypatch, kind):
+    import dreamcli.tiling
+
+    tiles = []
+    real = dreamcli.tiling.TiledGradient.__init__
+    monkeypatch.setattr(
+        dreamcli.tiling.TiledGradient,
+        "__init__",
+        lambda self, tile, geom: tiles.append(tile) or real(self, tile, geom),
+    )
+    result = run(*every_mode(kind, tmp_path), "--tile-size", "32")
+    assert result.exit_code == 0, result.output
+    assert tiles and set(tiles) == {32}
+
+
+@pytest.mark.parametrize("kind", MODES)
+def test_every_mode_honours_the_memory_budget(run, tmp_path, monkeypatch, kind):
+    import dreamcli.devices
+
+    monkeypatch.setattr(dreamcli.devices, "free_memory", lambda device: 20_000)  # 20 kB: nothing fits
+    args = every_mode(kind, tmp_path)
+    before = sorted(os.listdir(tmp_path))
+    result = run(*args)
+    assert result.exit_code == 1
+    assert "does not fit in the 0.0 MB free for it, even in tiles; use --max-size" in result.output
+    assert "Traceback" not in result.output
+    assert sorted(os.listdir(tmp_path)) == before  # refused before any output was written

@@ -164,8 +164,10 @@ def test_json_line_for_a_single_file(run, photo):
     assert record["status"] == "done" and record["input"] == str(photo)
 
 
-@pytest.mark.parametrize("args", [["--help"], ["--list-presets"], ["--preset", "deep", "--show-settings"]])
-def test_help_and_presets_do_not_load_torch(args):
+@pytest.mark.parametrize(
+    "args", [["--help"], ["--list-presets"], ["--list-layers"], ["--preset", "deep", "--show-settings"]]
+)
+def test_help_listings_and_presets_do_not_load_torch(args):
     import subprocess
     import sys
 
@@ -177,3 +179,12 @@ def test_help_and_presets_do_not_load_torch(args):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_the_typed_options_have_exactly_the_commands_flags():
+    import dataclasses
+
+    from dreamcli.cli.options import CliOptions
+
+    flags = {param.name for param in main.params if param.expose_value}
+    assert {field.name for field in dataclasses.fields(CliOptions)} == flags

@@ -9,7 +9,7 @@ from dreamcli.config import LayerSpec, Settings
 from dreamcli.dream import dream
 from dreamcli.errors import ImageError, SettingsError
 from dreamcli.events import Note, Step
-from dreamcli.objectives import objective
+from dreamcli.objectives import Activations, objective
 from dreamcli.options import RunOptions
 from dreamcli.steps import gradient, octave_sizes, random_shift, step
 
@@ -259,3 +259,34 @@ def test_a_tiny_dream_keeps_its_pinned_pixels(net):
     detail = dream(net, image, settings=fast()) - image
     cells = torch.nn.functional.avg_pool2d(detail[None], 16)[0, 0] * 1000
     torch.testing.assert_close(cells, torch.tensor(PINNED_DETAIL), atol=0.5, rtol=0)
+
+
+def test_dream_takes_keywords_after_the_image(net):
+    with pytest.raises(TypeError):
+        dream(net, photo_tensor(), fast())  # settings by position: refused, so no argument is misread
+
+
+def test_objectives_add_and_scale_on_exact_tensors():
+    a = torch.tensor([[[[1.0]], [[2.0]], [[3.0]]]])  # (1, 3, 1, 1): mean square 14/3
+    b = torch.tensor([[[[2.0]], [[0.0]]]])  # (1, 2, 1, 1): mean square 2
+    outputs = {"a": a, "b": b}
+    combined = Activations(["a"]) + 0.5 * Activations(["b[0]"])
+    assert combined.layers == ("a", "b")
+    assert combined(outputs).tolist() == pytest.approx([14 / 3 + 0.5 * 4])
+    assert (2 * Activations(["a"]))(outputs).tolist() == pytest.approx([28 / 3])
+    assert (combined + Activations(["b"])).key == (
+        "sum",
+        ("activations", "a"),
+        ("scaled", 0.5, ("activations", "b[0]")),
+        ("activations", "b"),
+    )
+
+
+def test_a_goal_reads_its_own_layers_whatever_the_settings_say(net):
+    image = photo_tensor()
+    settings = fast(layers=["inception3b"], octaves=1, iterations=4, jitter=0)
+    out = dream(net, image, settings=settings, goal=Activations(["inception4a"]))
+    with LayerCapture(net, ["inception4a"]) as capture:
+        before = objective(capture(image[None]), [LayerSpec("inception4a")])
+        after = objective(capture(out[None]), [LayerSpec("inception4a")])
+    assert after > 1.5 * before

@@ -145,3 +145,27 @@ def test_auto_precision_on_the_cpu_is_bf16_only_with_amx(monkeypatch, amx, expec
     assert choose_precision("auto", torch.device("cpu")) == expected
     assert choose_precision("fp16", torch.device("cpu")) == "fp16"
     assert choose_precision("auto", torch.device("mps")) == "fp32"
+
+
+def test_free_memory_honours_a_per_process_cap(monkeypatch):
+    from dreamcli import devices
+
+    gib = 2**30
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (100 * gib, 140 * gib))
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device: 1 * gib)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_per_process_memory_fraction", lambda index: 8 / 140, raising=False)
+    assert devices.free_memory(torch.device("cuda")) == 7 * gib  # the 8 GiB cap, less what is in use
+    monkeypatch.setattr(torch.cuda, "get_per_process_memory_fraction", lambda index: 1.0)
+    assert devices.free_memory(torch.device("cuda")) == 100 * gib  # no cap: what the card has free
+
+
+def test_run_options_are_built_once_for_the_device(monkeypatch):
+    from dreamcli import devices
+
+    monkeypatch.setattr(devices, "free_memory", lambda device: 1000)
+    options = devices.run_options("cpu", "auto", tile_size=64)
+    assert options.device == "cpu" and options.precision in ("fp32", "bf16")
+    assert options.tile_size == 64 and options.memory == pytest.approx(700)  # MEMORY_SHARE of what is free
+    with pytest.raises(SettingsError, match="precision 'fp64' is unknown"):
+        devices.run_options("cpu", "fp64")
