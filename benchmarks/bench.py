@@ -29,7 +29,7 @@ CLASSIC = {"layers": ["inception4c"], "octaves": 4, "octave_scale": 1.4, "iterat
 
 
 def work_megapixels(height: int, width: int, batch: int = 1) -> float:
-    from dreamcli.dream import octave_sizes
+    from dreamcli.steps import octave_sizes
 
     sizes = octave_sizes(height, width, CLASSIC["octaves"], CLASSIC["octave_scale"])
     return batch * sum(h * w for h, w in sizes) * CLASSIC["iterations"] / 1e6
@@ -39,23 +39,28 @@ def worker(args) -> None:
     """One configuration, in this process: print a JSON line of results."""
     import torch
 
+    from dreamcli import models
     from dreamcli.config import Settings
+    from dreamcli.devices import choose_kernels, memory_budget, select_device
     from dreamcli.dream import dream
-    from dreamcli.model import choose_kernels, googlenet_trunk, prepare_for_dreaming, select_device
-    from dreamcli.tiling import free_memory
+    from dreamcli.models.prepare import prepare_for_dreaming
+    from dreamcli.options import MEMORY_SHARE, RunOptions
 
     device = select_device(args.device)
     choose_kernels(device, reproducible=False)
-    net = googlenet_trunk()
+    net = models.get().build()
     net = net.to(device) if args.variant == "eager" else prepare_for_dreaming(net, device)
     height, width = args.height, args.width
     images = torch.rand(args.batch, 3, height, width, generator=torch.Generator().manual_seed(0)).to(device)
     settings = Settings(**{**CLASSIC, "iterations": args.iterations})
     if args.memory_gib and device.type == "cuda":
         total = torch.cuda.get_device_properties(device).total_memory
-        torch.cuda.set_per_process_memory_fraction(args.memory_gib * 2**30 / total, device)
+        torch.cuda.set_per_process_memory_fraction(
+            args.memory_gib * 2**30 / total,
+            device.index if device.index is not None else torch.cuda.current_device(),
+        )
     # As the CLI does: tile only what would not fit in 70 % of the free memory (or of the cap).
-    memory = 0.7 * (args.memory_gib * 2**30 if args.memory_gib else free_memory(device))
+    memory = MEMORY_SHARE * args.memory_gib * 2**30 if args.memory_gib else memory_budget(device)
     graphs = args.variant == "graphs"
 
     notes = set()
@@ -71,12 +76,11 @@ def worker(args) -> None:
         dream(
             net,
             images,
-            settings,
-            noted,
-            precision=args.precision,
-            memory=memory,
-            tile_size=args.tile_size,
-            graphs=graphs,
+            settings=settings,
+            report=noted,
+            options=RunOptions(
+                precision=args.precision, memory=memory, tile_size=args.tile_size, graphs=graphs
+            ),
         )
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -141,11 +145,11 @@ def whole_command(device: str, precision: str, height: int, width: int, folder: 
     import torch
     from PIL import Image
 
-    from dreamcli.model import googlenet_trunk
+    from dreamcli import models
 
     weights = folder / "random.pth"
     if not weights.exists():
-        torch.save(googlenet_trunk().state_dict(), weights)
+        torch.save(models.get().build().state_dict(), weights)
     src = folder / f"in_{width}x{height}.png"
     Image.effect_noise((width, height), 64).convert("RGB").save(src)
     cmd = [
@@ -196,7 +200,7 @@ def main() -> None:
 
     import torch
 
-    from dreamcli.model import select_device
+    from dreamcli.devices import select_device
 
     device = select_device(args.device)
     gpu = device.type == "cuda"

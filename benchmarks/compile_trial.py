@@ -22,8 +22,10 @@ import time
 import torch
 from profile_step import ms_per_call  # this folder is on sys.path when a script here runs
 
-from dreamcli.dream import octave_sizes
-from dreamcli.model import choose_kernels, googlenet_trunk, prepare_for_dreaming, select_device
+from dreamcli import models
+from dreamcli.devices import choose_kernels, select_device
+from dreamcli.models.prepare import prepare_for_dreaming
+from dreamcli.steps import octave_sizes
 
 
 def step_fn(trunk, device: torch.device):
@@ -77,7 +79,7 @@ def main() -> None:
     args = parser.parse_args()
     device = select_device(args.device)
     choose_kernels(device, reproducible=False)
-    net = prepare_for_dreaming(googlenet_trunk(), device)
+    net = prepare_for_dreaming(models.get().build(), device)
     trunk = net[: list(dict(net.named_children())).index("inception4c") + 1]
     eager = step_fn(trunk, device)
     compiled = step_fn(torch.compile(trunk, dynamic=args.dynamic), device)

@@ -16,10 +16,16 @@ import time
 
 import torch
 
+from dreamcli import models
+from dreamcli.capture import LayerCapture
 from dreamcli.config import LayerSpec, Settings
-from dreamcli.dream import LayerCapture, Note, _cached, dream, objective
-from dreamcli.model import choose_kernels, googlenet_trunk, prepare_for_dreaming
-from dreamcli.tiling import free_memory
+from dreamcli.devices import choose_kernels, memory_budget
+from dreamcli.dream import dream
+from dreamcli.events import Note
+from dreamcli.models.prepare import prepare_for_dreaming
+from dreamcli.objectives import objective
+from dreamcli.options import RunOptions
+from dreamcli.policy import remembered
 
 
 def check(name: str, ok: bool, detail: str = "") -> None:
@@ -33,32 +39,32 @@ def main() -> None:
         sys.exit("no CUDA device here")
     gpu = torch.device("cuda")
     print(torch.cuda.get_device_name(gpu), torch.__version__)
-    cpu_net = prepare_for_dreaming(googlenet_trunk(), torch.device("cpu"))
-    gpu_net = prepare_for_dreaming(googlenet_trunk(), gpu)
+    cpu_net = prepare_for_dreaming(models.get().build(), torch.device("cpu"))
+    gpu_net = prepare_for_dreaming(models.get().build(), gpu)
     image = torch.rand(3, 256, 320, generator=torch.Generator().manual_seed(0))
     settings = Settings(layers=["inception4c"], octaves=2, iterations=3, seed=0)
 
     choose_kernels(gpu, reproducible=True)
-    on_cpu = dream(cpu_net, image, settings)
+    on_cpu = dream(cpu_net, image, settings=settings)
     notes = []
-    on_gpu = dream(gpu_net, image, settings, notes.append)
+    on_gpu = dream(gpu_net, image, settings=settings, report=notes.append)
     diff = float((on_cpu - on_gpu).abs().mean())
     check("fp32 CUDA (graphs) matches CPU", diff < 0.01, f"(mean |diff| {diff:.4f})")
     messages = [n.message for n in notes if isinstance(n, Note)]
     check("no notes", not messages, str(messages))
-    cache = _cached(gpu_net, ["inception4c"], "graphs")
+    cache = remembered(gpu_net, ["inception4c"], "graphs")
     recorded = [entry.replay is not None and not entry.failed for entry in cache.entries.values()]
     check("each octave recorded", recorded == [True, True], str([e.failed for e in cache.entries.values()]))
-    eager = dream(gpu_net, image, settings, graphs=False)
+    eager = dream(gpu_net, image, settings=settings, options=RunOptions(graphs=False))
     diff = float((eager - on_gpu).abs().max())
     check("graph replays match eager steps", diff < 1e-4, f"(max |diff| {diff:.2e})")
-    again = dream(gpu_net, image, settings)
+    again = dream(gpu_net, image, settings=settings)
     check("a second graphed dream replays to the same picture", torch.equal(again, on_gpu))
 
     # Random weights and a noise image rise only a little in six steps (2.84 -> 3.07 on the
     # CPU in fp32), so bf16 is held to fp32's gain, not to a fixed factor.
     spec = [LayerSpec("inception4c")]
-    bf16 = dream(gpu_net, image, settings, precision="bf16")
+    bf16 = dream(gpu_net, image, settings=settings, options=RunOptions(precision="bf16"))
     with LayerCapture(gpu_net, ["inception4c"]) as capture:
         before, fp32_after, after = (
             float(objective(capture(x[None].to(gpu)), spec)) for x in (image, on_gpu, bf16)
@@ -70,22 +76,21 @@ def main() -> None:
         f"(gain {gain:.4f} against fp32 {fp32_gain:.4f})",
     )
 
-    again = [dream(gpu_net, image, settings, graphs=False) for _ in range(2)]
+    again = [dream(gpu_net, image, settings=settings, options=RunOptions(graphs=False)) for _ in range(2)]
     check("same seed, same picture on CUDA", torch.equal(again[0], again[1]))
     choose_kernels(gpu, reproducible=False)
 
     total = torch.cuda.get_device_properties(gpu).total_memory
-    torch.cuda.set_per_process_memory_fraction(min(1.0, 8 * 2**30 / total), gpu)
+    torch.cuda.set_per_process_memory_fraction(min(1.0, 8 * 2**30 / total), torch.cuda.current_device())
     big = torch.rand(3, 2160, 3840, generator=torch.Generator().manual_seed(1))
     notes = []
     start = time.perf_counter()
     out = dream(
         gpu_net,
         big,
-        Settings(layers=["inception4c"], octaves=4, iterations=2, seed=0),
-        notes.append,
-        memory=0.7 * free_memory(gpu),
-        precision="bf16",
+        settings=Settings(layers=["inception4c"], octaves=4, iterations=2, seed=0),
+        report=notes.append,
+        options=RunOptions(memory=memory_budget(gpu), precision="bf16"),  # as the CLI: the cap is honoured
     )
     torch.cuda.synchronize(gpu)
     check(

@@ -41,11 +41,13 @@ def start_up(device_name: str):
     timed("import torchvision.models", lambda: __import__("torchvision.models"))
     import torch
 
-    from dreamcli.model import googlenet_trunk, prepare_for_dreaming, select_device
+    from dreamcli import models
+    from dreamcli.devices import select_device
+    from dreamcli.models.prepare import prepare_for_dreaming
 
     device = select_device(device_name)
     timed(f"start {device.type}", lambda: torch.zeros(1, device=device).sum().item())
-    net = timed("build GoogLeNet (random weights)", googlenet_trunk)
+    net = timed("build GoogLeNet (random weights)", models.get().build)
     net = timed("prepare (fold BN, channels-last)", lambda: prepare_for_dreaming(net, device))
     return device, net
 
@@ -76,11 +78,11 @@ def activities(device) -> list:
 
 
 def eager_step(capture, image, dtype):
-    """One step as ``dream.Tiles.step`` runs it untiled, to be called again and again."""
+    """One step as ``policy.StepPolicy.step`` runs it untiled, to be called again and again."""
     import torch
 
     from dreamcli.config import LayerSpec
-    from dreamcli.dream import step
+    from dreamcli.steps import step
 
     def run() -> None:
         with torch.autocast(image.device.type, dtype, enabled=dtype != torch.float32):
@@ -107,10 +109,10 @@ def per_octave(capture, device, dtype, height, width, repeats: int) -> float:
 
     from dreamcli import graphs
     from dreamcli.config import LayerSpec
-    from dreamcli.dream import octave_sizes
-    from dreamcli.objectives import Objective
+    from dreamcli.objectives import Activations
+    from dreamcli.steps import octave_sizes
 
-    goal = Objective([LayerSpec("inception4c")])
+    goal = Activations([LayerSpec("inception4c")])
     shift = torch.tensor(SHIFT, device=device)
     total = 0.0
     print("\nper octave size (ms per step):")
@@ -136,10 +138,13 @@ def dream_loop_ms(net, device, precision: str, height: int, width: int) -> float
 
     from dreamcli.config import Settings
     from dreamcli.dream import dream
+    from dreamcli.options import RunOptions
 
     settings = Settings(layers=["inception4c"], octaves=4, octave_scale=1.4, iterations=10, seed=0)
     image = torch.rand(3, height, width, device=device)
-    return ms_per_call(lambda: dream(net, image, settings, precision=precision), device, 1)
+    return ms_per_call(
+        lambda: dream(net, image, settings=settings, options=RunOptions(precision=precision)), device, 1
+    )
 
 
 def operators(capture, device, dtype, height: int, width: int, top: int) -> None:
@@ -172,12 +177,12 @@ def main() -> None:
     device, net = start_up(args.device)
     import torch
 
-    from dreamcli.dream import PRECISIONS, LayerCapture
-    from dreamcli.model import choose_kernels, choose_precision
+    from dreamcli.capture import LayerCapture
+    from dreamcli.devices import DTYPES, choose_kernels, choose_precision
 
     choose_kernels(device, reproducible=False)
     precision = choose_precision(args.precision, device)
-    dtype = PRECISIONS[precision]
+    dtype = DTYPES[precision]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"\n{name}, torch {torch.__version__}, {precision}, {torch.get_num_threads()} CPU threads")
     with LayerCapture(net, ["inception4c"]) as capture:

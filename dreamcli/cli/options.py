@@ -291,9 +291,5 @@ class CliOptions:
     list_presets: bool
     show_settings: bool
 
-    def settings_values(self) -> dict:
-        """The Settings fields' flag values (typed or default)."""
-        return {name: getattr(self, name) for name in FIELDS}
-
     def replace(self, **changes) -> CliOptions:
         return dataclasses.replace(self, **changes)
