@@ -188,3 +188,24 @@ def test_the_typed_options_have_exactly_the_commands_flags():
 
     flags = {param.name for param in main.params if param.expose_value}
     assert {field.name for field in dataclasses.fields(CliOptions)} == flags
+
+
+def test_the_readme_python_api_example_runs(tmp_path, monkeypatch, net):
+    import re
+    from pathlib import Path
+
+    import dreamcli.models.loading
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Python API") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    # No network here: the "download" hands over the random test weights.
+    monkeypatch.setattr(dreamcli.models.loading, "download", lambda network, progress=True: net.state_dict())
+    monkeypatch.chdir(tmp_path)
+    save_photo(tmp_path / "photo.jpg", 64, 48)
+    code = code.replace(
+        'Settings(layers=["inception_4c"], seed=1)',
+        'Settings(layers=["inception_3a"], octaves=1, iterations=1, seed=1)',
+    )
+    exec(compile(code, "README.md", "exec"), {})
+    assert Image.open(tmp_path / "out.png").size == (64, 48)
