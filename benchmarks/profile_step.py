@@ -81,12 +81,12 @@ def eager_step(capture, image, dtype):
     """One step as ``policy.StepPolicy.step`` runs it untiled, to be called again and again."""
     import torch
 
-    from dreamcli.config import LayerSpec
+    from dreamcli.objectives import Activations
     from dreamcli.steps import step
 
     def run() -> None:
         with torch.autocast(image.device.type, dtype, enabled=dtype != torch.float32):
-            step(capture, image, [LayerSpec("inception4c")], STEP_SIZE, SHIFT)
+            step(capture, image, Activations(["inception4c"]), STEP_SIZE, SHIFT)
 
     return run
 

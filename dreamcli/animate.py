@@ -78,6 +78,7 @@ def zoom_frames(
     pan: tuple[float, float] = (0.0, 0.0),
     *,
     options: RunOptions | None = None,
+    report: Report = ignore,
 ) -> Iterator[torch.Tensor]:
     """Yield ``frames`` dreamed frames, each dreamed from the zoomed previous one."""
     # One seed for every frame: the jitter pattern stays steady, so nothing flickers
@@ -85,7 +86,7 @@ def zoom_frames(
     steady = replace(settings, seed=settings.seed if settings.seed is not None else 0)
     frame = start
     for _ in range(frames):
-        frame = dream(model, frame, settings=steady, options=options)
+        frame = dream(model, frame, settings=steady, options=options, report=report)
         yield frame
         frame = zoom_step(frame, zoom, rotate, pan)
 
@@ -231,7 +232,8 @@ def dream_video(
                 detail = warp_detail(detail, previous[0], frame)
             start = (frame + blend * detail).clamp(0, 1)
         # The same seed each frame keeps the jitter pattern steady, which reduces flicker.
-        dreamed = dream(model, start, settings=replace(settings, seed=seed), options=options).cpu()
+        dreamed = dream(model, start, settings=replace(settings, seed=seed), options=options, report=report)
+        dreamed = dreamed.cpu()
         work.mkdir(parents=True, exist_ok=True)  # only once there is a frame to keep
         write_image(png, dreamed)
         previous = (frame, dreamed)

@@ -121,6 +121,9 @@ class Objective:
     def __add__(self, other: Objective) -> Objective:
         return Sum([self, other])
 
+    def __radd__(self, other) -> Objective:
+        return self if other == 0 else Sum([other, self])  # so that sum([a, b]) works
+
     def __mul__(self, weight: float) -> Objective:
         return Scaled(self, weight)
 
@@ -141,7 +144,7 @@ class Activations(Objective):
 
     @property
     def key(self) -> tuple:
-        return ("activations", *(str(spec) for spec in self.specs))
+        return ("activations", *self.specs)  # exact weights: a recording bakes them in
 
     def __call__(self, outputs, sizes=None):
         return objective(outputs, self.specs, sizes)
@@ -221,11 +224,6 @@ class ChannelPerImage(Objective):
         if sizes is None:
             return picked.mean(1)
         return picked.sum(1) / (sizes[self.layer] // act.shape[1])  # a tile: divide by the whole map
-
-
-def as_objective(goal: Sequence[LayerSpec | str] | Objective) -> Objective:
-    """An objective as it is, or the notebook's objective of a list of layers."""
-    return goal if isinstance(goal, Objective) else Activations(goal)
 
 
 def guide_features(capture, guide_image: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -24,8 +24,9 @@ MEMORY_SHARE = 0.7
 class RunOptions:
     """Where and how the engine computes; none of it changes what a dream looks like.
 
-    ``device`` is where a loader puts the model (the engine itself computes on
-    the model's device); ``precision`` is the autocast type of the network's
+    ``device`` is where ``models.loading.load`` puts the model, and so where
+    the engine computes (``dream()`` computes on its model's device, wherever
+    that is); ``precision`` is the autocast type of the network's
     forward pass (``auto`` picks per device); ``tile_size`` forces tiled
     gradients; ``memory`` (bytes) lets the engine tile octaves that would not
     fit and refuse images that cannot fit even tiled; ``graphs`` allows CUDA
@@ -45,5 +46,5 @@ class RunOptions:
             )
         if self.tile_size is not None and self.tile_size < 32:
             raise SettingsError(f"tile size {self.tile_size} is too small; use 32 or more")
-        if self.memory is not None and self.memory <= 0:
-            raise SettingsError(f"memory budget {self.memory!r} must be a positive number of bytes")
+        if self.memory is not None and self.memory < 0:
+            raise SettingsError(f"memory budget {self.memory!r} must be a number of bytes, 0 or more")

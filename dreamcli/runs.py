@@ -177,6 +177,7 @@ def run_zoom(model: Loaded, zoom: Zoom, options: RunOptions, report: Report = ig
         zoom.rotate,
         zoom.pan,
         options=options,
+        report=report,
     )
     for index, frame in enumerate(sequence, start=1):
         frames.append(frame.cpu())

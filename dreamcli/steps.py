@@ -10,14 +10,13 @@ layer's scale), roll back, keep pixels in range.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
 from dreamcli.capture import LayerCapture
-from dreamcli.config import LayerSpec
-from dreamcli.objectives import Objective, as_objective
+from dreamcli.objectives import Objective
 
 # step_size is given in 0-255 pixel units as in the notebook; images here are in [0, 1].
 PIXEL_SCALE = 255.0
@@ -57,11 +56,10 @@ def random_shift(generator: torch.Generator, jitter: int) -> tuple[int, int]:
 def gradient(
     capture: LayerCapture,
     image: torch.Tensor,
-    goal: Sequence[LayerSpec] | Objective,
+    goal: Objective,
     sizes: dict[str, int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The objective's gradient with respect to ``image``, and the objective (both on device)."""
-    goal = as_objective(goal)
     with torch.enable_grad():
         image = image.detach().requires_grad_(True)
         loss = goal(capture(goal.view(image)), sizes)
@@ -72,7 +70,7 @@ def gradient(
 def step(
     capture: LayerCapture,
     image: torch.Tensor,
-    goal: Sequence[LayerSpec] | Objective,
+    goal: Objective,
     step_size: float,
     shift: tuple[int, int],
     grad_fn: Callable = gradient,

@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 from dreamcli.capture import LayerCapture, model_device
-from dreamcli.config import LayerSpec
 from dreamcli.errors import ImageTooLargeError
-from dreamcli.objectives import Objective, as_objective
+from dreamcli.objectives import Objective
 from dreamcli.steps import gradient
 
 
@@ -122,9 +120,9 @@ class TiledGradient:
         self.geom = geom
         self._sizes: dict[tuple[int, int], dict[str, int]] = {}
 
-    def __call__(self, capture, image: torch.Tensor, goal: Sequence[LayerSpec] | Objective):
+    def __call__(self, capture, image: torch.Tensor, goal: Objective):
         # A random view transform per tile would misalign the tiles: tiled steps go without it.
-        goal = as_objective(goal).untransformed()
+        goal = goal.untransformed()
 
         height, width = image.shape[-2:]
         size = (height, width)

@@ -70,9 +70,9 @@ def test_jitter_round_trip_leaves_a_shift_invariant_step_unchanged():
     model.eval().requires_grad_(False)
     image = torch.rand(1, 3, 12, 16)
     with LayerCapture(model, ["1"]) as capture:
-        plain, _ = step(capture, image, [LayerSpec("1")], 1.5, (0, 0))
+        plain, _ = step(capture, image, Activations(["1"]), 1.5, (0, 0))
         for shift in [(3, -2), (-5, 7), (11, 15)]:
-            jittered, _ = step(capture, image, [LayerSpec("1")], 1.5, shift)
+            jittered, _ = step(capture, image, Activations(["1"]), 1.5, shift)
             torch.testing.assert_close(jittered, plain, atol=1e-6, rtol=0)
 
 
@@ -93,7 +93,7 @@ def test_gradient_lands_on_the_pixel_the_network_saw():
     image = torch.full((1, 3, 8, 8), 0.5)
     with LayerCapture(Spot(), ["probe"]) as capture:
         for dy, dx in [(0, 0), (3, -2), (-5, 7)]:
-            new, _ = step(capture, image, [LayerSpec("probe")], 1.5, (dy, dx))
+            new, _ = step(capture, image, Activations(["probe"]), 1.5, (dy, dx))
             changed = (new != image).any(dim=1)[0].nonzero().tolist()
             assert changed == [[(2 - dy) % 8, (3 - dx) % 8]]
 
@@ -230,7 +230,7 @@ def test_prepared_model_dreams_like_the_original(net):
     prepared = prepare_for_dreaming(copy.deepcopy(net), torch.device("cpu"))
     image = photo_tensor()
     # Folding BatchNorm is exact up to float rounding: one gradient matches tightly.
-    spec = [LayerSpec("inception3b")]
+    spec = Activations(["inception3b"])
     with LayerCapture(net, ["inception3b"]) as plain, LayerCapture(prepared, ["inception3b"]) as folded:
         want, _ = gradient(plain, image[None], spec)
         got, _ = gradient(folded, image[None], spec)
@@ -274,12 +274,16 @@ def test_objectives_add_and_scale_on_exact_tensors():
     assert combined.layers == ("a", "b")
     assert combined(outputs).tolist() == pytest.approx([14 / 3 + 0.5 * 4])
     assert (2 * Activations(["a"]))(outputs).tolist() == pytest.approx([28 / 3])
+    assert sum([Activations(["a"]), Activations(["b"])])(outputs).tolist() == pytest.approx([14 / 3 + 2])
+    # A recorded CUDA graph is found again by this key, so it must tell weights apart exactly.
+    a, b = LayerSpec("a"), LayerSpec("b", channels=(0,))
     assert (combined + Activations(["b"])).key == (
         "sum",
-        ("activations", "a"),
-        ("scaled", 0.5, ("activations", "b[0]")),
-        ("activations", "b"),
+        ("activations", a),
+        ("scaled", 0.5, ("activations", b)),
+        ("activations", LayerSpec("b")),
     )
+    assert Activations(["a:1e6"]).key != Activations(["a:1000001"]).key
 
 
 def test_a_goal_reads_its_own_layers_whatever_the_settings_say(net):

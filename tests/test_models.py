@@ -169,3 +169,21 @@ def test_run_options_are_built_once_for_the_device(monkeypatch):
     assert options.tile_size == 64 and options.memory == pytest.approx(700)  # MEMORY_SHARE of what is free
     with pytest.raises(SettingsError, match="precision 'fp64' is unknown"):
         devices.run_options("cpu", "fp64")
+
+
+def test_a_damaged_cached_download_says_how_to_fetch_it_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    cached = tmp_path / "torch" / "hub" / "checkpoints" / "googlenet-1378be20.pth"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"not a state dict at all")
+    with pytest.raises(
+        WeightsError, match=r"cached weights .*googlenet-1378be20.pth cannot be loaded.*delete"
+    ):
+        load_googlenet(None, progress=False)
+
+
+def test_no_free_memory_is_a_budget_of_zero_not_a_usage_error(monkeypatch):
+    from dreamcli import devices
+
+    monkeypatch.setattr(devices, "free_memory", lambda device: 0)
+    assert devices.run_options("cpu").memory == 0  # the engine then refuses with --max-size advice

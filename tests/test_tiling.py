@@ -4,10 +4,11 @@ import pytest
 import torch
 
 from dreamcli.capture import LayerCapture
-from dreamcli.config import LayerSpec, Settings
+from dreamcli.config import Settings
 from dreamcli.dream import dream
 from dreamcli.errors import ImageTooLargeError
 from dreamcli.events import Note
+from dreamcli.objectives import Activations
 from dreamcli.options import RunOptions
 from dreamcli.steps import gradient
 from dreamcli.tiling import Geometry, TiledGradient, choose_tile, geometry, windows
@@ -15,9 +16,9 @@ from dreamcli.tiling import Geometry, TiledGradient, choose_tile, geometry, wind
 
 @pytest.mark.parametrize("layers", [["conv2"], ["inception3b"], ["inception3a", "inception4c:0.5"]])
 def test_tiled_gradient_matches_the_whole_image(net, layers):
-    specs = [LayerSpec.parse(text) for text in layers]
+    specs = Activations(layers)
     image = torch.rand(1, 3, 150, 230, generator=torch.Generator().manual_seed(1))
-    with LayerCapture(net, [s.name for s in specs]) as capture:
+    with LayerCapture(net, specs.layers) as capture:
         whole, _ = gradient(capture, image, specs)
         geom = geometry(capture, torch.device("cpu"))
         tiled, _ = TiledGradient(48, geom)(capture, image, specs)
@@ -27,7 +28,7 @@ def test_tiled_gradient_matches_the_whole_image(net, layers):
 
 def test_too_small_a_margin_would_show_seams(net):
     # The check above can fail: with no margin the tiles' borders are visibly wrong.
-    spec = [LayerSpec("inception3b")]
+    spec = Activations(["inception3b"])
     image = torch.rand(1, 3, 144, 240, generator=torch.Generator().manual_seed(1))
     with LayerCapture(net, ["inception3b"]) as capture:
         whole, _ = gradient(capture, image, spec)

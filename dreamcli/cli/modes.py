@@ -170,7 +170,7 @@ class Mode:
         options = self.run_options()
         pending = [job for job in jobs if opts.overwrite or not job.output.exists()]
         loaded = self.load(options) if pending else None  # every output exists: no model needed
-        display = Display(opts.quiet, opts.as_json, many=len(jobs) > 1)
+        display = self._display(many=len(jobs) > 1)
         runner = batch.Batch(
             loaded,
             self.settings,
@@ -254,7 +254,7 @@ def _typed(ctx: click.Context, name: str) -> bool:
 
 def _merge(chosen, layers: tuple[LayerSpec, ...], typed: dict, network) -> Settings:
     """defaults < preset < flags the user typed."""
-    settings = chosen.apply() if chosen else Settings()
+    settings = chosen.apply() if chosen else Settings(layers=(network.default_layer,))
     typed = dict(typed)
     if layers:
         for spec in layers:
@@ -286,7 +286,9 @@ def _list_presets() -> int:
 
 
 def _list_layers(network) -> int:
-    click.echo(f"{'caffe name':<28} {'torchvision name':<26} channels")
+    click.echo(f"# {network.name}: {network.description}")
+    click.echo(f"# input: {network.input}; default layer: {network.default_layer}")
+    click.echo(f"{'name':<28} {'module':<26} channels")
     for alias, module, channels in network.layers.rows():
         click.echo(f"{alias:<28} {module:<26} {channels}")
     return EXIT_OK

@@ -49,7 +49,7 @@ class Network:
     names a function returning the class names, in logit order.
     """
 
-    name: str  # as the --model flag will say it
+    name: str  # how the user names it (models.get)
     title: str  # as messages say it, e.g. GoogLeNet
     description: str
     input: str  # what the weights expect, done by the module's preprocessing

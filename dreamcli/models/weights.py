@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import urllib.error
 import warnings
 from collections.abc import Sequence
@@ -28,9 +29,8 @@ def load_file(path: str | Path) -> dict[str, torch.Tensor]:
     except PermissionError:
         raise WeightsError(f"weights file {path} cannot be read (permission denied)") from None
     except Exception as exc:  # torch raises many types for bad or unsafe files
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise WeightsError(
-            f"weights file {path} cannot be loaded safely ({reason[:200]}); "
+            f"weights file {path} cannot be loaded safely ({_reason(exc)}); "
             "give a state dict saved with torch.save(model.state_dict(), FILE)"
         ) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
@@ -49,6 +49,11 @@ def download(network: Network, progress: bool = True) -> dict[str, torch.Tensor]
         return torch.hub.load_state_dict_from_url(
             weights.url, progress=progress, check_hash=True, map_location="cpu", weights_only=True
         )
+    except (pickle.UnpicklingError, EOFError, ValueError) as exc:  # a damaged file in the cache
+        raise WeightsError(
+            f"the cached weights {cache / weights.file} cannot be loaded ({_reason(exc)}); delete that file "
+            "so that the next run downloads it again, or pass --weights FILE"
+        ) from None
     except (urllib.error.URLError, OSError, RuntimeError) as exc:
         reason = getattr(exc, "reason", None) or exc
         raise WeightsError(
@@ -93,6 +98,12 @@ def fit_state_dict(
                 f"{tuple(tensor.shape)}, expected {tuple(expected[key].shape)}"
             )
     net.load_state_dict(wanted, strict=False, assign=True)  # checked above; optional keys may be absent
+
+
+def _reason(exc: Exception) -> str:
+    """The first line of an error, short enough for one ``Error:`` line."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def _some(keys: list[str]) -> str:
