@@ -17,6 +17,7 @@ OpenCV for optical flow); GIF and WebP need only Pillow.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import shutil
 from collections.abc import Iterator
@@ -34,6 +35,7 @@ from dreamcli.dream import dream
 from dreamcli.errors import DreamError, ImageError
 from dreamcli.events import FrameDone, Report, ignore
 from dreamcli.imageio import atomic_write, read_image, shrink, to_pil, write_image
+from dreamcli.metadata import save_options
 from dreamcli.options import RunOptions
 
 
@@ -91,31 +93,38 @@ def zoom_frames(
         frame = zoom_step(frame, zoom, rotate, pan)
 
 
-def write_animation(path: Path, frames: list[torch.Tensor], fps: float) -> None:
-    """GIF, WebP (Pillow) or MP4 (PyAV) by extension, or numbered PNGs when ``path`` is a folder."""
+def write_animation(path: Path, frames: list[torch.Tensor], fps: float, metadata: dict | None = None) -> None:
+    """GIF, WebP (Pillow) or MP4 (PyAV) by extension, or numbered PNGs when ``path`` is a folder.
+
+    ``metadata`` (the settings) goes into each PNG, the GIF's comment, the WebP's
+    EXIF or the MP4's comment.
+    """
     suffix = path.suffix.lower()
     if suffix == "":
         path.mkdir(parents=True, exist_ok=True)
         for index, frame in enumerate(frames, start=1):
-            write_image(path / f"frame_{index:05d}.png", frame)
+            write_image(path / f"frame_{index:05d}.png", frame, None, metadata)
         return
     if suffix == ".mp4":
-        encode_mp4(path, (np.asarray(to_pil(f)) for f in frames), fps)
+        encode_mp4(path, (np.asarray(to_pil(f)) for f in frames), fps, metadata=metadata)
         return
+    fmt = "GIF" if suffix == ".gif" else "WEBP"
     images = [to_pil(frame) for frame in frames]
     options = {"save_all": True, "append_images": images[1:], "duration": round(1000 / fps), "loop": 0}
-    if suffix == ".webp":
+    options.update(save_options(fmt, metadata) if metadata else {})
+    if fmt == "WEBP":
         options["quality"] = 90
-    atomic_write(
-        path, lambda handle: images[0].save(handle, format="GIF" if suffix == ".gif" else "WEBP", **options)
-    )
+    atomic_write(path, lambda handle: images[0].save(handle, format=fmt, **options))
 
 
 # ---------------------------------------------------------------- video
 
 
-def encode_mp4(path: Path, frames, fps: float, audio_from: Path | None = None) -> None:
-    """H.264 (yuv420p, even sizes) MP4 from RGB uint8 arrays, with ``audio_from``'s audio copied."""
+def encode_mp4(
+    path: Path, frames, fps: float, audio_from: Path | None = None, metadata: dict | None = None
+) -> None:
+    """H.264 (yuv420p, even sizes) MP4 from RGB uint8 arrays, with ``audio_from``'s audio copied
+    and ``metadata`` as JSON in the container's comment."""
     av = require("av", "writing MP4")
     from fractions import Fraction
 
@@ -128,6 +137,8 @@ def encode_mp4(path: Path, frames, fps: float, audio_from: Path | None = None) -
     def write(handle) -> None:
         with contextlib.ExitStack() as stack:
             out = stack.enter_context(av.open(handle, "w", format="mp4"))
+            if metadata:
+                out.metadata["comment"] = json.dumps(metadata, sort_keys=True)
             src = stack.enter_context(av.open(str(audio_from))) if audio_from is not None else None
             # Every stream must exist before the first packet is written.
             audio_in = src.streams.audio[0] if src is not None and src.streams.audio else None
@@ -211,6 +222,7 @@ def dream_video(
     *,
     options: RunOptions | None = None,
     report: Report = ignore,
+    metadata: dict | None = None,
 ) -> VideoInfo:
     """Dream every frame of ``source`` into ``output`` (MP4), resuming from frames already written."""
     info = probe_video(source)
@@ -239,6 +251,7 @@ def dream_video(
         previous = (frame, dreamed)
         report(FrameDone(index, info.frames))
     pngs = sorted(work.glob("*.png"))
-    encode_mp4(output, (np.asarray(Image.open(p).convert("RGB")) for p in pngs), info.fps, source)
+    frames = (np.asarray(Image.open(p).convert("RGB")) for p in pngs)
+    encode_mp4(output, frames, info.fps, source, metadata)
     shutil.rmtree(work, ignore_errors=True)
     return info

@@ -1,4 +1,4 @@
-"""Dreaming many files: finding inputs, naming outputs, and running them one by one.
+"""Dreaming many files, planned by ``dreamcli.plan``: one by one, or same-size ones together.
 
 One bad file never stops the batch: each file ends as done, skipped or failed,
 and the caller hears about it through a callback.  Decoding the next image and
@@ -7,182 +7,31 @@ encoding the last one run in worker threads while the current one is dreamed.
 
 from __future__ import annotations
 
-import os
 import random
-import string
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from dreamcli.config import Settings
 from dreamcli.dream import dream
-from dreamcli.errors import DreamError, SettingsError
-from dreamcli.events import FileDone, FileStarted, Note, Report, ignore
-from dreamcli.formats import IMAGE_EXTENSIONS, TEMPLATE_FIELDS
-from dreamcli.imageio import Picture, check_output, read_image, write_image
+from dreamcli.errors import EXIT_INTERRUPTED, DreamError
+from dreamcli.events import FileDone, FileStarted, Note, Report, Summary, ignore
+from dreamcli.imageio import Picture, read_image, remove_stale_parts, write_image
 from dreamcli.models import Loaded
 from dreamcli.options import RunOptions
+from dreamcli.plan import Job, skip_reason
+
+# Writes that fail in a row before the batch stops: a full disk or a read-only folder
+# would otherwise have every remaining image dreamed for nothing.
+WRITE_FAILURES_TO_STOP = 3
 
 
-@dataclass(frozen=True)
-class Job:
-    """One input file and where its dream goes."""
-
-    source: Path
-    output: Path
-    index: int  # 1-based position among all inputs (before sharding), for {index}
-
-
-@dataclass
-class Summary:
-    done: int = 0
-    skipped: int = 0
-    failed: int = 0
-    interrupted: bool = False
-    results: list[FileDone] = field(default_factory=list)
-
-    def add(self, result: FileDone) -> None:
-        self.results.append(result)
-        setattr(self, result.status, getattr(self, result.status) + 1)
-
-
-@dataclass
-class Inputs:
-    """Files to dream, each with the folder it was found under (for ``-r`` structure)."""
-
-    files: list[tuple[Path, Path | None]] = field(default_factory=list)
-    not_images: list[Path] = field(default_factory=list)
-
-
-def collect_inputs(
-    args: Sequence[str | Path], recursive: bool = False, exclude: Path | None = None
-) -> Inputs:
-    """Expand files and folders into image files, sorted by path within each folder.
-
-    Files named directly are always tried (a bad one fails with its own error);
-    inside folders, files without an image extension are counted and skipped.
-    ``exclude`` (the output folder) is never walked, so reruns do not dream dreams.
-    """
-    found = Inputs()
-    seen: set[Path] = set()
-    excluded = exclude.resolve() if exclude is not None else None
-    for arg in args:
-        path = Path(arg)
-        if not path.is_dir():
-            _add(found, seen, path, None)
-            continue
-        walker = path.rglob("*") if recursive else path.glob("*")
-        for child in sorted(walker):
-            if excluded is not None and (child.resolve() == excluded or excluded in child.resolve().parents):
-                continue
-            # Hidden files and folders (ours: .NAME.part temporaries, .NAME.frames work folders) are skipped.
-            if child.is_dir() or any(part.startswith(".") for part in child.relative_to(path).parts):
-                continue
-            if child.suffix.lower() in IMAGE_EXTENSIONS:
-                _add(found, seen, child, path)
-            else:
-                found.not_images.append(child)
-    return found
-
-
-def _add(found: Inputs, seen: set[Path], path: Path, root: Path | None) -> None:
-    key = path.resolve() if path.exists() else path.absolute()
-    if key not in seen:
-        seen.add(key)
-        found.files.append((path, root))
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """``K/N`` -> (K, N) with 1 <= K <= N."""
-    k, slash, n = text.partition("/")
-    if not slash or not k.strip().isdigit() or not n.strip().isdigit() or not 1 <= int(k) <= int(n):
-        raise SettingsError(f"shard {text!r} is not valid: write K/N with 1 <= K <= N, e.g. 2/4")
-    return int(k), int(n)
-
-
-def take_shard(jobs: Sequence[Job], k: int, n: int) -> list[Job]:
-    """A stable 1/N share: the K-th of every N jobs in sorted-path order.
-
-    Every machine sorts the same paths the same way, so N shards cover every
-    job exactly once, and round-robin keeps the shares within one file in size.
-    """
-    ordered = sorted(jobs, key=lambda job: str(job.source))
-    return ordered[k - 1 :: n]
-
-
-def check_template(template: str) -> None:
-    try:
-        names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
-    except ValueError as exc:
-        raise SettingsError(f"output name template {template!r} is not valid: {exc}") from None
-    unknown = names - set(TEMPLATE_FIELDS)
-    if unknown:
-        raise SettingsError(
-            f"output name template {template!r} uses {{{sorted(unknown)[0]}}}; "
-            f"the fields are {', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)}"
-        )
-
-
-def output_name(template: str, source: Path, index: int, preset: str | None, settings: Settings) -> str:
-    layer = str(settings.layers[0].name).replace("/", "-").replace(".", "-")
-    return template.format(
-        stem=source.stem,
-        ext=source.suffix.lstrip(".").lower(),
-        preset=preset or "custom",
-        layer=layer,
-        index=index,
-    )
-
-
-def plan_jobs(
-    inputs: Inputs,
-    output: Path | None,
-    template: str,
-    settings: Settings,
-    preset: str | None = None,
-) -> list[Job]:
-    """Decide every output path; two inputs that would write the same file are refused."""
-    check_template(template)
-    many = len(inputs.files) > 1 or any(root is not None for _, root in inputs.files)
-    into_folder = output is not None and (many or output.is_dir() or str(output).endswith(os.sep))
-    jobs = []
-    for index, (source, root) in enumerate(inputs.files, start=1):
-        name = output_name(template, source, index, preset, settings)
-        if output is None:
-            target = source.parent / name
-        elif into_folder:
-            sub = source.parent.relative_to(root) if root is not None else Path()
-            target = output / sub / name
-        else:
-            target = output
-        check_output(target)
-        jobs.append(Job(source, target, index))
-    _refuse_collisions(jobs)
-    return jobs
-
-
-def _refuse_collisions(jobs: Iterable[Job]) -> None:
-    writers: dict[Path, Job] = {}
-    for job in jobs:
-        key = job.output.absolute()
-        if key in writers:
-            raise SettingsError(
-                f"{writers[key].source} and {job.source} would both write {job.output}; "
-                "add {ext} or {index} to the --name template"
-            )
-        writers[key] = job
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
-    except OSError:
-        return False
+class _Stopped(Exception):
+    """The output stopped taking writes; the message says why."""
 
 
 @dataclass
@@ -191,7 +40,8 @@ class Batch:
 
     ``settings`` keeps the user's layer names (they go into the metadata);
     ``model`` maps them to its modules.  ``model`` may be None when no job is
-    left to dream (every output exists).
+    left to dream (every output exists).  Whatever one file does (a decoder's
+    exception, an encoder's limit, a vanished folder) fails that file alone.
     """
 
     model: Loaded | None
@@ -204,9 +54,12 @@ class Batch:
 
     def run(self, jobs: Sequence[Job]) -> Summary:
         summary = Summary()
+        self._failed_writes, self._stopped = 0, False
+        for folder in {job.output.parent for job in jobs}:
+            remove_stale_parts(folder)  # left by a run that was killed while writing
         todo = []
         for job in jobs:
-            reason = self._skip_reason(job)
+            reason = skip_reason(job, self.overwrite)
             if reason == "skip":
                 self._finish(summary, _done(job, "skipped"))
             elif reason:
@@ -217,19 +70,18 @@ class Batch:
             writes: list[tuple[Future, Job, float]] = []
             try:
                 self._run_jobs(todo, reader, writer, writes, summary)
-            except KeyboardInterrupt:
-                summary.interrupted = True
+            except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (errors.Terminated)
+                summary.interrupted = getattr(exc, "exit_code", EXIT_INTERRUPTED)
+            except _Stopped as stop:
+                self._drain(writes, summary, wait=True)
+                finished = {result.source for result in summary.results}
+                for job in todo:
+                    if job.source not in finished:
+                        self._finish(summary, _done(job, "failed", error=f"not dreamed: {stop}"))
             finally:
                 # Let a write in progress finish: it is atomic, and dropping it would lose work.
                 self._drain(writes, summary, wait=True)
         return summary
-
-    def _skip_reason(self, job: Job) -> str | None:
-        if _same_file(job.source, job.output):
-            return f"{job.output} is the input itself; dreamcli never overwrites an input"
-        if job.output.exists() and not self.overwrite:
-            return "skip"
-        return None
 
     def _run_jobs(self, jobs, reader, writer, writes, summary) -> None:
         group: list[tuple[Job, Picture, float]] = []
@@ -267,12 +119,19 @@ class Batch:
             except DreamError as exc:
                 yield job, None, str(exc), started
                 continue
+            except Exception as exc:  # read_image converts what it knows; nothing else may escape either
+                yield job, None, f"cannot read {job.source}: {_what(exc)}", started
+                continue
             for note in picture.notes:
                 self.report(Note(note))
             yield job, picture, None, started
 
     def _dream_group(self, group, position, total, writer, writes, summary) -> int:
         """Dream same-size pictures as one batch, then queue their writes."""
+        end = position + len(group)
+        group = self._still_missing(group, summary)
+        if not group:
+            return end
         first = group[0][0]
         self.report(FileStarted(first.source.name, position + 1, total))
         settings = self._settings_for(first)
@@ -285,28 +144,41 @@ class Batch:
                 options=self.options,
                 report=self.report,
             )
-        except DreamError as exc:
+        except Exception as exc:  # DreamError says what to do; anything else still fails these files alone
             self._drain(writes, summary, wait=True)
+            error = str(exc) if isinstance(exc, DreamError) else f"dreaming failed: {_what(exc)}"
             for job, _, started in group:
-                self._finish(summary, _done(job, "failed", started, str(exc)))
-            return position + len(group)
+                self._finish(summary, _done(job, "failed", started, error))
+            return end
         for (job, picture, started), rgb in zip(group, dreamed, strict=True):
             try:
                 job.output.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 self._drain(writes, summary, wait=True)
                 error = f"cannot create {job.output.parent}: {exc.strerror or exc}"
-                self._finish(summary, _done(job, "failed", started, error))
+                self._finish(summary, _done(job, "failed", started, error), write=True)
                 continue
             meta = dict(self.metadata, settings=settings.to_dict(), input=job.source.name)
             self._drain(writes, summary, wait=False)
             writes.append((writer.submit(write_image, job.output, rgb, picture.alpha, meta), job, started))
-        return position + len(group)
+        return end
+
+    def _still_missing(self, group, summary: Summary):
+        """The group less the outputs another process wrote while these were waiting."""
+        if self.overwrite:
+            return group
+        missing = []
+        for job, picture, started in group:
+            if job.output.exists():
+                self._finish(summary, _done(job, "skipped", started))
+            else:
+                missing.append((job, picture, started))
+        return missing
 
     def _drain(self, writes: list, summary: Summary, wait: bool) -> None:
         """Report finished writes, oldest first; with ``wait``, all of them."""
         while writes and (wait or writes[0][0].done()):
-            self._finish(summary, self._write_result(*writes.pop(0)))
+            self._finish(summary, self._write_result(*writes.pop(0)), write=True)
 
     def _settings_for(self, job: Job) -> Settings:
         if self.settings.seed is not None:
@@ -321,14 +193,30 @@ class Batch:
             return _done(job, "failed", started, str(exc))
         except KeyboardInterrupt:
             return _done(job, "failed", started, "interrupted")
+        except Exception as exc:  # an encoder's own error: this file fails, the batch goes on
+            return _done(job, "failed", started, f"cannot write {job.output}: {_what(exc)}")
         return _done(job, "done", started)
 
-    def _finish(self, summary: Summary, result: FileDone) -> None:
+    def _finish(self, summary: Summary, result: FileDone, write: bool = False) -> None:
         summary.add(result)
         self.report(result)
+        if write:
+            self._failed_writes = self._failed_writes + 1 if result.status == "failed" else 0
+            if self._failed_writes >= WRITE_FAILURES_TO_STOP and not self._stopped:
+                self._stopped = True  # said once; the writes still in flight finish as they may
+                raise _Stopped(
+                    f"the batch stopped after {WRITE_FAILURES_TO_STOP} writes in a row failed "
+                    f"(the last: {result.error}); free some space or fix the folder, then run again"
+                )
 
 
 def _done(job: Job, status: str, started: float | None = None, error: str | None = None) -> FileDone:
     """How ``job`` ended; ``started`` (a perf_counter time) gives its seconds."""
     seconds = time.perf_counter() - started if started is not None else 0.0
     return FileDone(job.source, job.output, status, seconds, error)
+
+
+def _what(exc: BaseException) -> str:
+    """An unexpected error as one line: its type and the first line of its message."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

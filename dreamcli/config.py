@@ -88,11 +88,9 @@ class Field:
         return "--" + self.name.replace("_", "-")
 
     def allowed(self) -> str:
-        kind = "an integer" if self.kind is int else "a number"
-        if self.low is not None and self.high is not None:
-            lo = "above" if self.low_open else "from"
-            return f"{kind} {lo} {self.low:g} to {self.high:.10g}"
-        return kind
+        """The range, written as every range in dreamcli is: ``1-20``."""
+        span = f"{self.low:g}-{self.high:.10g}"
+        return f"{span}, above {self.low:g}" if self.low_open else span
 
     def check(self, value: Any) -> Any:
         """Return ``value`` converted to this field's type, or raise SettingsError."""
@@ -100,7 +98,8 @@ class Field:
             return None
         ok_type = int if self.kind is int else (int, float)
         if isinstance(value, bool) or not isinstance(value, ok_type):
-            raise SettingsError(f"{self.name}: expected {self.allowed()}, got {value!r}")
+            kind = "a whole number" if self.kind is int else "a number"
+            raise SettingsError(f"{self.name}: expected {kind} ({self.allowed()}), got {value!r}")
         value = self.kind(value)
         too_low = self.low is not None and (value <= self.low if self.low_open else value < self.low)
         too_high = self.high is not None and value > self.high

@@ -11,6 +11,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1  # a file could not be dreamed, or the model could not be loaded
 EXIT_USAGE = 2  # bad flag, preset or layer: nothing was started (Click uses 2 too)
 EXIT_INTERRUPTED = 130  # Ctrl-C: 128 + SIGINT, the shell convention
+EXIT_TERMINATED = 143  # SIGTERM (timeout, systemd, Slurm): 128 + SIGTERM
 
 
 class DreamError(Exception):
@@ -35,3 +36,9 @@ class WeightsError(DreamError):
 
 class ImageTooLargeError(DreamError):
     """The image would not fit in memory on the chosen device."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: stop as for Ctrl-C (a KeyboardInterrupt), but exit with 143."""
+
+    exit_code = EXIT_TERMINATED

@@ -8,7 +8,7 @@ bars, ``Note:`` lines and JSON lines (``dreamcli.cli.display``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,21 @@ class FrameDone:
     index: int  # 1-based
     total: int
     resumed: bool = False  # True when the frame came from an earlier, interrupted run
+
+
+@dataclass
+class Summary:
+    """What became of a batch's files; ``interrupted`` is the exit code of the signal that stopped it."""
+
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    interrupted: int = 0  # 130 for Ctrl-C, 143 for SIGTERM; 0 when the batch ran to its end
+    results: list[FileDone] = field(default_factory=list)
+
+    def add(self, result: FileDone) -> None:
+        self.results.append(result)
+        setattr(self, result.status, getattr(self, result.status) + 1)
 
 
 Event = Step | Note | FileStarted | FileDone | FrameDone

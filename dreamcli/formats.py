@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+from dreamcli.errors import ImageError, SettingsError
+
 # Output formats by extension; JPEG cannot keep alpha, the others can.
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
 KEEPS_ALPHA = {"PNG", "WEBP", "TIFF"}
@@ -14,3 +19,41 @@ ANIMATIONS = {".gif", ".webp", ".mp4"}
 # Batch output names: the --name default and the fields a template may use.
 DEFAULT_TEMPLATE = "{stem}_dream.png"
 TEMPLATE_FIELDS = ("stem", "ext", "preset", "layer", "index")
+
+
+def shown(path: str | Path) -> str:
+    """``path`` for a message: as it is, or quoted the way bash writes it ($'...') when it has
+    control characters (a newline) or bytes that are not UTF-8, so the message stays one line
+    and names the file exactly."""
+    text = str(path)
+    try:
+        text.encode("utf-8")
+        plain = text.isprintable()
+    except UnicodeEncodeError:  # os.fsdecode kept undecodable bytes as surrogates
+        plain = False
+    if plain:
+        return text
+    escaped = "".join(
+        chr(b) if 32 <= b < 127 and b not in (39, 92) else f"\\x{b:02x}" for b in os.fsencode(text)
+    )
+    return f"$'{escaped}'"
+
+
+def output_format(path: str | Path) -> str:
+    """The Pillow format for an output path, or an error that lists the choices."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        choices = ", ".join(sorted({s.lstrip(".") for s in FORMATS}))
+        raise ImageError(
+            f"cannot write {path}: unknown image extension {suffix or '(none)'!r}; use one of {choices}"
+        )
+    return FORMATS[suffix]
+
+
+def check_output(path: str | Path) -> None:
+    """``output_format`` as a usage error (exit 2), for outputs checked before any work."""
+    try:
+        output_format(path)
+    except ImageError as exc:
+        hint = "; to write into a folder, end the path with /" if not Path(path).suffix else ""
+        raise SettingsError(f"{exc}{hint}") from None

@@ -7,9 +7,13 @@ when the input has one.
 from __future__ import annotations
 
 import contextlib
-import json
+import errno
 import os
+import re
+import socket
+import stat
 import tempfile
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,13 +23,22 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
-from dreamcli.errors import ImageError, SettingsError
-from dreamcli.formats import FORMATS, KEEPS_ALPHA
+from dreamcli.errors import DreamError, ImageError
+from dreamcli.formats import KEEPS_ALPHA, output_format
+from dreamcli.metadata import read_metadata, save_options
 
-METADATA_KEY = "dreamcli"  # PNG text chunk with the settings as JSON
-EXIF_IMAGE_DESCRIPTION = 0x010E  # TIFF/EXIF tag 270, used for JPEG, WebP and TIFF
+__all__ = [
+    "Picture",
+    "atomic_write",
+    "read_image",
+    "read_metadata",
+    "shrink",
+    "to_pil",
+    "write_image",
+    "write_pil",
+]
 
 
 def _current_umask() -> int:
@@ -52,42 +65,25 @@ class Picture:
         return self.rgb.shape[-1], self.rgb.shape[-2]
 
 
-def output_format(path: str | Path) -> str:
-    """The Pillow format for an output path, or an error that lists the choices."""
-    suffix = Path(path).suffix.lower()
-    if suffix not in FORMATS:
-        choices = ", ".join(sorted({s.lstrip(".") for s in FORMATS}))
-        raise ImageError(
-            f"cannot write {path}: unknown image extension {suffix or '(none)'!r}; use one of {choices}"
-        )
-    return FORMATS[suffix]
-
-
-def check_output(path: str | Path) -> None:
-    """``output_format`` as a usage error (exit 2), for outputs checked before any work."""
-    try:
-        output_format(path)
-    except ImageError as exc:
-        hint = "; to write into a folder, end the path with /" if not Path(path).suffix else ""
-        raise SettingsError(f"{exc}{hint}") from None
-
-
 def read_image(path: str | Path, max_size: int | None = None) -> Picture:
-    """Decode ``path``: EXIF rotation applied, any mode converted, long side capped at ``max_size``."""
+    """Decode ``path``: EXIF rotation applied, any mode converted, long side capped at ``max_size``.
+
+    Every problem with the file, whatever the decoder raises, is one ImageError
+    that names the file; Pillow's warnings about it become the picture's notes.
+    """
     path = Path(path)
-    with _open(path) as img:
-        notes = []
-        if getattr(img, "n_frames", 1) > 1:
-            notes.append(f"{path.name} has {img.n_frames} frames; dreaming the first")
-        if max_size is not None and img.format == "JPEG":
-            # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when that is still above
-            # max_size: a huge photo never has to be decoded at full size.
-            img.draft("RGB", (max_size, max_size))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            img = ImageOps.exif_transpose(img)
-            rgb, alpha = _to_arrays(img)
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise ImageError(f"cannot read {path}: the file is damaged or truncated ({exc})") from None
+            rgb, alpha, notes = _decode(path, max_size)
+        except ImageError:
+            raise
+        except MemoryError:
+            raise ImageError(f"cannot read {path}: it is too large to decode in the memory free") from None
+        except Exception as exc:  # truncated multi-frame files raise IndexError, struct.error, TypeError...
+            raise ImageError(f"cannot read {path}: the file is damaged or truncated ({_what(exc)})") from None
+    notes += [f"{path.name}: {warning.message}" for warning in caught]
     rgb_t = torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
     alpha_t = torch.from_numpy(alpha)[None] if alpha is not None else None
     if max_size is not None and max(rgb_t.shape[-2:]) > max_size:
@@ -98,22 +94,57 @@ def read_image(path: str | Path, max_size: int | None = None) -> Picture:
     return Picture(rgb_t, alpha_t, tuple(notes))
 
 
-@contextlib.contextmanager
-def _open(path: Path):
-    if path.is_dir():
+def _decode(path: Path, max_size: int | None) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+    with _open(path) as img:
+        notes = []
+        if getattr(img, "n_frames", 1) > 1:
+            notes.append(f"{path.name} has {img.n_frames} frames; dreaming the first")
+        if max_size is not None and img.format == "JPEG":
+            # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when that is still above
+            # max_size: a huge photo never has to be decoded at full size.
+            img.draft("RGB", (max_size, max_size))
+        img = ImageOps.exif_transpose(img)
+        rgb, alpha = _to_arrays(img)
+    return rgb, alpha, notes
+
+
+def _what(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _check_regular(path: Path) -> None:
+    """Only regular files are images: opening a FIFO would wait forever for a writer."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise ImageError(f"{path} is a link to {os.readlink(path)}, which does not exist") from None
+        raise ImageError(f"{path} does not exist; check the path") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ImageError(f"{path} is a symbolic link that leads back to itself (a link loop)") from None
+        raise ImageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(mode):
         raise ImageError(
             f"{path} is a folder, not an image; give a file (or pass several inputs for batch mode)"
         )
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+        raise ImageError(f"{path} is {kind}, not a regular file; only regular files are images")
+
+
+@contextlib.contextmanager
+def _open(path: Path):
+    _check_regular(path)
     try:
-        with warnings.catch_warnings():
-            # Pillow only warns between 1x and 2x its pixel limit; refuse those too.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(path)
+        img = Image.open(path)
     except FileNotFoundError:
         raise ImageError(f"{path} does not exist; check the path") from None
     except PermissionError:
         raise ImageError(f"{path} cannot be read (permission denied); check its permissions") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        # Pillow only warns between 1x and 2x its pixel limit; read_image refuses those too.
         limit = Image.MAX_IMAGE_PIXELS / 1e6
         raise ImageError(
             f"{path} declares more than {limit:.0f} megapixels, Pillow's limit against decompression bombs; "
@@ -123,8 +154,6 @@ def _open(path: Path):
         raise ImageError(
             f"{path} is not an image Pillow can read (empty, damaged, or another kind of file)"
         ) from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"cannot read {path}: the file is damaged or truncated ({exc})") from None
     with img:
         if img.format == "PNG":
             _verify(path)
@@ -194,9 +223,15 @@ def write_pil(path: str | Path, image: Image.Image, metadata: dict[str, Any] | N
     """``write_image`` for a Pillow image (contact sheets, heat maps)."""
     path = Path(path)
     fmt = output_format(path)
+    limit = MAX_SIDE.get(fmt)
+    if limit is not None and max(image.size) > limit:
+        raise ImageError(
+            f"cannot write {path}: {fmt} pictures are at most {limit} px a side and this one is "
+            f"{image.width}x{image.height}; use --max-size {limit} or write a .png"
+        )
     if fmt not in KEEPS_ALPHA and image.mode != "RGB":
         image = image.convert("RGB")
-    options = _metadata_options(fmt, metadata) if metadata else {}
+    options = save_options(fmt, metadata) if metadata else {}
     if fmt == "JPEG":
         options["quality"] = 95
 
@@ -204,6 +239,14 @@ def write_pil(path: str | Path, image: Image.Image, metadata: dict[str, Any] | N
         image.save(handle, format=fmt, **options)
 
     atomic_write(path, save)
+
+
+# Encoders' size limits (libwebp: 16383; JPEG: 65535).
+MAX_SIDE = {"WEBP": 16383, "JPEG": 65535}
+# Temporaries are named .NAME.<pid>@<host>.XXXXXXXX.part, so that a later run can tell one
+# left by a killed process on this machine from one that another run is writing now.
+_HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:32] or "host"
+_PART = re.compile(r"^\..+\.(?P<pid>\d+)@(?P<host>[A-Za-z0-9_-]+)\.[^.]+\.part$")
 
 
 def atomic_write(path: str | Path, write: Callable[[Any], None], suffix: str = ".part") -> None:
@@ -216,7 +259,7 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], suffix: str = "
     folder = path.parent if str(path.parent) else Path(".")
     try:
         handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below, renamed or removed
-            dir=folder, prefix=f".{path.name}.", suffix=suffix, delete=False
+            dir=folder, prefix=f".{path.name}.{os.getpid()}@{_HOST}.", suffix=suffix, delete=False
         )
     except FileNotFoundError:
         raise ImageError(f"cannot write {path}: the folder {folder} does not exist") from None
@@ -235,26 +278,43 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], suffix: str = "
             temp.unlink()
         if isinstance(exc, OSError):
             raise ImageError(f"cannot write {path}: {exc.strerror or exc}") from None
+        if isinstance(exc, Exception) and not isinstance(exc, DreamError):
+            raise ImageError(f"cannot write {path}: the encoder failed ({_what(exc)})") from None
         raise
 
 
-def _metadata_options(fmt: str, metadata: dict[str, Any]) -> dict[str, Any]:
-    text = json.dumps(metadata, sort_keys=True)
-    if fmt == "PNG":
-        info = PngImagePlugin.PngInfo()
-        info.add_text(METADATA_KEY, text)
-        info.add_text("Software", f"dreamcli {metadata.get('version', '')}".strip())
-        return {"pnginfo": info}
-    exif = Image.Exif()
-    exif[EXIF_IMAGE_DESCRIPTION] = text
-    return {"exif": exif.tobytes()}
+def remove_stale_parts(folder: Path, max_age: float = 86400.0) -> None:
+    """Delete temporaries that killed runs left in ``folder``.
 
-
-def read_metadata(path: str | Path) -> dict[str, Any] | None:
-    """The settings a dreamcli image was made with, or None."""
-    with Image.open(path) as img:
-        text = img.info.get(METADATA_KEY) or img.getexif().get(EXIF_IMAGE_DESCRIPTION)
+    One of this machine's whose process is gone is stale at once; any other
+    (another machine's, or an older dreamcli's) once it is ``max_age`` seconds old.
+    """
     try:
-        return json.loads(text) if text else None
-    except json.JSONDecodeError:
-        return None
+        entries = [e for e in os.scandir(folder) if e.name.startswith(".") and e.name.endswith(".part")]
+    except OSError:
+        return  # no folder yet (or unreadable): nothing of ours to clean
+    for entry in entries:
+        match = _PART.match(entry.name)
+        try:
+            if match and match["host"] == _HOST:
+                stale = not _alive(int(match["pid"]))
+            else:
+                stale = time.time() - entry.stat(follow_symlinks=False).st_mtime > max_age
+            if stale:
+                os.unlink(entry.path)
+        except OSError:
+            continue  # gone already, or not ours to delete
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    if os.name != "posix":
+        return True  # os.kill(pid, 0) is no probe on Windows: leave it to max_age
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    return True

@@ -11,6 +11,7 @@ import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from dreamcli.config import LayerSpec
 from dreamcli.errors import SettingsError
 
 
@@ -18,7 +19,8 @@ def resolve_layer(name: str, module_names: Iterable[str], aliases: Mapping[str, 
     """Map a user's layer name to a module name of the model, or raise with suggestions.
 
     ``aliases`` maps extra names (Caffe's) to module names; ``-`` may stand for
-    ``/`` as in ``conv2-3x3_reduce``, since ``/`` is awkward in file names.
+    ``/`` as in ``conv2-3x3_reduce``, since ``/`` is awkward in file names; case
+    does not matter (``Inception_4C``).
     """
     module_names = [n for n in module_names if n]
     aliases = aliases or {}
@@ -27,6 +29,11 @@ def resolve_layer(name: str, module_names: Iterable[str], aliases: Mapping[str, 
     for candidate in (name, name.replace("-", "/")):
         if candidate in aliases:
             return aliases[candidate]
+    folded = {n.casefold(): n for n in module_names}
+    folded.update((alias.casefold(), module) for alias, module in aliases.items())
+    for candidate in (name, name.replace("-", "/")):
+        if candidate.casefold() in folded:
+            return folded[candidate.casefold()]
     known = sorted(set(aliases) | set(module_names))
     close = difflib.get_close_matches(name.replace("-", "/"), known, n=3, cutoff=0.6)
     hint = f"did you mean {', '.join(close)}?" if close else "run 'dream --list-layers' to see them all"
@@ -50,6 +57,17 @@ class LayerTable:
     def resolve(self, name: str) -> str:
         """A user's layer name -> the module name in the network."""
         return resolve_layer(name, self.modules, self.aliases)
+
+    def check(self, spec: LayerSpec) -> str:
+        """``spec``'s module name, once its name and channels are known to exist (else SettingsError)."""
+        module = self.resolve(spec.name)
+        count = self.channels.get(module)
+        if spec.channels and count is not None and max(spec.channels) >= count:
+            raise SettingsError(
+                f"layer {spec.name!r} has {count} channels (0-{count - 1}); "
+                f"channel {max(spec.channels)} does not exist"
+            )
+        return module
 
     def rows(self) -> list[tuple[str, str, int]]:
         """(first alias or '-', module name, channels) for each layer a user picks from."""

@@ -18,6 +18,8 @@ import yaml
 
 from dreamcli.config import Settings
 from dreamcli.errors import SettingsError
+from dreamcli.formats import IMAGE_EXTENSIONS
+from dreamcli.metadata import read_metadata
 
 ENV_VAR = "DREAMCLI_PRESETS"
 SUFFIXES = (".yaml", ".yml")
@@ -73,7 +75,10 @@ def available(folders: list[tuple[str, Path]]) -> dict[str, list[tuple[str, Path
 
 
 def find(name_or_path: str, folders: list[tuple[str, Path]]) -> Preset:
-    """A preset by name (searched in ``folders``) or by the path of a YAML file."""
+    """A preset by name (searched in ``folders``), by the path of a YAML file, or by the path
+    of a picture dreamcli made (its recorded settings)."""
+    if Path(name_or_path).suffix.lower() in IMAGE_EXTENSIONS:
+        return from_picture(Path(name_or_path))
     # Only a .yaml/.yml path is read as a file, so a name like ../../etc/passwd is refused.
     if name_or_path.endswith(SUFFIXES):
         path = Path(name_or_path)
@@ -122,6 +127,21 @@ def load(path: Path, origin: str = "file") -> Preset:
     except SettingsError as exc:
         raise SettingsError(f"{path}: {exc}") from None
     return Preset(path.stem, path, origin, description.strip(), values)
+
+
+def from_picture(path: Path) -> Preset:
+    """The settings a dreamcli picture recorded, as a preset: ``--preset dream.png`` reproduces it."""
+    if not path.is_file():
+        raise SettingsError(f"preset picture {path} does not exist; give a picture dreamcli made")
+    metadata = read_metadata(path)
+    if metadata is None:
+        raise SettingsError(f"{path} holds no dreamcli settings; give a picture dreamcli made, or a preset")
+    try:
+        Settings.from_mapping(metadata["settings"])
+    except SettingsError as exc:
+        raise SettingsError(f"{path}: its recorded settings are not valid here ({exc})") from None
+    name = metadata.get("preset") or path.stem
+    return Preset(name, path, "picture", f"the settings of {path.name}", dict(metadata["settings"]))
 
 
 def dump(settings: Settings, description: str = "") -> str:

@@ -103,3 +103,22 @@ def synthetic_video(
         for packet in audio.encode():
             out.mux(packet)
     return path
+
+
+def bad_tag_tiff(path: Path) -> Path:
+    """A TIFF whose XResolution tag claims 3 values: Pillow warns 'had too many entries'."""
+    Image.fromarray(photo_array(40, 32)).save(path, tiffinfo={282: 72.0, 283: 72.0, 296: 2})
+    data = bytearray(path.read_bytes())
+    entry = data.find(struct.pack("<HH", 282, 5))  # tag 282, type RATIONAL
+    data[entry + 4 : entry + 8] = struct.pack("<I", 3)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def truncated_multiframe(path: Path, fmt: str, keep: float = 0.6) -> Path:
+    """A 3-frame GIF or TIFF cut short, as a partial download leaves it."""
+    frames = [Image.fromarray(photo_array(40, 32, seed=i)) for i in range(3)]
+    frames[0].save(path, format=fmt, save_all=True, append_images=frames[1:])
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    return path

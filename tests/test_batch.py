@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dreamcli.batch import Job, collect_inputs, parse_shard, plan_jobs, take_shard
 from dreamcli.config import Settings
 from dreamcli.errors import SettingsError
+from dreamcli.plan import Job, collect_inputs, parse_shard, plan_jobs, take_shard
 
 from conftest import cli_invoker, save_photo
 
@@ -228,7 +228,14 @@ def test_sigint_to_a_real_process_leaves_no_partial_file(tmp_path, weights_file)
         "--seed",
         "0",
     ]
-    proc = subprocess.Popen([str(c) for c in cmd], stderr=subprocess.PIPE, text=True)
+    # A shell's background job starts with SIGINT ignored, and the child would inherit that;
+    # a terminal's Ctrl-C reaches a foreground process, so the test restores the default.
+    proc = subprocess.Popen(
+        [str(c) for c in cmd],
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 120
     while not (out.exists() and any(out.glob("*.png"))) and time.monotonic() < deadline:
         time.sleep(0.05)

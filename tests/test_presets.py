@@ -106,8 +106,8 @@ def test_listing_shows_name_origin_description_and_layers():
     ("content", "expected"),
     [
         ("octave: 3\n", "unknown key 'octave' (did you mean 'octaves'?)"),
-        ("octaves: four\n", "octaves: expected an integer"),
-        ("octaves: 0\n", "octaves: 0 is out of range; use an integer from 1 to 20"),
+        ("octaves: four\n", "octaves: expected a whole number (1-20)"),
+        ("octaves: 0\n", "octaves: 0 is out of range; use 1-20"),
         ("octave_scale: 0.9\n", "octave_scale: 0.9 is out of range"),
         ("step_size: -1\n", "step_size: -1 is out of range"),
         ("layers: [inception_9z]\n", "layers: unknown layer 'inception_9z'"),

@@ -7,13 +7,20 @@ lines go to stdout; ``-q`` leaves only errors.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
 import click
 
-from dreamcli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
-from dreamcli.events import Event, FileDone, FileStarted, FrameDone, Note, Step
+from dreamcli.errors import EXIT_FAILED, EXIT_OK
+from dreamcli.events import Event, FileDone, FileStarted, FrameDone, Note, Step, Summary
+from dreamcli.formats import shown
+
+
+def skipped(output: Path) -> str:
+    """The one wording for an output that is kept."""
+    return f"Skipped {shown(output)} (exists; --overwrite replaces it)"
 
 
 class Display:
@@ -24,6 +31,7 @@ class Display:
         self.files = None
         self.steps = None
         self.notes: set[str] = set()
+        self.stdout_closed = False  # the reader of --json went away (e.g. | head): the run goes on
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, FrameDone):
@@ -80,19 +88,41 @@ class Display:
         if self.as_json:
             self._write(json.dumps(result.to_dict()), err=False)
         if result.status == "failed":
-            named = str(result.source) in result.error
-            self._write(f"Error: {result.error}" if named else f"Error: {result.source}: {result.error}")
+            # Every path as the shell would quote it, so a name with a newline or bytes that are
+            # not UTF-8 still gives one line that a script can map back to the file.
+            error = result.error.replace(str(result.source), shown(result.source))
+            error = error.replace(str(result.output), shown(result.output))
+            named = shown(result.source) in error
+            self._write(f"Error: {error}" if named else f"Error: {shown(result.source)}: {error}")
         elif not self.quiet and not self.as_json and not self.many:
-            what = "Wrote" if result.status == "done" else "Skipped (exists; --overwrite replaces it)"
-            self._write(f"{what} {result.output}")
+            self._write(
+                f"Wrote {shown(result.output)}" if result.status == "done" else skipped(result.output)
+            )
 
     def _write(self, text: str, err: bool = True) -> None:
         from tqdm import tqdm
 
-        if self.files is None and self.steps is None:
-            click.echo(text, err=err)
-        else:
-            tqdm.write(text, file=sys.stderr if err else sys.stdout)
+        text = text.replace("\r", "\\r").replace("\n", "\\n")  # one event, one line
+        if not err and self.stdout_closed:
+            return
+        try:
+            if self.files is None and self.steps is None:
+                click.echo(text, err=err)
+            else:
+                tqdm.write(text, file=sys.stderr if err else sys.stdout)
+        except BrokenPipeError:
+            if err:
+                raise
+            self._close_stdout()
+
+    def _close_stdout(self) -> None:
+        """``dream ... --json | head``: head has gone; keep dreaming, stop printing JSON."""
+        self.stdout_closed = True
+        try:  # Python's docs' recipe: point stdout at /dev/null, so the flush at exit does not fail
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass  # not a real file (a test's buffer): nothing will flush it
 
     def __enter__(self) -> Display:
         return self
@@ -106,13 +136,20 @@ class Display:
                 bar.close()
         self.steps = self.files = None
 
-    def finish(self, summary, not_images: list[Path]) -> int:
-        if self.many and not self.quiet:
+    def finish(self, summary: Summary, found) -> int:
+        """The summary line of a batch, and its exit code; ``found`` is the plan's ``Inputs``."""
+        left_out = []
+        if found.not_images:
+            left_out.append(f"{len(found.not_images)} non-image file(s) ignored")
+        if found.dreams:
+            left_out.append(f"{len(found.dreams)} earlier dream(s) left out (--include-dreams takes them)")
+        total = summary.done + summary.skipped + summary.failed
+        if not self.quiet and (self.many or not total):
             line = f"{summary.done} done, {summary.skipped} skipped, {summary.failed} failed"
-            if not_images:
-                line += f"; {len(not_images)} non-image file(s) ignored"
-            click.echo(line, err=True)
+            if not total:
+                line = "No images to dream"
+            click.echo("; ".join([line, *left_out]), err=True)
         if summary.interrupted:
             click.echo("Interrupted: finished files are kept, no partial file was left.", err=True)
-            return EXIT_INTERRUPTED
+            return summary.interrupted
         return EXIT_FAILED if summary.failed else EXIT_OK

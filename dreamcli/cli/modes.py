@@ -16,12 +16,14 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from dreamcli import __version__, models
+from dreamcli import __version__, models, plan
 from dreamcli import presets as preset_files
-from dreamcli.cli.display import Display
+from dreamcli.cli.complete import user_preset_folders
+from dreamcli.cli.display import Display, skipped
 from dreamcli.cli.options import CliOptions
 from dreamcli.config import FIELDS, LayerSpec, Settings
 from dreamcli.errors import EXIT_OK, SettingsError
+from dreamcli.events import FileDone, Summary
 from dreamcli.formats import VIDEO_INPUTS
 
 SAMPLE_CREDIT = "sample photo: 'coffee' by Rachel Michetti (CC0), from scikit-image"
@@ -48,6 +50,14 @@ def run(ctx: click.Context, opts: CliOptions) -> int:
         kept = settings.layers if opts.layers else ()
         settings = dataclasses.replace(settings, layers=kept + extra)
     names = list(opts.inputs)
+    if opts.size is not None and opts.start == "photo":
+        raise click.BadParameter(
+            "sets the size of a --start noise or grey; a photo keeps its own", param_hint="--size"
+        )
+    if opts.guide is not None and not opts.guide.is_file():
+        raise click.BadParameter(
+            f"{opts.guide} is not a file; give a picture to dream of", param_hint="--guide"
+        )
     mode = Mode(opts, network, settings, chosen)
     if opts.zoom:
         return mode.zoom(names)
@@ -58,7 +68,7 @@ def run(ctx: click.Context, opts: CliOptions) -> int:
     if opts.sample:
         names.append(str(resources.files("dreamcli.data") / "sample.jpg"))
         if opts.output is None and len(names) == 1:
-            mode.opts = opts = opts.replace(output=Path("."))
+            mode.opts = opts = opts.replace(output="./")
         if not opts.quiet:
             click.echo(f"Dreaming the {SAMPLE_CREDIT}", err=True)
     if not names:
@@ -99,51 +109,63 @@ class Mode:
         )
 
     def zoom(self, names: list[str]) -> int:
+        opts = self.opts
+        start = plan.Start.from_inputs(names, opts.start, opts.size, "a zoom")
+        output = output_path(opts.output)[0]
+        zoom = plan.Zoom(
+            start, self.settings, opts.zoom, opts.zoom_scale, opts.rotate, opts.pan, opts.fps, output
+        )
+        if self._exists(plan.zoom_output(zoom)):
+            return EXIT_OK
         from dreamcli import runs
 
-        opts = self.opts
-        start = runs.Start.from_inputs(names, opts.start, opts.size, "a zoom")
-        zoom = runs.Zoom(
-            start, self.settings, opts.zoom, opts.zoom_scale, opts.rotate, opts.pan, opts.fps, opts.output
-        )
-        if self._exists(runs.zoom_output(zoom)):
-            return EXIT_OK
         options = self.run_options()
         with self._display(many=False) as display:
-            output = runs.run_zoom(self.load(options), zoom, options, display)
+            loaded = self.load(options)
+            zoom = dataclasses.replace(zoom, metadata=self.metadata(loaded, options))
+            output = runs.run_zoom(loaded, zoom, options, display)
         return self._say(f"Wrote {output} ({opts.zoom} frames)")
 
     def video(self, name: str) -> int:
-        from dreamcli import animate, runs
-
         opts = self.opts
         source = Path(name)
-        output = runs.video_output(source, opts.output)
+        output = plan.video_output(source, *output_path(opts.output))
         if self._exists(output):
             return EXIT_OK
+        from dreamcli import animate, runs
+
         animate.probe_video(source)  # a bad file fails before the model loads
         options = self.run_options()
         with self._display(many=False) as display:
             loaded = self.load(options)
             info = runs.run_video(
-                loaded, source, output, self.settings, opts.blend, opts.flow, options, display
+                loaded,
+                source,
+                output,
+                self.settings,
+                opts.blend,
+                opts.flow,
+                options,
+                display,
+                self.metadata(loaded, options),
             )
         return self._say(f"Wrote {output} ({info.frames} frames at {info.fps:g} fps)")
 
     def view(self, names: list[str], variants: list[tuple[str, Settings]]) -> int:
         """Sweeps, channel grids, noise starts, guides, classes and heat maps: one picture in, one out."""
-        from dreamcli import runs
-
         opts = self.opts
-        start = runs.Start.from_inputs(
+        start = plan.Start.from_inputs(
             names, opts.start, opts.size, "sweeps, grids, guides, classes and heat maps"
         )
         grid = LayerSpec.parse(opts.channel_grid) if opts.channel_grid else None
         if grid is not None:
-            self.network.layers.resolve(grid.name)
-        view = runs.View(start, self.settings, variants, grid, opts.guide, opts.heatmap, opts.output)
-        if self._exists(runs.image_output(view.output, start, view.kind)):  # a bad -o fails here too
+            self.network.layers.check(grid)
+        output, into_folder = output_path(opts.output)
+        view = plan.View(start, self.settings, variants, grid, opts.guide, opts.heatmap, output, into_folder)
+        if self._exists(plan.image_output(output, start, view.kind, into_folder)):  # a bad -o fails here too
             return EXIT_OK
+        from dreamcli import runs
+
         options = self.run_options()
         with self._display(many=len(variants) > 1) as display:
             loaded = self.load(options)
@@ -152,25 +174,28 @@ class Mode:
         return self._say(f"Wrote {output}")
 
     def batch(self, names: list[str]) -> int:
+        opts = self.opts
+        output, into_folder = output_path(opts.output)
+        found = plan.collect_inputs(self._with_stdin(names), opts.recursive, dreams=opts.include_dreams)
+        preset = self.chosen.name if self.chosen else None
+        jobs = plan.plan_jobs(found, output, opts.template, self.settings, preset, into_folder)
+        if opts.shard:
+            jobs = plan.take_shard(jobs, *plan.parse_shard(opts.shard))
+        display = self._display(many=len(jobs) > 1)
+        if not any(plan.skip_reason(job, opts.overwrite) is None for job in jobs):
+            # Nothing to dream: say so at once, without loading torch or the model.
+            summary = Summary()
+            for job in jobs:
+                reason = plan.skip_reason(job, opts.overwrite)
+                status, error = ("skipped", None) if reason == "skip" else ("failed", reason)
+                result = FileDone(job.source, job.output, status, error=error)
+                summary.add(result)
+                display(result)
+            return display.finish(summary, found)
         from dreamcli import batch
 
-        opts = self.opts
-        if "-" in names:
-            names = [n for n in names if n != "-"] + [line.strip() for line in sys.stdin if line.strip()]
-        output = opts.output
-        found = batch.collect_inputs(
-            names, opts.recursive, exclude=output if output and output.is_dir() else None
-        )
-        preset = self.chosen.name if self.chosen else None
-        jobs = batch.plan_jobs(found, output, opts.template, self.settings, preset)
-        if opts.shard:
-            jobs = batch.take_shard(jobs, *batch.parse_shard(opts.shard))
-        if not jobs:
-            return self._say("No images to dream.")
         options = self.run_options()
-        pending = [job for job in jobs if opts.overwrite or not job.output.exists()]
-        loaded = self.load(options) if pending else None  # every output exists: no model needed
-        display = self._display(many=len(jobs) > 1)
+        loaded = self.load(options)
         runner = batch.Batch(
             loaded,
             self.settings,
@@ -178,11 +203,23 @@ class Mode:
             report=display,
             overwrite=opts.overwrite,
             batch_size=opts.batch_size,
-            metadata=self.metadata(loaded, options) if loaded else {},
+            metadata=self.metadata(loaded, options),
         )
         summary = runner.run(jobs)
         display.close()
-        return display.finish(summary, found.not_images)
+        return display.finish(summary, found)
+
+    def _with_stdin(self, names: list[str]) -> list[str]:
+        """``-`` stands for the paths on standard input: one per line, or NUL-separated with -0."""
+        if "-" not in names:
+            return names
+        data = sys.stdin.buffer.read()
+        if self.opts.null:
+            raw = data.split(b"\0")
+        else:  # only the line ending goes: spaces at either end may be part of a name
+            raw = [line.removesuffix(b"\r") for line in data.split(b"\n")]
+        # os.fsdecode keeps bytes that are not UTF-8 (surrogateescape), so any name works.
+        return [n for n in names if n != "-"] + [os.fsdecode(path) for path in raw if path]
 
     def _display(self, many: bool) -> Display:
         return Display(self.opts.quiet, self.opts.as_json, many)
@@ -190,7 +227,7 @@ class Mode:
     def _exists(self, output: Path) -> bool:
         """Like batch mode: an existing output is kept unless --overwrite (and the user is told)."""
         if output.exists() and not self.opts.overwrite:
-            self._say(f"Skipped {output} (exists; --overwrite replaces it)")
+            self._say(skipped(output))
             return True
         return False
 
@@ -198,6 +235,13 @@ class Mode:
         if not self.opts.quiet:
             click.echo(message, err=True)
         return EXIT_OK
+
+
+def output_path(raw: str | None) -> tuple[Path | None, bool]:
+    """``-o`` as a path, and whether it was written as a folder (ending with /)."""
+    if raw is None:
+        return None, False
+    return Path(raw), raw.endswith(("/", os.sep))
 
 
 def _wants_view(opts: CliOptions) -> bool:
@@ -214,25 +258,16 @@ def _wants_view(opts: CliOptions) -> bool:
 
 def _view_variants(settings: Settings, opts: CliOptions, typed: dict, network) -> list[tuple[str, Settings]]:
     if opts.sweep:
-        specs = [LayerSpec.parse(text) for text in opts.sweep.split()]
+        specs = [LayerSpec.parse(text) for text in opts.sweep.replace(",", " ").split()]
         for spec in specs:
-            network.layers.resolve(spec.name)
+            network.layers.check(spec)
         return [(str(spec), dataclasses.replace(settings, layers=(spec,))) for spec in specs]
     if opts.sweep_presets:
         return [
             (name, _merge(_load_preset(name, network), opts.layers, typed, network))
-            for name in opts.sweep_presets.split()
+            for name in opts.sweep_presets.replace(",", " ").split()
         ]
     return []
-
-
-def user_preset_folders() -> list[tuple[str, Path]]:
-    folders = []
-    env = os.environ.get(preset_files.ENV_VAR)
-    if env:
-        folders.append((f"${preset_files.ENV_VAR}", Path(env)))
-    folders.append(("user", Path(click.get_app_dir("dreamcli")) / "presets"))
-    return folders
 
 
 def _load_preset(name: str | None, network) -> preset_files.Preset | None:
@@ -241,7 +276,7 @@ def _load_preset(name: str | None, network) -> preset_files.Preset | None:
     chosen = preset_files.find(name, preset_files.search_path(user_preset_folders()))
     for spec in chosen.apply().layers:
         try:
-            network.layers.resolve(spec.name)
+            network.layers.check(spec)
         except SettingsError as exc:
             raise SettingsError(f"{chosen.path}: layers: {exc}") from None
     return chosen
@@ -259,9 +294,9 @@ def _merge(chosen, layers: tuple[LayerSpec, ...], typed: dict, network) -> Setti
     if layers:
         for spec in layers:
             try:
-                network.layers.resolve(spec.name)
+                network.layers.check(spec)
             except SettingsError as exc:
-                raise click.BadParameter(str(exc), param_hint="'--layer'") from None
+                raise click.BadParameter(str(exc), param_hint="--layer") from None
         typed["layers"] = [str(spec) for spec in layers]
     return Settings.from_mapping(typed, base=settings)
 

@@ -1,7 +1,9 @@
-"""The ``dream`` command's flags: Click declarations, checks at the edge, and the typed options.
+"""The ``dream`` command's flags: Click declarations in sections, checks at the edge, typed options.
 
 Settings flags come from the schema shared with presets (``config.FIELDS``),
-so a flag, a preset key and a ``Settings`` field always have one name.
+so a flag, a preset key and a ``Settings`` field always have one name.  Each
+flag belongs to a section of the help (``SECTIONS``); ``--help`` shows the
+first in full and names the others' flags, ``--help-all`` shows them all.
 """
 
 from __future__ import annotations
@@ -13,10 +15,53 @@ from pathlib import Path
 import click
 
 from dreamcli import __version__
-from dreamcli.config import FIELDS, LAYERS_HELP, LayerSpec, Settings
+from dreamcli.cli import complete
+from dreamcli.config import FIELDS, LAYERS_HELP, Field, LayerSpec, Settings
 from dreamcli.errors import SettingsError
 from dreamcli.formats import DEFAULT_TEMPLATE
 from dreamcli.options import PRECISIONS, STARTS
+
+SECTIONS = ("Dreaming", "Running", "Many files", "Views", "Animations", "Listings")
+
+
+class SectionOption(click.Option):
+    """An option that knows its help section and is named one way in errors (``--layer``)."""
+
+    def __init__(self, *args, section: str = "Dreaming", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.section = section
+
+    def get_error_hint(self, ctx: click.Context) -> str:
+        return max(self.opts, key=len)
+
+
+class Span(click.ParamType):
+    """An int or float from ``low`` to ``high``, written and checked one way: ``1-20``."""
+
+    def __init__(self, kind: type, low: float, high: float):
+        self.kind, self.low, self.high = kind, low, high
+        self.name = "integer" if kind is int else "number"
+
+    @property
+    def text(self) -> str:
+        return f"{self.low:g}-{self.high:g}"
+
+    def convert(self, value, param, ctx):
+        try:
+            number = self.kind(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not {'a whole number' if self.kind is int else 'a number'}", param, ctx)
+        if not self.low <= number <= self.high:
+            self.fail(f"{value} is out of range; use {self.text}", param, ctx)
+        return number
+
+
+def flag(*decls: str, section: str, span: Span | None = None, **kwargs):
+    """``click.option`` in a help section; a ``span`` is the type and goes into the help."""
+    if span is not None:
+        kwargs["type"] = span
+        kwargs["help"] = f"{kwargs.get('help', '')} Range: {span.text}.".strip()
+    return click.option(*decls, cls=SectionOption, section=section, **kwargs)
 
 
 def _check_field(ctx: click.Context, param: click.Parameter, value):
@@ -35,28 +80,33 @@ def _check_layers(ctx: click.Context, param: click.Parameter, value):
         raise click.BadParameter(str(exc)) from None
 
 
-def _setting_options(func):
-    """One --flag per numeric setting, from the schema shared with presets."""
-    for field in reversed(list(FIELDS.values())):
-        func = click.option(
-            field.flag,
-            field.name,
-            type=click.INT if field.kind is int else click.FLOAT,
-            default=Settings.__dataclass_fields__[field.name].default,
-            callback=_check_field,
-            show_default=True,
-            help=f"{field.help} Range: {field.allowed()}.",
-        )(func)
-    return func
+def _field_option(field: Field):
+    return flag(
+        field.flag,
+        field.name,
+        section="Dreaming",
+        type=click.INT if field.kind is int else click.FLOAT,
+        default=Settings.__dataclass_fields__[field.name].default,
+        callback=_check_field,
+        show_default=True,
+        help=f"{field.help} Range: {field.allowed()}.",
+    )
 
 
 def _check_size(ctx: click.Context, param: click.Parameter, value: str | None):
     if value is None:
         return None
     width, x, height = value.lower().partition("x")
-    if x and width.isdigit() and height.isdigit() and 16 <= int(width) <= 8192 and 16 <= int(height) <= 8192:
+    # isdecimal, not isdigit: "²" is a digit that int() refuses.
+    if (
+        x
+        and width.isdecimal()
+        and height.isdecimal()
+        and 16 <= int(width) <= 8192
+        and 16 <= int(height) <= 8192
+    ):
         return int(width), int(height)
-    raise click.BadParameter(f"{value!r}: write WIDTHxHEIGHT, each 16 to 8192, e.g. 512x512")
+    raise click.BadParameter(f"{value!r}: write WIDTHxHEIGHT, each 16-8192, e.g. 512x512")
 
 
 def _check_pan(ctx: click.Context, param: click.Parameter, value: str):
@@ -78,164 +128,265 @@ def _options(*options):
     return decorate
 
 
-# The views into the network: layer sweeps, channel grids, guides, classes, heat maps.
-optgroup_views = _options(
-    click.option(
-        "--sweep",
-        metavar="'LAYER LAYER ...'",
-        help="Contact sheet: the input, then one dream per layer (space-separated).",
+optgroup_dreaming = _options(
+    flag(
+        "-o", "--output", section="Dreaming", help="Output file; a folder (end it with /) for several inputs."
     ),
-    click.option("--sweep-presets", metavar="'PRESET ...'", help="Contact sheet with one dream per preset."),
-    click.option(
-        "--channel-grid",
-        metavar="LAYER[CHANNELS]",
-        help="Contact sheet with one dream per channel, e.g. 'inception_4c[0-63]'.",
-    ),
-    click.option(
-        "--start",
-        type=click.Choice(STARTS),
-        default="photo",
-        show_default=True,
-        help="Dream from the photo, from noise, or from flat grey (no INPUT needed).",
-    ),
-    click.option(
-        "--size",
-        metavar="WxH",
-        callback=_check_size,
-        help="Size of a noise/grey start  [default: 512x512; 224x224 for grids]",
-    ),
-    click.option("--guide", type=click.Path(path_type=Path), help="Dream of this picture's features."),
-    click.option(
-        "--class",
-        "classes",
+    flag(
+        "-l",
+        "--layer",
+        "layers",
+        section="Dreaming",
         multiple=True,
-        metavar="NAME|INDEX",
-        help="Dream toward an ImageNet class (e.g. dumbbell, 543); repeat for several.",
+        callback=_check_layers,
+        shell_complete=complete.layers,
+        help=LAYERS_HELP,
     ),
-    click.option("--heatmap", is_flag=True, help="Also write where the layer fires on the input (_heatmap)."),
+    flag(
+        "-p",
+        "--preset",
+        section="Dreaming",
+        shell_complete=complete.presets,
+        help="Named style, preset YAML file, or a picture dreamcli made (its settings); flags override it.",
+    ),
+    *(_field_option(field) for field in FIELDS.values()),
+    flag("-q", "--quiet", section="Dreaming", is_flag=True, help="Print only errors."),
+    flag(
+        "--sample", section="Dreaming", is_flag=True, help="Dream the sample photo that ships with dreamcli."
+    ),
 )
-
-# Zoom animations and dreamed video.
-optgroup_animation = _options(
-    click.option(
-        "--zoom",
-        type=click.IntRange(1, 100_000),
-        metavar="FRAMES",
-        help="Infinite zoom: dream, zoom in, dream again, FRAMES times (gif, webp, mp4 or a folder).",
-    ),
-    click.option(
-        "--zoom-scale",
-        type=click.FloatRange(0.5, 2.0),
-        default=1.05,
-        show_default=True,
-        help="Zoom per frame (1.05 = 5 % closer).",
-    ),
-    click.option(
-        "--rotate",
-        type=click.FloatRange(-45, 45),
-        default=0.0,
-        show_default=True,
-        help="Degrees to rotate per zoom frame.",
-    ),
-    click.option(
-        "--pan",
-        metavar="DX,DY",
-        default="0,0",
-        show_default=True,
-        callback=_check_pan,
-        help="Pixels to pan per zoom frame.",
-    ),
-    click.option(
-        "--fps",
-        type=click.FloatRange(1, 120),
-        default=12.0,
-        show_default=True,
-        help="Frames per second of a zoom (a video keeps its own).",
-    ),
-    click.option(
-        "--blend",
-        type=click.FloatRange(0, 1),
-        default=0.5,
-        show_default=True,
-        help="Video: how much of the previous frame's dream carries into the next.",
-    ),
-    click.option("--flow", is_flag=True, help="Video: move the carried dream along the optical flow."),
-)
-
 
 # Where and how to run, for every mode alike (they become one RunOptions).
 optgroup_run = _options(
-    click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps."),
-    click.option(
+    flag(
+        "--device",
+        section="Running",
+        default="auto",
+        show_default=True,
+        help="auto, cpu, cuda, cuda:N or mps.",
+    ),
+    flag(
         "--weights",
+        section="Running",
         type=click.Path(path_type=Path),
         help="Local state dict of the network instead of the download.",
     ),
-    click.option(
+    flag(
         "--precision",
+        section="Running",
         type=click.Choice(PRECISIONS),
         default="auto",
         show_default=True,
         help="Arithmetic of the network's forward pass; auto is bf16 on CUDA and AMX CPUs, fp32 elsewhere.",
     ),
-    click.option(
+    flag(
         "--tile-size",
-        type=click.IntRange(min=32),
+        section="Running",
+        span=Span(int, 32, 65536),
         help="Compute gradients in tiles of this many pixels (default: only when memory is short).",
     ),
 )
 
 # Many files: names, batching, skipping, sharing out.
 optgroup_batch = _options(
-    click.option(
+    flag(
         "--name",
         "template",
+        section="Many files",
         default=DEFAULT_TEMPLATE,
         show_default=True,
         help="Output name template: {stem} {ext} {preset} {layer} {index}; the extension sets the format.",
     ),
-    click.option(
+    flag(
         "--batch-size",
-        type=click.IntRange(1, 1024),
+        section="Many files",
+        span=Span(int, 1, 1024),
         default=1,
         show_default=True,
         help="Dream up to this many same-size images together (faster on a GPU; uses more memory).",
     ),
-    click.option("-r", "--recursive", is_flag=True, help="Walk folders recursively, keeping sub-folders."),
-    click.option("--overwrite", is_flag=True, help="Replace existing outputs (default: skip them)."),
-    click.option("--shard", metavar="K/N", help="Dream only the K-th of N shares of the inputs."),
+    flag(
+        "-r",
+        "--recursive",
+        section="Many files",
+        is_flag=True,
+        help="Walk folders recursively, keeping sub-folders.",
+    ),
+    flag(
+        "--overwrite",
+        section="Many files",
+        is_flag=True,
+        help="Replace existing outputs (default: skip them).",
+    ),
+    flag(
+        "--shard", section="Many files", metavar="K/N", help="Dream only the K-th of N shares of the inputs."
+    ),
+    flag(
+        "--json",
+        "as_json",
+        section="Many files",
+        is_flag=True,
+        help="Print one JSON line per file on stdout.",
+    ),
+    flag(
+        "-0",
+        "--null",
+        section="Many files",
+        is_flag=True,
+        help="With INPUT -: the paths on stdin end with NUL, not newline (find -print0).",
+    ),
+    flag(
+        "--include-dreams",
+        section="Many files",
+        is_flag=True,
+        help="Also take pictures dreamcli made when walking folders (left out by default).",
+    ),
 )
 
-# What to print, and the commands that print instead of dreaming.
-optgroup_output = _options(
-    click.option("-q", "--quiet", is_flag=True, help="Print only errors."),
-    click.option("--json", "as_json", is_flag=True, help="Print one JSON line per file on stdout."),
-    click.option("--sample", is_flag=True, help="Dream the sample photo that ships with dreamcli."),
-    click.option("--list-layers", is_flag=True, help="List the network's layers with their channel counts."),
-    click.option("--list-presets", is_flag=True, help="List the presets and where they come from."),
-    click.option("--show-settings", is_flag=True, help="Print the final settings as preset YAML, then exit."),
-    click.version_option(__version__, "-V", "--version"),
+# The views into the network: layer sweeps, channel grids, guides, classes, heat maps.
+optgroup_views = _options(
+    flag(
+        "--sweep",
+        section="Views",
+        metavar="'LAYER LAYER ...'",
+        help="Contact sheet: the input, then one dream per layer (spaces or commas between).",
+    ),
+    flag(
+        "--sweep-presets",
+        section="Views",
+        metavar="'PRESET ...'",
+        help="Contact sheet with one dream per preset.",
+    ),
+    flag(
+        "--channel-grid",
+        section="Views",
+        metavar="LAYER[CHANNELS]",
+        shell_complete=complete.layers,
+        help="Contact sheet with one dream per channel, e.g. 'inception_4c[0-63]'.",
+    ),
+    flag(
+        "--start",
+        section="Views",
+        type=click.Choice(STARTS),
+        default="photo",
+        show_default=True,
+        help="Dream from the photo, from noise, or from flat grey (no INPUT needed).",
+    ),
+    flag(
+        "--size",
+        section="Views",
+        metavar="WxH",
+        callback=_check_size,
+        help="Size of a noise or grey start.  [default: 512x512; 224x224 for grids]",
+    ),
+    flag(
+        "--guide", section="Views", type=click.Path(path_type=Path), help="Dream of this picture's features."
+    ),
+    flag(
+        "--class",
+        "classes",
+        section="Views",
+        multiple=True,
+        metavar="NAME|INDEX",
+        help="Dream toward an ImageNet class (e.g. dumbbell, 543); repeat for several.",
+    ),
+    flag(
+        "--heatmap",
+        section="Views",
+        is_flag=True,
+        help="Also write where the layer fires on the input (_heatmap).",
+    ),
+)
+
+# Zoom animations and dreamed video.
+optgroup_animation = _options(
+    flag(
+        "--zoom",
+        section="Animations",
+        span=Span(int, 1, 100_000),
+        metavar="FRAMES",
+        help="Infinite zoom: dream, zoom in, dream again, FRAMES times (gif, webp, mp4 or a folder).",
+    ),
+    flag(
+        "--zoom-scale",
+        section="Animations",
+        span=Span(float, 0.5, 2.0),
+        default=1.05,
+        show_default=True,
+        help="Zoom per frame (1.05 = 5 % closer).",
+    ),
+    flag(
+        "--rotate",
+        section="Animations",
+        span=Span(float, -45, 45),
+        default=0.0,
+        show_default=True,
+        help="Degrees to rotate per zoom frame.",
+    ),
+    flag(
+        "--pan",
+        section="Animations",
+        metavar="DX,DY",
+        default="0,0",
+        show_default=True,
+        callback=_check_pan,
+        help="Pixels to pan per zoom frame.",
+    ),
+    flag(
+        "--fps",
+        section="Animations",
+        span=Span(float, 1, 120),
+        default=12.0,
+        show_default=True,
+        help="Frames per second of a zoom (a video keeps its own).",
+    ),
+    flag(
+        "--blend",
+        section="Animations",
+        span=Span(float, 0, 1),
+        default=0.5,
+        show_default=True,
+        help="Video: how much of the previous frame's dream carries into the next.",
+    ),
+    flag(
+        "--flow",
+        section="Animations",
+        is_flag=True,
+        help="Video: move the carried dream along the optical flow.",
+    ),
+)
+
+# The commands that print instead of dreaming.
+optgroup_listings = _options(
+    flag(
+        "--list-layers",
+        section="Listings",
+        is_flag=True,
+        help="List the network's layers with their channels.",
+    ),
+    flag(
+        "--list-presets", section="Listings", is_flag=True, help="List the presets and where they come from."
+    ),
+    flag(
+        "--show-settings",
+        section="Listings",
+        is_flag=True,
+        help="Print the final settings as preset YAML, then exit.",
+    ),
+    click.version_option(__version__, "-V", "--version", cls=SectionOption, section="Listings"),
 )
 
 
 def all_options(func):
-    """Every flag of ``dream``, in the order --help lists them."""
+    """Every flag of ``dream``, in the order --help-all lists them."""
     return _options(
-        click.argument("inputs", nargs=-1, metavar="[INPUT]..."),
-        click.option(
-            "-o",
-            "--output",
-            type=click.Path(path_type=Path),
-            help="Output file, or folder for several inputs.",
-        ),
-        click.option("-l", "--layer", "layers", multiple=True, callback=_check_layers, help=LAYERS_HELP),
-        click.option("-p", "--preset", help="Named style or YAML file; flags you type override it."),
-        _setting_options,
+        click.argument("inputs", nargs=-1, metavar="[INPUT]...", type=click.Path()),
+        optgroup_dreaming,
         optgroup_run,
         optgroup_batch,
         optgroup_views,
         optgroup_animation,
-        optgroup_output,
+        optgroup_listings,
     )(func)
 
 
@@ -244,7 +395,7 @@ class CliOptions:
     """Every flag's value, typed; built from Click's keyword arguments (``CliOptions(**kwargs)``)."""
 
     inputs: tuple[str, ...]
-    output: Path | None
+    output: str | None  # kept as typed: a trailing / means a folder
     layers: tuple[LayerSpec, ...]
     preset: str | None
     # the Settings fields (config.FIELDS), each a flag
@@ -266,6 +417,9 @@ class CliOptions:
     recursive: bool
     overwrite: bool
     shard: str | None
+    as_json: bool
+    null: bool
+    include_dreams: bool
     # views
     sweep: str | None
     sweep_presets: str | None
@@ -285,7 +439,6 @@ class CliOptions:
     flow: bool
     # printing
     quiet: bool
-    as_json: bool
     sample: bool
     list_layers: bool
     list_presets: bool

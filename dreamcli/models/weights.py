@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import pickle
+import sys
 import urllib.error
 import warnings
 from collections.abc import Sequence
@@ -45,10 +48,14 @@ def download(network: Network, progress: bool = True) -> dict[str, torch.Tensor]
     """
     weights = network.weights
     cache = Path(torch.hub.get_dir()) / "checkpoints"
+    # torch.hub prints 'Downloading: "..."' on stdout, which is --json's: it goes to stderr,
+    # and nowhere under -q.
+    say = contextlib.redirect_stdout(sys.stderr if progress else io.StringIO())
     try:
-        return torch.hub.load_state_dict_from_url(
-            weights.url, progress=progress, check_hash=True, map_location="cpu", weights_only=True
-        )
+        with say:
+            return torch.hub.load_state_dict_from_url(
+                weights.url, progress=progress, check_hash=True, map_location="cpu", weights_only=True
+            )
     except (pickle.UnpicklingError, EOFError, ValueError) as exc:  # a damaged file in the cache
         raise WeightsError(
             f"the cached weights {cache / weights.file} cannot be loaded ({_reason(exc)}); delete that file "

@@ -1,0 +1,312 @@
+"""Planning: which files to dream and where each dream, sheet or animation goes.  No torch.
+
+Planned before torch and the model load, so that a bad name template,
+colliding outputs or a run with nothing left to do is told at once.  Inside folders
+only image files are taken, and dreamcli's own earlier outputs (their metadata
+marks them) are left out unless asked for; files named directly are always
+tried, and a bad one fails with its own error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import string
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dreamcli.config import LayerSpec, Settings
+from dreamcli.errors import DreamError, SettingsError
+from dreamcli.formats import ANIMATIONS, IMAGE_EXTENSIONS, TEMPLATE_FIELDS, check_output
+from dreamcli.metadata import is_dream
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input file and where its dream goes."""
+
+    source: Path
+    output: Path
+    index: int  # 1-based position among all inputs (before sharding), for {index}
+
+
+@dataclass
+class Inputs:
+    """Files to dream, each with the folder it was found under (for ``-r`` structure)."""
+
+    files: list[tuple[Path, Path | None]] = field(default_factory=list)
+    not_images: list[Path] = field(default_factory=list)  # in folders, without an image extension
+    dreams: list[Path] = field(default_factory=list)  # in folders, written by dreamcli: left out
+
+
+def collect_inputs(args: Sequence[str | Path], recursive: bool = False, dreams: bool = False) -> Inputs:
+    """Expand files and folders into image files, sorted by path within each folder.
+
+    Hidden files and folders are skipped (ours: ``.NAME.part`` temporaries,
+    ``.NAME.frames`` work folders).  With ``dreams`` False, pictures dreamcli
+    wrote are left out of folders, so a second run does not dream its own
+    outputs; they are counted in ``Inputs.dreams``.  A file reached twice by
+    the same path is taken once; a link and its target are two inputs.
+    """
+    found = Inputs()
+    seen: set[str] = set()
+    for arg in args:
+        path = Path(arg)
+        if not path.is_dir():
+            _add(found, seen, path, None)
+            continue
+        walker = path.rglob("*") if recursive else path.glob("*")
+        for child in sorted(walker):
+            if child.is_dir() or any(part.startswith(".") for part in child.relative_to(path).parts):
+                continue
+            if child.suffix.lower() not in IMAGE_EXTENSIONS:
+                found.not_images.append(child)
+            elif not dreams and is_dream(child):
+                found.dreams.append(child)
+            else:
+                _add(found, seen, child, path)  # FIFOs and broken links fail alone, with their reason
+    return found
+
+
+def _add(found: Inputs, seen: set[str], path: Path, root: Path | None) -> None:
+    # abspath, not resolve: a symlink loop must not raise here, and a link is its own input.
+    key = os.path.abspath(path)
+    if key not in seen:
+        seen.add(key)
+        found.files.append((path, root))
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``K/N`` -> (K, N) with 1 <= K <= N."""
+    k, slash, n = text.partition("/")
+    k, n = k.strip(), n.strip()
+    # isdecimal, not isdigit: "²" is a digit that int() refuses.
+    if not slash or not k.isdecimal() or not n.isdecimal() or not 1 <= int(k) <= int(n):
+        raise SettingsError(f"shard {text!r} is not valid: write K/N with 1 <= K <= N, e.g. 2/4")
+    return int(k), int(n)
+
+
+def take_shard(jobs: Sequence[Job], k: int, n: int) -> list[Job]:
+    """A stable 1/N share: the K-th of every N jobs in sorted-path order.
+
+    Every machine sorts the same paths the same way, so N shards cover every
+    job exactly once, and round-robin keeps the shares within one file in size.
+    """
+    ordered = sorted(jobs, key=lambda job: str(job.source))
+    return ordered[k - 1 :: n]
+
+
+def check_template(template: str) -> None:
+    """Refuse a ``--name`` template with unknown fields or format specs that cannot apply."""
+    fields = ", ".join("{" + f + "}" for f in TEMPLATE_FIELDS)
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as exc:
+        raise SettingsError(f"output name template {template!r} is not valid: {exc}") from None
+    unknown = names - set(TEMPLATE_FIELDS)
+    if unknown:
+        raise SettingsError(
+            f"output name template {template!r} uses {{{sorted(unknown)[0]}}}; the fields are {fields}"
+        )
+    try:
+        template.format(stem="photo", ext="jpg", preset="classic", layer="inception_4c", index=1)
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
+        raise SettingsError(
+            f"output name template {template!r} is not valid ({exc}); {{index}} is a number "
+            f"(e.g. {{index:04d}}), the other fields are text"
+        ) from None
+
+
+def output_name(template: str, source: Path, index: int, preset: str | None, settings: Settings) -> str:
+    layer = str(settings.layers[0].name).replace("/", "-").replace(".", "-")
+    return template.format(
+        stem=source.stem,
+        ext=source.suffix.lstrip(".").lower(),
+        preset=preset or "custom",
+        layer=layer,
+        index=index,
+    )
+
+
+def plan_jobs(
+    inputs: Inputs,
+    output: Path | None,
+    template: str,
+    settings: Settings,
+    preset: str | None = None,
+    into_folder: bool = False,
+) -> list[Job]:
+    """Decide every output path; two inputs that would write one file, or a dream that
+    would replace another input, are refused.
+
+    ``output`` is a file for one input, else a folder (``into_folder`` says the
+    user asked for a folder, e.g. by ending the path with ``/``).
+    """
+    check_template(template)
+    many = len(inputs.files) > 1 or any(root is not None for _, root in inputs.files)
+    folder = output is not None and (many or into_folder or output.is_dir())
+    if (
+        folder
+        and many
+        and not into_folder
+        and not output.is_dir()
+        and output.suffix.lower() in IMAGE_EXTENSIONS
+    ):
+        raise SettingsError(
+            f"-o {output}: with several inputs -o names a folder, and {output.name} looks like a file; "
+            f"give a folder (end it with / to make a new one)"
+        )
+    jobs = []
+    for index, (source, root) in enumerate(inputs.files, start=1):
+        name = output_name(template, source, index, preset, settings)
+        if output is None:
+            target = source.parent / name
+        elif folder:
+            sub = source.parent.relative_to(root) if root is not None else Path()
+            target = output / sub / name
+        else:
+            target = output
+        check_output(target)
+        jobs.append(Job(source, target, index))
+    _refuse_collisions(jobs)
+    return jobs
+
+
+def _refuse_collisions(jobs: Iterable[Job]) -> None:
+    jobs = list(jobs)
+    sources = {os.path.abspath(job.source): job for job in jobs}
+    writers: dict[str, Job] = {}
+    for job in jobs:
+        key = os.path.abspath(job.output)
+        if key in writers:
+            raise SettingsError(
+                f"{writers[key].source} and {job.source} would both write {job.output}; "
+                "add {ext} or {index} to the --name template"
+            )
+        other = sources.get(key)
+        if other is not None and other is not job:
+            raise SettingsError(
+                f"the dream of {job.source} would replace the input {other.source}; "
+                "choose another --name or -o"
+            )
+        writers[key] = job
+
+
+def skip_reason(job: Job, overwrite: bool) -> str | None:
+    """Why ``job`` is not to be dreamed: "skip" (its output exists), an error, or None (dream it)."""
+    if same_file(job.source, job.output):
+        return f"{job.output} is the input itself; dreamcli never overwrites an input"
+    if not overwrite and job.output.exists():
+        return "skip"
+    return None
+
+
+def same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------- one picture or animation
+
+
+@dataclass
+class Start:
+    """What a run dreams from: one photo, or noise/grey of a size."""
+
+    photo: Path | None = None
+    kind: str = "photo"  # photo, noise or grey
+    size: tuple[int, int] | None = None  # (width, height) for noise/grey
+
+    @classmethod
+    def from_inputs(cls, names: Sequence[str], kind: str, size: tuple[int, int] | None, what: str) -> Start:
+        if kind == "photo" and len(names) != 1:
+            raise SettingsError(f"{what}: give exactly one INPUT (or --start noise and none)")
+        if kind != "photo" and names:
+            raise SettingsError(f"--start {kind} dreams without a photo: leave out INPUT")
+        return cls(Path(names[0]) if names else None, kind, size)
+
+    @property
+    def stem(self) -> str:
+        return self.photo.stem if self.photo else self.kind
+
+    @property
+    def folder(self) -> Path:
+        return self.photo.parent if self.photo else Path(".")
+
+
+def seeded(settings: Settings, default: int | None = None) -> Settings:
+    """``settings`` with a seed, so that the metadata reproduces the picture: the one given,
+    else ``default``, else a random one."""
+    if settings.seed is not None:
+        return settings
+    return dataclasses.replace(settings, seed=default if default is not None else random.randrange(2**32))
+
+
+def _named(output: Path | None, into_folder: bool, default: Path) -> Path:
+    """``-o`` as given, or ``default``'s name inside it when it is a folder."""
+    if output is None:
+        return default
+    return output / default.name if into_folder or output.is_dir() else output
+
+
+def image_output(output: Path | None, start: Start, suffix: str, into_folder: bool = False) -> Path:
+    path = _named(output, into_folder, start.folder / f"{start.stem}_{suffix}.png")
+    check_output(path)
+    return path
+
+
+@dataclass
+class View:
+    """A view: a sweep over variants, a channel grid, or one dream (guided, of a class, from noise)."""
+
+    start: Start
+    settings: Settings
+    variants: list[tuple[str, Settings]] = field(default_factory=list)  # a sweep when not empty
+    channel_grid: LayerSpec | None = None
+    guide: Path | None = None
+    heatmap: bool = False
+    output: Path | None = None
+    into_folder: bool = False  # -o ends with /: the picture goes inside, with its default name
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        return "channels" if self.channel_grid else "sweep" if self.variants else "dream"
+
+
+def animation_output(output: Path | None, default: Path, allowed: set[str]) -> Path:
+    path = output or default
+    if path.suffix.lower() not in allowed:
+        choices = ", ".join(sorted(s.lstrip(".") or "a folder" for s in allowed))
+        raise SettingsError(f"cannot write {path}: use one of {choices}")
+    return path
+
+
+@dataclass
+class Zoom:
+    start: Start
+    settings: Settings
+    frames: int
+    zoom: float = 1.05
+    rotate: float = 0.0
+    pan: tuple[float, float] = (0.0, 0.0)
+    fps: float = 12.0
+    output: Path | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def zoom_output(zoom: Zoom) -> Path:
+    default = zoom.start.folder / f"{zoom.start.stem}_zoom.gif"
+    return animation_output(zoom.output, default, {*ANIMATIONS, ""})
+
+
+def video_output(source: Path, output: Path | None, into_folder: bool = False) -> Path:
+    if not source.is_file():
+        raise DreamError(f"{source} does not exist; check the path")
+    default = source.with_name(f"{source.stem}_dream.mp4")
+    return animation_output(_named(output, into_folder, default), default, {".mp4"})
