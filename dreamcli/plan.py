@@ -187,7 +187,11 @@ def _refuse_collisions(jobs: Iterable[Job]) -> None:
                 "add {ext} or {index} to the --name template"
             )
         other = sources.get(key)
-        if other is not None and other is not job:
+        if other is job or same_file(job.source, job.output):
+            raise SettingsError(
+                f"{job.output} is the input itself; dreamcli never overwrites an input: choose another -o"
+            )
+        if other is not None:
             raise SettingsError(
                 f"the dream of {job.source} would replace the input {other.source}; "
                 "choose another --name or -o"

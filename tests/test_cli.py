@@ -128,7 +128,7 @@ def test_missing_weights_file_exit_1(run, photo, tmp_path):
 def test_input_is_never_overwritten(run, photo):
     before = photo.read_bytes()
     result = run(photo, *FAST, "-o", photo)
-    assert result.exit_code == 1 and "never overwrites an input" in result.output
+    assert result.exit_code == 2 and "never overwrites an input" in result.output  # usage: before any work
     assert photo.read_bytes() == before
 
 

@@ -528,3 +528,19 @@ def test_no_mutation_of_any_format_escapes_as_anything_but_one_image_error(tmp_p
             assert picture.rgb.shape[0] == 3
 
     decode()
+
+
+def test_show_settings_says_what_the_flags_changed_in_the_preset(weights_file):
+    import yaml
+
+    shown = yaml.safe_load(
+        cli_invoker(weights_file)("--preset", "deep", "--octaves", "5", "--show-settings").output
+    )
+    assert shown["octaves"] == 5 and "(Changed from the deep preset: octaves.)" in shown["description"]
+
+
+def test_a_text_file_as_weights_says_what_it_is(tmp_path, photo):
+    (tmp_path / "notes.pth").write_text("just some text, no tensors\n")
+    result = cli_invoker(tmp_path / "notes.pth")(photo)
+    (line,) = errors(result)
+    assert "notes.pth cannot be loaded safely (" in line and ": " in line.split("safely (", 1)[1]

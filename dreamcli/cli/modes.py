@@ -40,7 +40,11 @@ def run(ctx: click.Context, opts: CliOptions) -> int:
     typed = {name: getattr(opts, name) for name in FIELDS if _typed(ctx, name)}
     settings = _merge(chosen, opts.layers, typed, network)
     if opts.show_settings:
-        click.echo(preset_files.dump(settings, chosen.description if chosen else ""), nl=False)
+        description = chosen.description if chosen else ""
+        if chosen and (typed or opts.layers):
+            changed = ", ".join([*typed, *(["layers"] if opts.layers else [])])
+            description += f" (Changed from the {chosen.name} preset: {changed}.)"
+        click.echo(preset_files.dump(settings, description.strip()), nl=False)
         return EXIT_OK
     if opts.classes:
         extra = tuple(

@@ -65,7 +65,7 @@ def download(network: Network, progress: bool = True) -> dict[str, torch.Tensor]
         reason = getattr(exc, "reason", None) or exc
         raise WeightsError(
             f"could not download the {network.title} weights {weights.url} into {cache} ({reason}); "
-            "connect to the internet once, or download that file yourself and pass --weights FILE"
+            "connect to the internet once, or put that file into that folder yourself, or pass --weights FILE"
         ) from None
 
 
@@ -108,9 +108,11 @@ def fit_state_dict(
 
 
 def _reason(exc: Exception) -> str:
-    """The first line of an error, short enough for one ``Error:`` line."""
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
+    """The error's type and the first line of its message, short enough for one ``Error:`` line."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if len(text) > 160:
+        text = text[:160].rsplit(" ", 1)[0] + " …"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _some(keys: list[str]) -> str:
