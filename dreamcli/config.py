@@ -142,8 +142,9 @@ LAYERS_HELP = f"Layer to dream on; repeat for several. Syntax: {LAYER_SYNTAX}."
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything that decides how a dream looks."""
+    """Everything that decides how a dream looks, the network included (``dreamcli.models``)."""
 
+    model: str = "googlenet"
     layers: tuple[LayerSpec, ...] = (LayerSpec("inception_4c"),)
     octaves: int = 4
     octave_scale: float = 1.4
@@ -156,6 +157,8 @@ class Settings:
     def __post_init__(self) -> None:
         for name, field in FIELDS.items():
             object.__setattr__(self, name, field.check(getattr(self, name)))
+        if not isinstance(self.model, str) or not re.fullmatch(r"[a-z0-9_]+", self.model):
+            raise SettingsError(f"model: expected a network's name like googlenet, got {self.model!r}")
         layers = tuple(spec if isinstance(spec, LayerSpec) else LayerSpec.parse(spec) for spec in self.layers)
         if not layers:
             raise SettingsError("layers: give at least one layer")

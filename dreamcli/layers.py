@@ -70,8 +70,8 @@ class LayerTable:
         return module
 
     def rows(self) -> list[tuple[str, str, int]]:
-        """(first alias or '-', module name, channels) for each layer a user picks from."""
+        """(the name users know, module name, channels) for each layer a user picks from."""
         alias_for: dict[str, str] = {}
         for alias, module in self.aliases.items():
             alias_for.setdefault(module, alias)
-        return [(alias_for.get(module, "-"), module, count) for module, count in self.channels.items()]
+        return [(alias_for.get(module, module), module, count) for module, count in self.channels.items()]

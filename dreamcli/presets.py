@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from dreamcli import models
 from dreamcli.config import Settings
 from dreamcli.errors import SettingsError
 from dreamcli.formats import IMAGE_EXTENSIONS
@@ -124,6 +125,8 @@ def load(path: Path, origin: str = "file") -> Preset:
         raise SettingsError(f"{path}: description: expected text, got {description!r}")
     try:
         Settings.from_mapping(values)
+        if "model" in values:
+            models.get(values["model"])
     except SettingsError as exc:
         raise SettingsError(f"{path}: {exc}") from None
     return Preset(path.stem, path, origin, description.strip(), values)

@@ -6,6 +6,8 @@ network or ../shared.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -17,6 +19,46 @@ from dreamcli import models
 @pytest.fixture(scope="session")
 def net():
     return models.get("googlenet").build(seed=0)
+
+
+KEYS = Path(__file__).parent / "model_keys"
+
+
+def state_in_real_layout(name: str, seed: int = 0) -> dict:
+    """Random weights for network ``name`` with exactly the keys and shapes users' files have.
+
+    The ported networks' layouts are copied from the files users have (tests/model_keys);
+    torchvision's networks use torchvision's own keys.  He-scaled, so activations keep
+    their size through the layers, as in the mechanics tests of GoogLeNet.
+    """
+    layout = KEYS / f"{name}.keys.tsv"
+    if not layout.is_file():
+        return models.get(name).build(seed=seed).state_dict()
+    gen = torch.Generator().manual_seed(seed)
+    state = {}
+    for line in layout.read_text().splitlines():
+        key, shape = line.split("\t")
+        shape = tuple(int(n) for n in shape.strip("()").split(",") if n.strip())
+        if key.endswith(".bias"):
+            state[key] = torch.zeros(shape)
+        else:
+            fan_in = max(1, int(torch.tensor(shape[1:]).prod()))
+            state[key] = torch.randn(shape, generator=gen) * (2.0 / fan_in) ** 0.5
+    return state
+
+
+@pytest.fixture(scope="session")
+def model_weights(tmp_path_factory):
+    """``model_weights(name)``: a saved file of random weights in the network's real key layout."""
+    made = {}
+
+    def weights(name: str) -> Path:
+        if name not in made:
+            made[name] = tmp_path_factory.mktemp("weights") / f"{name}.pth"
+            torch.save(state_in_real_layout(name), made[name])
+        return made[name]
+
+    return weights
 
 
 @pytest.fixture(scope="session")

@@ -61,4 +61,4 @@ def test_listing_rows_pair_each_layer_with_its_caffe_name():
     rows = {module: (alias, channels) for alias, module, channels in LAYERS.rows()}
     assert rows["inception4c.branch2.0"] == ("inception_4c/3x3_reduce", 128)
     assert rows["conv3"] == ("conv2/3x3", 192)
-    assert rows["flatten"] == ("-", 1024)
+    assert rows["flatten"] == ("flatten", 1024)  # no other name: its own

@@ -43,16 +43,17 @@ def test_at_least_eight_distinct_presets_ship():
 
 
 @pytest.mark.parametrize("name", SHIPPED)
-def test_every_shipped_preset_dreams_a_tiny_image(name, tmp_path, weights_file):
+def test_every_shipped_preset_dreams_a_tiny_image(name, tmp_path, model_weights):
     src = save_photo(tmp_path / "tiny.png", 64, 48)
-    result = cli(src, "--preset", name, "--weights", weights_file, "--seed", 3, "-q")
+    model = presets.find(name, presets.search_path([])).apply().model
+    result = cli(src, "--preset", name, "--weights", model_weights(model), "--seed", 3, "-q")
     assert result.exit_code == 0, result.output
     out = tmp_path / "tiny_dream.png"
     before = np.asarray(Image.open(src), dtype=np.float32)
     after = np.asarray(Image.open(out), dtype=np.float32)
     assert after.shape == before.shape and np.abs(after - before).mean() > 1.0
     meta = read_metadata(out)
-    assert meta["preset"] == name
+    assert meta["preset"] == name and meta["settings"]["model"] == model
     assert meta["settings"]["layers"] == [
         str(s) for s in presets.find(name, presets.search_path([])).apply().layers
     ]

@@ -1,4 +1,4 @@
-"""Shell completion of preset and layer names (bash, zsh and fish, through Click).
+"""Shell completion of preset, model and layer names (bash, zsh and fish, through Click).
 
 eval "$(_DREAM_COMPLETE=bash_source dream)"     # in ~/.bashrc
 eval "$(_DREAM_COMPLETE=zsh_source dream)"      # in ~/.zshrc
@@ -32,7 +32,13 @@ def presets(ctx: click.Context, param: click.Parameter, incomplete: str) -> list
     return [CompletionItem(name) for name in names if name.startswith(incomplete)]
 
 
+def models_(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    return [CompletionItem(name) for name in models.NETWORKS if name.startswith(incomplete)]
+
+
 def layers(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
-    table = models.get().layers
+    """The layers of the --model already typed (or the default network)."""
+    chosen = ctx.params.get("model") or models.DEFAULT
+    table = models.NETWORKS[chosen].layers if chosen in models.NETWORKS else models.get().layers
     names = [*table.aliases, *table.channels]
     return [CompletionItem(name) for name in dict.fromkeys(names) if name.startswith(incomplete)]

@@ -31,13 +31,17 @@ SAMPLE_CREDIT = "sample photo: 'coffee' by Rachel Michetti (CC0), from scikit-im
 
 def run(ctx: click.Context, opts: CliOptions) -> int:
     """Do what the flags ask; return the exit code."""
-    network = models.get()
     if opts.list_presets:
         return _list_presets()
+    if opts.list_models:
+        return _list_models()
+    chosen = _load_preset(opts.preset)
+    network = _network(opts, chosen)
     if opts.list_layers:
         return _list_layers(network)
-    chosen = _load_preset(opts.preset, network)
     typed = {name: getattr(opts, name) for name in FIELDS if _typed(ctx, name)}
+    if opts.model:
+        typed["model"] = opts.model
     settings = _merge(chosen, opts.layers, typed, network)
     if opts.show_settings:
         description = chosen.description if chosen else ""
@@ -267,23 +271,33 @@ def _view_variants(settings: Settings, opts: CliOptions, typed: dict, network) -
             network.layers.check(spec)
         return [(str(spec), dataclasses.replace(settings, layers=(spec,))) for spec in specs]
     if opts.sweep_presets:
-        return [
-            (name, _merge(_load_preset(name, network), opts.layers, typed, network))
-            for name in opts.sweep_presets.replace(",", " ").split()
-        ]
+        variants = []
+        for name in opts.sweep_presets.replace(",", " ").split():
+            variant = _merge(_load_preset(name), opts.layers, typed, network)
+            if variant.model != network.name:
+                raise SettingsError(
+                    f"--sweep-presets: preset {name} dreams with {variant.model}, the sheet with "
+                    f"{network.name}; one sheet takes one model (--model chooses it)"
+                )
+            variants.append((name, variant))
+        return variants
     return []
 
 
-def _load_preset(name: str | None, network) -> preset_files.Preset | None:
+def _load_preset(name: str | None) -> preset_files.Preset | None:
     if name is None:
         return None
-    chosen = preset_files.find(name, preset_files.search_path(user_preset_folders()))
-    for spec in chosen.apply().layers:
+    return preset_files.find(name, preset_files.search_path(user_preset_folders()))
+
+
+def _network(opts: CliOptions, chosen) -> models.Network:
+    """The --model typed, else the preset's, else the default."""
+    if opts.model:
         try:
-            network.layers.check(spec)
+            return models.get(opts.model)
         except SettingsError as exc:
-            raise SettingsError(f"{chosen.path}: layers: {exc}") from None
-    return chosen
+            raise click.BadParameter(str(exc), param_hint="--model") from None
+    return models.get(chosen.apply().model if chosen and "model" in chosen.values else models.DEFAULT)
 
 
 def _typed(ctx: click.Context, name: str) -> bool:
@@ -292,17 +306,25 @@ def _typed(ctx: click.Context, name: str) -> bool:
 
 
 def _merge(chosen, layers: tuple[LayerSpec, ...], typed: dict, network) -> Settings:
-    """defaults < preset < flags the user typed."""
-    settings = chosen.apply() if chosen else Settings(layers=(network.default_layer,))
+    """defaults (the network's default layer) < preset < flags the user typed; every layer
+    checked against the network, and the error names where it came from."""
+    base = Settings(model=network.name, layers=(network.default_layer,))
+    settings = chosen.apply(base) if chosen else base
+    if chosen and "layers" in chosen.values and not layers:
+        for spec in settings.layers:
+            try:
+                network.layers.check(spec)
+            except SettingsError as exc:
+                raise SettingsError(f"{chosen.path}: layers: {exc} (model {network.name})") from None
     typed = dict(typed)
     if layers:
         for spec in layers:
             try:
                 network.layers.check(spec)
             except SettingsError as exc:
-                raise click.BadParameter(str(exc), param_hint="--layer") from None
+                raise click.BadParameter(f"{exc} (model {network.name})", param_hint="--layer") from None
         typed["layers"] = [str(spec) for spec in layers]
-    return Settings.from_mapping(typed, base=settings)
+    return Settings.from_mapping({**typed, "model": network.name}, base=settings)
 
 
 def _list_presets() -> int:
@@ -324,10 +346,23 @@ def _list_presets() -> int:
     return EXIT_OK
 
 
+def _list_models() -> int:
+    """Each network: name, description, input, weights file and whether it is in the cache."""
+    cache = models.cache_folder()
+    for network in models.NETWORKS.values():
+        cached = "cached" if (cache / network.weights.file).is_file() else "not downloaded yet"
+        default = " (default)" if network.name == models.DEFAULT else ""
+        click.echo(f"{network.name}{default}: {network.description}")
+        click.echo(f"    input: {network.input}; default layer: {network.default_layer}")
+        click.echo(f"    weights: {network.weights.file} ({cached}), from {network.weights.url}")
+    click.echo(f"Downloads are kept in {cache}; --weights FILE takes a file you have.")
+    return EXIT_OK
+
+
 def _list_layers(network) -> int:
     click.echo(f"# {network.name}: {network.description}")
     click.echo(f"# input: {network.input}; default layer: {network.default_layer}")
-    click.echo(f"{'name':<28} {'module':<26} channels")
+    click.echo(f"{'name':<34} {'module':<34} channels")
     for alias, module, channels in network.layers.rows():
-        click.echo(f"{alias:<28} {module:<26} {channels}")
+        click.echo(f"{alias:<34} {module:<34} {channels}")
     return EXIT_OK

@@ -143,6 +143,13 @@ optgroup_dreaming = _options(
         help=LAYERS_HELP,
     ),
     flag(
+        "-m",
+        "--model",
+        section="Dreaming",
+        shell_complete=complete.models_,
+        help="The network to dream with (dream --list-models).  [default: googlenet, or the preset's]",
+    ),
+    flag(
         "-p",
         "--preset",
         section="Dreaming",
@@ -365,6 +372,9 @@ optgroup_listings = _options(
         help="List the network's layers with their channels.",
     ),
     flag(
+        "--list-models", section="Listings", is_flag=True, help="List the networks, their inputs and weights."
+    ),
+    flag(
         "--list-presets", section="Listings", is_flag=True, help="List the presets and where they come from."
     ),
     flag(
@@ -397,6 +407,7 @@ class CliOptions:
     inputs: tuple[str, ...]
     output: str | None  # kept as typed: a trailing / means a folder
     layers: tuple[LayerSpec, ...]
+    model: str | None
     preset: str | None
     # the Settings fields (config.FIELDS), each a flag
     octaves: int
@@ -441,6 +452,7 @@ class CliOptions:
     quiet: bool
     sample: bool
     list_layers: bool
+    list_models: bool
     list_presets: bool
     show_settings: bool
 

@@ -1,16 +1,19 @@
 """The model interface: what the engine and the CLI need to know about a network.
 
 A network is an entry (``Network``), not a fork of the engine: its layer table,
-what it takes as input, its default layer, its class names, where its weights
-come from, and the function that builds it.  The entry itself is torch-free;
-``build`` and the class names import their modules only when called.
+what it takes as input, its default layer and smallest input, its class names,
+where its weights come from, and the function that builds it.  The entry is
+torch-free; ``build`` (and the layer table of networks that only torchvision
+describes) import their modules when first used.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlparse
@@ -20,7 +23,7 @@ from dreamcli.errors import SettingsError
 from dreamcli.layers import LayerTable
 
 
-def _imported(path: str) -> Any:
+def imported(path: str) -> Any:
     """``"package.module:name"`` -> that object, imported now."""
     module, _, name = path.partition(":")
     return getattr(importlib.import_module(module), name)
@@ -28,7 +31,7 @@ def _imported(path: str) -> Any:
 
 @dataclass(frozen=True)
 class Weights:
-    """A downloadable state dict; the file name carries the hash prefix torch.hub checks."""
+    """A downloadable state dict; a hash prefix in the file name (``-1378be20``) is checked."""
 
     url: str
     label: str  # how the metadata names these weights, e.g. IMAGENET1K_V1
@@ -43,49 +46,67 @@ class Network:
     """One network dreamcli can dream with.
 
     ``builder`` names a function ``build(state_dict, *, seed, source) -> nn.Module``
-    whose module takes RGB in [0, 1] (its preprocessing is its first module) and
-    returns as many layers as the table lists; with ``state_dict=None`` it is
-    built with random weights from ``seed`` (what the tests use).  ``classes``
-    names a function returning the class names, in logit order.
+    whose module takes RGB in [0, 1] (its preprocessing is its first module);
+    with ``state_dict=None`` it is built with random weights from ``seed``
+    (what the tests use).  ``table`` is the layer table, or names a function
+    that makes it (for networks only torchvision describes).  ``classes`` names
+    a label list in ``dreamcli/data/classes`` (``imagenet``) for the logits of
+    module ``logits``; ``class_count`` is their number.
     """
 
-    name: str  # how the user names it (models.get)
+    name: str  # how the user names it: --model, the preset key model
     title: str  # as messages say it, e.g. GoogLeNet
     description: str
     input: str  # what the weights expect, done by the module's preprocessing
-    layers: LayerTable
+    table: LayerTable | str
     default_layer: str
+    min_input: int  # the smallest square side the whole network takes, in pixels
     weights: Weights
     builder: str
+    logits: str | None = None
     classes: str | None = None
-    logits: str | None = None  # the module whose output is the class logits
+    class_count: int = 0
+
+    @functools.cached_property
+    def layers(self) -> LayerTable:
+        return self.table if isinstance(self.table, LayerTable) else imported(self.table)()
 
     def build(self, state_dict: dict | None = None, *, seed: int = 0, source: str = "the weights"):
-        return _imported(self.builder)(state_dict, seed=seed, source=source)
+        return imported(self.builder)(state_dict, seed=seed, source=source)
 
-    def class_names(self) -> list[str]:
+    def class_names(self) -> list[str] | None:
+        """The class names in logit order, or None where dreamcli ships none."""
         if self.classes is None:
-            raise SettingsError(f"{self.name} has no classes to dream toward; pick a layer instead")
-        return list(_imported(self.classes)())
+            return None
+        text = resources.files("dreamcli.data").joinpath("classes", f"{self.classes}.txt").read_text("utf-8")
+        return text.splitlines()
 
     def class_index(self, name: str) -> int:
-        """A class by index (``543``) or name (``dumbbell``), with suggestions for typos."""
-        classes = self.class_names()
-        if name.strip().isdigit():
+        """A class by index (``543``) or name (``dumbbell``, ``amusement park``), with suggestions."""
+        if self.logits is None:
+            raise SettingsError(f"{self.name} has no classifier to dream toward; pick a layer instead")
+        count, names = self.class_count, self.class_names()
+        if name.strip().isdecimal():
             index = int(name)
-            if index < len(classes):
+            if index < count:
                 return index
+            raise SettingsError(f"class {index} does not exist; {self.name}'s classes are 0 to {count - 1}")
+        if names is None:
             raise SettingsError(
-                f"class {index} does not exist; {self.name}'s classes are 0 to {len(classes) - 1}"
+                f"dreamcli has no class names for {self.name}; give a class index 0-{count - 1}"
             )
-        lowered = [c.lower() for c in classes]
-        if name.strip().lower() in lowered:
-            return lowered.index(name.strip().lower())
-        close = difflib.get_close_matches(name.lower(), lowered, n=3)
+
+        def folded(text: str) -> str:
+            return text.strip().lower().replace("_", " ")
+
+        lowered = [folded(c) for c in names]
+        if folded(name) in lowered:
+            return lowered.index(folded(name))
+        close = difflib.get_close_matches(folded(name), lowered, n=3)
         hint = (
-            f"did you mean {', '.join(repr(classes[lowered.index(c)]) for c in close)}?"
+            f"did you mean {', '.join(repr(names[lowered.index(c)]) for c in close)}?"
             if close
-            else f"give a class index 0-{len(classes) - 1} or a class name"
+            else f"give a class index 0-{count - 1} or one of {self.name}'s class names"
         )
         raise SettingsError(f"unknown class {name!r}: {hint}")
 

@@ -3,7 +3,7 @@
 Google's 2015 notebook dreamed on the Caffe ``bvlc_googlenet`` model, so users
 know names like ``inception_4c/3x3_reduce``; torchvision calls the same module
 ``inception4c.branch2.0``.  Both work everywhere a layer is named.  The network
-itself is built in ``googlenet_net.py``.
+itself is built in ``googlenet_net.py``, without torchvision.
 """
 
 from __future__ import annotations
@@ -135,6 +135,9 @@ def _channels() -> dict[str, int]:
     return {**counts, "avgpool": last, "flatten": last, "fc": 1000}
 
 
+# The smallest square input the whole network takes (a test measures it on the real module).
+MIN_INPUT = 15
+
 CAFFE_NAMES = _caffe_names()
 MODULE_NAMES = _module_names()
 LAYERS = LayerTable(tuple(MODULE_NAMES), _channels(), CAFFE_NAMES)
@@ -142,15 +145,17 @@ LAYERS = LayerTable(tuple(MODULE_NAMES), _channels(), CAFFE_NAMES)
 GOOGLENET = Network(
     name="googlenet",
     title="GoogLeNet",
-    description="torchvision's GoogLeNet (Inception v1), ImageNet; the classic DeepDream network",
+    description="torchvision's GoogLeNet (Inception v1), ImageNet; the default",
     input="RGB scaled to [-1, 1]",
-    layers=LAYERS,
+    table=LAYERS,
     default_layer="inception_4c",
+    min_input=MIN_INPUT,
     weights=Weights(
         "https://download.pytorch.org/models/googlenet-1378be20.pth",  # torchvision's GoogLeNet_Weights
         "IMAGENET1K_V1",
     ),
     builder="dreamcli.models.googlenet_net:build",
-    classes="dreamcli.models.googlenet_net:imagenet_classes",
     logits="fc",
+    classes="imagenet",
+    class_count=1000,
 )

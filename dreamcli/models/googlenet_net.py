@@ -1,56 +1,109 @@
-"""torchvision's GoogLeNet built for dreaming: [0, 1] input, the trunk, the classifier."""
+"""torchvision's GoogLeNet (Inception v1), defined here so that a default run never imports torchvision.
+
+The modules, their names and their state-dict keys are torchvision's own
+(``torchvision.models.googlenet``), so its checkpoint ``googlenet-1378be20.pth``
+loads as it is; a test builds both and compares them.  Importing torchvision
+pulls in ``torch._dynamo`` (through ``torchvision.ops``): 2.4 s of every
+command's start-up on our 2-core CI machines (benchmarks/README.md).
+"""
 
 from __future__ import annotations
 
 from collections import OrderedDict
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from dreamcli.errors import WeightsError
-from dreamcli.models.googlenet import CLASSIFIER, TRUNK
+from dreamcli.models.googlenet import CLASSIFIER, INCEPTIONS, TRUNK
+from dreamcli.models.inputs import SignedUnit
 from dreamcli.models.weights import fit_state_dict
 
 
-class Preprocess(nn.Module):
-    """[0, 1] RGB -> the [-1, 1] input the GoogLeNet weights were trained on.
+class BasicConv2d(nn.Module):
+    """Convolution without bias, BatchNorm (eps 0.001, as torchvision), ReLU."""
 
-    torchvision's ``transform_input=True`` turns ImageNet-normalised input,
-    (x - mean) / std, back into (x - 0.5) / 0.5; composing the two gives 2x - 1.
-    """
+    def __init__(self, in_channels: int, out_channels: int, **kwargs):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, bias=False, **kwargs)
+        self.bn = nn.BatchNorm2d(out_channels, eps=0.001)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * 2.0 - 1.0
+        return F.relu(self.bn(self.conv(x)), inplace=True)
+
+
+class Inception(nn.Module):
+    """Four branches, concatenated.  torchvision's "5x5" branch uses a 3x3 kernel (its port's quirk)."""
+
+    def __init__(self, given: int, b1: int, b2_reduce: int, b2: int, b3_reduce: int, b3: int, b4: int):
+        super().__init__()
+        self.branch1 = BasicConv2d(given, b1, kernel_size=1)
+        self.branch2 = nn.Sequential(
+            BasicConv2d(given, b2_reduce, kernel_size=1), BasicConv2d(b2_reduce, b2, kernel_size=3, padding=1)
+        )
+        self.branch3 = nn.Sequential(
+            BasicConv2d(given, b3_reduce, kernel_size=1), BasicConv2d(b3_reduce, b3, kernel_size=3, padding=1)
+        )
+        self.branch4 = nn.Sequential(
+            nn.MaxPool2d(kernel_size=3, stride=1, padding=1, ceil_mode=True),
+            BasicConv2d(given, b4, kernel_size=1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
+
+
+def _trunk() -> OrderedDict:
+    """The trunk's modules in forward order, made in torchvision's order (so a seed gives its weights)."""
+    stem = {
+        "conv1": lambda: BasicConv2d(3, 64, kernel_size=7, stride=2, padding=3),
+        "maxpool1": lambda: nn.MaxPool2d(3, stride=2, ceil_mode=True),
+        "conv2": lambda: BasicConv2d(64, 64, kernel_size=1),
+        "conv3": lambda: BasicConv2d(64, 192, kernel_size=3, padding=1),
+        "maxpool2": lambda: nn.MaxPool2d(3, stride=2, ceil_mode=True),
+        "maxpool3": lambda: nn.MaxPool2d(3, stride=2, ceil_mode=True),
+        "maxpool4": lambda: nn.MaxPool2d(2, stride=2, ceil_mode=True),
+    }
+    return OrderedDict(
+        (name, stem[name]() if name in stem else Inception(*INCEPTIONS[name])) for name in TRUNK
+    )
 
 
 def build(state_dict: dict | None = None, *, seed: int = 0, source: str = "the weights") -> nn.Sequential:
-    """torchvision's GoogLeNet as a Sequential of [0, 1] preprocessing + its trunk + classifier.
+    """GoogLeNet as a Sequential of [0, 1] preprocessing, the trunk and the classifier.
 
     With ``state_dict=None`` the weights are random (from ``seed``), which is
     what the tests use; the mechanics are the same, the look is not.
     """
-    from torchvision.models import googlenet
-
     if state_dict is None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            net = googlenet(weights=None, aux_logits=False, transform_input=True, init_weights=False)
-            _he_init(net)
+            trunk, fc = _trunk(), nn.Linear(1024, 1000)
+            _he_init(trunk.values())
     else:
         # Built on the meta device and then given the loaded tensors: no time spent
         # initialising 6.6M weights that are about to be replaced.
         with torch.device("meta"):
-            net = googlenet(weights=None, aux_logits=False, transform_input=True, init_weights=False)
+            trunk, fc = _trunk(), nn.Linear(1024, 1000)
+        holder = nn.Module()
+        for name, module in [*trunk.items(), ("fc", fc)]:
+            holder.add_module(name, module)
         # The auxiliary classifiers are for training only; checkpoints may or may not have them.
         # Dreaming never reaches the classifier, so a trunk-only file is fine too.
         fit_state_dict(
-            net, state_dict, source, "torchvision's GoogLeNet", ignored=("aux1.", "aux2."), optional=("fc.",)
+            holder,
+            state_dict,
+            source,
+            "torchvision's GoogLeNet",
+            ignored=("aux1.", "aux2."),
+            optional=("fc.",),
         )
-    layers = OrderedDict([("preprocess", Preprocess())])
-    layers.update((name, getattr(net, name)) for name in TRUNK)
-    has_fc = state_dict is None or "fc.weight" in state_dict
-    fc = net.fc if has_fc else MissingClassifier()
-    layers.update(zip(CLASSIFIER, (net.avgpool, nn.Flatten(1), fc), strict=True))
+        if "fc.weight" not in state_dict:
+            fc = MissingClassifier()
+    layers = OrderedDict([("preprocess", SignedUnit())])
+    layers.update(trunk)
+    layers.update(zip(CLASSIFIER, (nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(1), fc), strict=True))
     return nn.Sequential(layers).eval().requires_grad_(False)
 
 
@@ -64,17 +117,11 @@ class MissingClassifier(nn.Module):
         )
 
 
-def _he_init(net: nn.Module) -> None:
+def _he_init(modules) -> None:
     # He et al. 2015 ("Delving deep into rectifiers") keeps the activations' scale
     # through ReLU layers; torchvision's own init (std 0.01) shrinks them ~1e-17
     # by inception_4c, too close to float noise for tests of the mechanics.
-    for module in net.modules():
-        if isinstance(module, nn.Conv2d):
-            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-
-
-def imagenet_classes() -> list[str]:
-    """The 1000 ImageNet class names, from torchvision's weight metadata (no download)."""
-    from torchvision.models import GoogLeNet_Weights
-
-    return list(GoogLeNet_Weights.IMAGENET1K_V1.meta["categories"])
+    for block in modules:
+        for module in block.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
