@@ -3,6 +3,7 @@
     python benchmarks/bench.py                 # CPU or the first GPU, a few minutes
     python benchmarks/bench.py --device cpu --quick
     python benchmarks/bench.py --device cuda --only 3840 --only 7680   # some rows
+    python benchmarks/bench.py --device cpu --models   # one row per network, 512x512
 
 Per configuration it prints the dream-loop seconds (median of several runs;
 model load and image I/O excluded), the whole `dream` command's seconds,
@@ -48,11 +49,14 @@ def worker(args) -> None:
 
     device = select_device(args.device)
     choose_kernels(device, reproducible=False)
-    net = models.get().build()
+    network = models.get(args.model)
+    net = network.build()
     net = net.to(device) if args.variant == "eager" else prepare_for_dreaming(net, device)
     height, width = args.height, args.width
     images = torch.rand(args.batch, 3, height, width, generator=torch.Generator().manual_seed(0)).to(device)
-    settings = Settings(**{**CLASSIC, "iterations": args.iterations})
+    # The classic run, at each network's default layer (inception_4c for GoogLeNet).
+    layer = network.layers.resolve(network.default_layer)
+    settings = Settings(**{**CLASSIC, "iterations": args.iterations, "layers": [layer]})
     if args.memory_gib and device.type == "cuda":
         total = torch.cuda.get_device_properties(device).total_memory
         torch.cuda.set_per_process_memory_fraction(
@@ -111,6 +115,7 @@ def run_worker(
     warmup=True,
     memory_gib=None,
     tile_size=None,
+    model="googlenet",
 ) -> dict:
     cmd = [
         sys.executable,
@@ -130,6 +135,8 @@ def run_worker(
         str(batch),
         "--repeats",
         str(repeats),
+        "--model",
+        model,
     ]
     cmd += [] if warmup else ["--no-warmup"]
     cmd += ["--memory-gib", str(memory_gib)] if memory_gib else []
@@ -182,7 +189,9 @@ def main() -> None:
     parser.add_argument(
         "--only", action="append", metavar="TEXT", help="run only configurations whose label holds TEXT"
     )
+    parser.add_argument("--models", action="store_true", help="one row per network (512x512, fp32)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--model", default="googlenet", help=argparse.SUPPRESS)
     parser.add_argument("--variant", default="prepared", help=argparse.SUPPRESS)
     parser.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
     parser.add_argument("--height", type=int, default=768, help=argparse.SUPPRESS)
@@ -237,6 +246,12 @@ def main() -> None:
             ("1024x768", "prepared", "bf16", 768, 1024, 1, 3, None),
             ("8 x 512x512", "prepared", "fp32", 512, 512, 8, 1, None),
         ]
+    if args.models:
+        from dreamcli import models
+
+        variant = "graphs" if gpu else "prepared"
+        precision = "bf16" if gpu else "fp32"
+        configs = [(name, variant, precision, 512, 512, 1, 3, None) for name in models.NETWORKS]
     whole_variant = "graphs" if gpu else "prepared"  # what the CLI runs
     if args.only:
         configs = [c for c in configs if any(text in c[0] for text in args.only)]
@@ -249,13 +264,16 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for label, variant, precision, height, width, batch, repeats, cap in configs:
-            result = run_worker(args.device, variant, precision, height, width, batch, repeats, True, cap)
+            model = label if args.models else "googlenet"
+            result = run_worker(
+                args.device, variant, precision, height, width, batch, repeats, True, cap, model=model
+            )
             if "error" in result:
                 error = result["error"]
                 print(f"| {label} | {variant} | {precision} | error: {error} | | | | | |", flush=True)
                 continue
             whole = ""
-            if batch == 1 and variant == whole_variant and not cap:
+            if batch == 1 and variant == whole_variant and not cap and not args.models:
                 whole = f"{whole_command(args.device, precision, height, width, Path(tmp)):.2f}"
             print(
                 f"| {label} | {variant} | {precision} | {result['loop_s']:.3f} | "

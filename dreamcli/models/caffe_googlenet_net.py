@@ -23,11 +23,12 @@ from dreamcli.models.caffe_googlenet import (
     POOL_AFTER,
 )
 from dreamcli.models.inputs import MeanSubtracted
+from dreamcli.models.lrn import LocalResponseNorm
 from dreamcli.models.weights import fit_state_dict
 
-# Caffe's LRN (pool1/norm1, conv2/norm2): local_size 5, alpha 1e-4, beta 0.75, k 1.
-# PyTorch's LocalResponseNorm divides alpha by the size, as Caffe does.
-LRN = {"size": 5, "alpha": 1e-4, "beta": 0.75, "k": 1.0}
+# Caffe's LRN (pool1/norm1, conv2/norm2): local_size 5, alpha 1e-4, beta 0.75, k 1;
+# Caffe divides alpha by the size.
+LRN = {"size": 5, "scale": 1e-4 / 5, "beta": 0.75, "k": 1.0}
 
 
 class AuxPool(nn.Module):
@@ -48,10 +49,10 @@ class CaffeGoogLeNet(nn.Module):
         self.preprocess = MeanSubtracted(mean, bgr=True)
         self._conv("conv1_7x7_s2", "conv1_relu_7x7", 3, 64, 7, stride=2, padding=3)
         self.pool1_3x3_s2 = nn.MaxPool2d(3, 2, ceil_mode=True)
-        self.pool1_norm1 = nn.LocalResponseNorm(**LRN)
+        self.pool1_norm1 = LocalResponseNorm(**LRN)
         self._conv("conv2_3x3_reduce", "conv2_relu_3x3_reduce", 64, 64, 1)
         self._conv("conv2_3x3", "conv2_relu_3x3", 64, 192, 3, padding=1)
-        self.conv2_norm2 = nn.LocalResponseNorm(**LRN)
+        self.conv2_norm2 = LocalResponseNorm(**LRN)
         self.pool2_3x3_s2 = nn.MaxPool2d(3, 2, ceil_mode=True)
         for block, (given, b1, b2r, b2, b3r, b3, b4) in INCEPTIONS.items():
             self._conv(f"{block}_1x1", f"{block}_relu_1x1", given, b1, 1)

@@ -17,6 +17,7 @@ from torch import nn
 
 from dreamcli.models.inception5h import CLASSES, CONVS, MIXED, POOL_AFTER
 from dreamcli.models.inputs import MeanSubtracted
+from dreamcli.models.lrn import LocalResponseNorm
 from dreamcli.models.weights import fit_state_dict
 
 # The tutorial's imagenet_mean, one value for all three channels.
@@ -45,19 +46,10 @@ class SameMaxPool(nn.MaxPool2d):
         return super().forward(pad_same(x, 3, 2, float("-inf")))
 
 
-class TFLocalResponseNorm(nn.Module):
-    """tf.nn.local_response_normalization: x / (bias + alpha * sum of squares)^beta over 2r+1 channels.
-
-    TensorFlow does not divide alpha by the window, PyTorch does: alpha is scaled
-    to match.  The graph's values: depth_radius 4, alpha 1e-4, beta 0.5, bias 1.
-    """
-
-    def __init__(self, radius: int = 4, alpha: float = 1e-4, beta: float = 0.5, bias: float = 1.0):
-        super().__init__()
-        self.size, self.alpha, self.beta, self.bias = 2 * radius + 1, alpha, beta, bias
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.local_response_norm(x, self.size, self.alpha * self.size, self.beta, self.bias)
+def tf_local_response_norm() -> LocalResponseNorm:
+    """tf.nn.local_response_normalization with the graph's values: depth_radius 4 (9 channels),
+    alpha 1e-4 on the plain sum of squares (TensorFlow does not divide it), beta 0.5, bias 1."""
+    return LocalResponseNorm(size=9, scale=1e-4, beta=0.5, k=1.0)
 
 
 class Inception5h(nn.Module):
@@ -67,10 +59,10 @@ class Inception5h(nn.Module):
         self.conv2d0_pre_relu_conv = nn.Conv2d(3, 64, 7, stride=2)  # padded SAME in forward
         self.conv2d0 = nn.ReLU()
         self.maxpool0 = SameMaxPool()
-        self.localresponsenorm0 = TFLocalResponseNorm()
+        self.localresponsenorm0 = tf_local_response_norm()
         self._conv("conv2d1", 64, 64, 1)
         self._conv("conv2d2", 64, 192, 3)
-        self.localresponsenorm1 = TFLocalResponseNorm()
+        self.localresponsenorm1 = tf_local_response_norm()
         self.maxpool1 = SameMaxPool()
         for block, (given, b1, b2r, b2, b3r, b3, b4) in MIXED.items():
             shapes = (
