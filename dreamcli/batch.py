@@ -18,7 +18,7 @@ import torch
 
 from dreamcli.config import Settings
 from dreamcli.dream import dream
-from dreamcli.errors import EXIT_INTERRUPTED, DreamError
+from dreamcli.errors import EXIT_INTERRUPTED, DreamError, ImageError, describe
 from dreamcli.events import FileDone, FileStarted, Note, Report, Summary, ignore
 from dreamcli.imageio import Picture, read_image, remove_stale_parts, write_image
 from dreamcli.models import Loaded
@@ -72,6 +72,7 @@ class Batch:
                 self._run_jobs(todo, reader, writer, writes, summary)
             except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (errors.Terminated)
                 summary.interrupted = getattr(exc, "exit_code", EXIT_INTERRUPTED)
+                reader.shutdown(wait=False, cancel_futures=True)  # no more read-ahead for nothing
             except _Stopped as stop:
                 self._drain(writes, summary, wait=True)
                 finished = {result.source for result in summary.results}
@@ -80,6 +81,7 @@ class Batch:
                         self._finish(summary, _done(job, "failed", error=f"not dreamed: {stop}"))
             finally:
                 # Let a write in progress finish: it is atomic, and dropping it would lose work.
+                self._stopped = True  # and from here no failed write stops anything
                 self._drain(writes, summary, wait=True)
         return summary
 
@@ -120,7 +122,7 @@ class Batch:
                 yield job, None, str(exc), started
                 continue
             except Exception as exc:  # read_image converts what it knows; nothing else may escape either
-                yield job, None, f"cannot read {job.source}: {_what(exc)}", started
+                yield job, None, f"cannot read {job.source}: {describe(exc)}", started
                 continue
             for note in picture.notes:
                 self.report(Note(note))
@@ -146,7 +148,7 @@ class Batch:
             )
         except Exception as exc:  # DreamError says what to do; anything else still fails these files alone
             self._drain(writes, summary, wait=True)
-            error = str(exc) if isinstance(exc, DreamError) else f"dreaming failed: {_what(exc)}"
+            error = str(exc) if isinstance(exc, DreamError) else f"dreaming failed: {describe(exc)}"
             for job, _, started in group:
                 self._finish(summary, _done(job, "failed", started, error))
             return end
@@ -156,7 +158,7 @@ class Batch:
             except OSError as exc:
                 self._drain(writes, summary, wait=True)
                 error = f"cannot create {job.output.parent}: {exc.strerror or exc}"
-                self._finish(summary, _done(job, "failed", started, error), write=True)
+                self._finish(summary, _done(job, "failed", started, error), storage=True)
                 continue
             meta = dict(self.metadata, settings=settings.to_dict(), input=job.source.name)
             self._drain(writes, summary, wait=False)
@@ -178,7 +180,7 @@ class Batch:
     def _drain(self, writes: list, summary: Summary, wait: bool) -> None:
         """Report finished writes, oldest first; with ``wait``, all of them."""
         while writes and (wait or writes[0][0].done()):
-            self._finish(summary, self._write_result(*writes.pop(0)), write=True)
+            self._finish(summary, *self._write_result(*writes.pop(0)))
 
     def _settings_for(self, job: Job) -> Settings:
         if self.settings.seed is not None:
@@ -186,22 +188,24 @@ class Batch:
         # Record the seed actually used, so the picture's metadata reproduces it.
         return Settings.from_mapping({"seed": random.randrange(2**32)}, base=self.settings)
 
-    def _write_result(self, future: Future, job: Job, started: float) -> FileDone:
+    def _write_result(self, future: Future, job: Job, started: float) -> tuple[FileDone, bool]:
+        """How the write ended, and whether the storage refused it (full disk, read-only folder)."""
         try:
             future.result()
         except DreamError as exc:
-            return _done(job, "failed", started, str(exc))
+            return _done(job, "failed", started, str(exc)), isinstance(exc, ImageError) and exc.storage
         except KeyboardInterrupt:
-            return _done(job, "failed", started, "interrupted")
+            return _done(job, "failed", started, "interrupted"), False
         except Exception as exc:  # an encoder's own error: this file fails, the batch goes on
-            return _done(job, "failed", started, f"cannot write {job.output}: {_what(exc)}")
-        return _done(job, "done", started)
+            return _done(job, "failed", started, f"cannot write {job.output}: {describe(exc)}"), False
+        return _done(job, "done", started), False
 
-    def _finish(self, summary: Summary, result: FileDone, write: bool = False) -> None:
+    def _finish(self, summary: Summary, result: FileDone, storage: bool | None = None) -> None:
+        """Count and report ``result``; ``storage`` says whether a write failed for its storage's sake."""
         summary.add(result)
         self.report(result)
-        if write:
-            self._failed_writes = self._failed_writes + 1 if result.status == "failed" else 0
+        if storage is not None:  # a write: three refused by the storage in a row stop the batch
+            self._failed_writes = self._failed_writes + 1 if storage else 0
             if self._failed_writes >= WRITE_FAILURES_TO_STOP and not self._stopped:
                 self._stopped = True  # said once; the writes still in flight finish as they may
                 raise _Stopped(
@@ -214,9 +218,3 @@ def _done(job: Job, status: str, started: float | None = None, error: str | None
     """How ``job`` ended; ``started`` (a perf_counter time) gives its seconds."""
     seconds = time.perf_counter() - started if started is not None else 0.0
     return FileDone(job.source, job.output, status, seconds, error)
-
-
-def _what(exc: BaseException) -> str:
-    """An unexpected error as one line: its type and the first line of its message."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

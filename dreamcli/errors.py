@@ -27,7 +27,15 @@ class SettingsError(DreamError):
 
 
 class ImageError(DreamError):
-    """An input image cannot be read, or an output image cannot be written."""
+    """An input image cannot be read, or an output image cannot be written.
+
+    ``storage`` is True when the output's disk or folder refused the write (full,
+    read-only, no permission): a batch stops after a few of those in a row.
+    """
+
+    def __init__(self, message: str, storage: bool = False):
+        super().__init__(message)
+        self.storage = storage
 
 
 class WeightsError(DreamError):
@@ -42,3 +50,9 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM arrived: stop as for Ctrl-C (a KeyboardInterrupt), but exit with 143."""
 
     exit_code = EXIT_TERMINATED
+
+
+def describe(exc: BaseException) -> str:
+    """An unexpected error as one line: its type and the first line of its message."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

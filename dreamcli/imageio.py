@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from dreamcli.errors import DreamError, ImageError
+from dreamcli.errors import DreamError, ImageError, describe
 from dreamcli.formats import KEEPS_ALPHA, output_format
 from dreamcli.metadata import read_metadata, save_options
 
@@ -82,7 +82,9 @@ def read_image(path: str | Path, max_size: int | None = None) -> Picture:
         except MemoryError:
             raise ImageError(f"cannot read {path}: it is too large to decode in the memory free") from None
         except Exception as exc:  # truncated multi-frame files raise IndexError, struct.error, TypeError...
-            raise ImageError(f"cannot read {path}: the file is damaged or truncated ({_what(exc)})") from None
+            raise ImageError(
+                f"cannot read {path}: the file is damaged or truncated ({describe(exc)})"
+            ) from None
     notes += [f"{path.name}: {warning.message}" for warning in caught]
     rgb_t = torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
     alpha_t = torch.from_numpy(alpha)[None] if alpha is not None else None
@@ -106,11 +108,6 @@ def _decode(path: Path, max_size: int | None) -> tuple[np.ndarray, np.ndarray | 
         img = ImageOps.exif_transpose(img)
         rgb, alpha = _to_arrays(img)
     return rgb, alpha, notes
-
-
-def _what(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _check_regular(path: Path) -> None:
@@ -244,9 +241,15 @@ def write_pil(path: str | Path, image: Image.Image, metadata: dict[str, Any] | N
 # Encoders' size limits (libwebp: 16383; JPEG: 65535).
 MAX_SIDE = {"WEBP": 16383, "JPEG": 65535}
 # Temporaries are named .NAME.<pid>@<host>.XXXXXXXX.part, so that a later run can tell one
-# left by a killed process on this machine from one that another run is writing now.
-_HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:32] or "host"
-_PART = re.compile(r"^\..+\.(?P<pid>\d+)@(?P<host>[A-Za-z0-9_-]+)\.[^.]+\.part$")
+# left by a killed process on this machine from one that another run is writing now.  Only
+# names of this shape (NAME ending in a picture's or a video's extension) are ever removed.
+_HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:16] or "host"
+_OUTPUTS = r"\.(?:png|jpe?g|webp|tiff?|gif|mp4)"
+_PART = re.compile(rf"^\..+{_OUTPUTS}\.(?P<pid>\d+)@(?P<host>[A-Za-z0-9_-]+)\.[a-z0-9_]{{8}}\.part$", re.I)
+_OLD_PART = re.compile(rf"^\..+{_OUTPUTS}\.[a-z0-9_]{{8}}\.part$", re.I)  # dreamcli before the pid was in it
+# A temporary whose process is gone is left this long still: another container with the
+# same host name (and its own process numbers) may be writing it.
+PART_GRACE_S = 600.0
 
 
 def atomic_write(path: str | Path, write: Callable[[Any], None], suffix: str = ".part") -> None:
@@ -258,13 +261,15 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], suffix: str = "
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     try:
+        # The name is cut so that the temporary stays within a file name's 255 bytes.
+        prefix = f".{path.name[:160]}.{os.getpid()}@{_HOST}."
         handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below, renamed or removed
-            dir=folder, prefix=f".{path.name}.{os.getpid()}@{_HOST}.", suffix=suffix, delete=False
+            dir=folder, prefix=prefix, suffix=suffix, delete=False
         )
     except FileNotFoundError:
-        raise ImageError(f"cannot write {path}: the folder {folder} does not exist") from None
+        raise ImageError(f"cannot write {path}: the folder {folder} does not exist", storage=True) from None
     except OSError as exc:
-        raise ImageError(f"cannot write {path}: {exc.strerror or exc} in {folder}") from None
+        raise ImageError(f"cannot write {path}: {exc.strerror or exc} in {folder}", storage=True) from None
     temp = Path(handle.name)
     try:
         with handle:
@@ -277,29 +282,33 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], suffix: str = "
         with contextlib.suppress(OSError):
             temp.unlink()
         if isinstance(exc, OSError):
-            raise ImageError(f"cannot write {path}: {exc.strerror or exc}") from None
+            raise ImageError(f"cannot write {path}: {exc.strerror or exc}", storage=True) from None
         if isinstance(exc, Exception) and not isinstance(exc, DreamError):
-            raise ImageError(f"cannot write {path}: the encoder failed ({_what(exc)})") from None
+            raise ImageError(f"cannot write {path}: the encoder failed ({describe(exc)})") from None
         raise
 
 
 def remove_stale_parts(folder: Path, max_age: float = 86400.0) -> None:
-    """Delete temporaries that killed runs left in ``folder``.
+    """Delete the temporaries that killed dreamcli runs left in ``folder``.
 
-    One of this machine's whose process is gone is stale at once; any other
-    (another machine's, or an older dreamcli's) once it is ``max_age`` seconds old.
+    Only names of dreamcli's shape are considered.  One of this machine's whose
+    process is gone is stale after ``PART_GRACE_S``; another machine's, or an
+    older dreamcli's, once it is ``max_age`` seconds old.
     """
     try:
         entries = [e for e in os.scandir(folder) if e.name.startswith(".") and e.name.endswith(".part")]
     except OSError:
         return  # no folder yet (or unreadable): nothing of ours to clean
     for entry in entries:
-        match = _PART.match(entry.name)
+        ours, old = _PART.match(entry.name), _OLD_PART.match(entry.name)
+        if not (ours or old):
+            continue  # not a name dreamcli makes: a user's own file
         try:
-            if match and match["host"] == _HOST:
-                stale = not _alive(int(match["pid"]))
+            age = time.time() - entry.stat(follow_symlinks=False).st_mtime
+            if ours and ours["host"] == _HOST:
+                stale = age > PART_GRACE_S and not _alive(int(ours["pid"]))
             else:
-                stale = time.time() - entry.stat(follow_symlinks=False).st_mtime > max_age
+                stale = age > max_age
             if stale:
                 os.unlink(entry.path)
         except OSError:

@@ -52,7 +52,7 @@ def read_metadata(path: str | Path) -> dict[str, Any] | None:
         data = json.loads(text) if text else None
     except json.JSONDecodeError:
         return None
-    return data if isinstance(data, dict) and "settings" in data else None
+    return data if isinstance(data, dict) and isinstance(data.get("settings"), dict) else None
 
 
 def is_dream(path: str | Path) -> bool:

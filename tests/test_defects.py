@@ -344,7 +344,7 @@ def test_sigterm_stops_like_ctrl_c_with_exit_143(tmp_path, weights_file):
 
 @POSIX
 def test_json_into_head_keeps_the_run_and_its_exit_code(tmp_path, weights_file):
-    folder = photos(tmp_path / "in", "a.png", "b.png", "c.png", "d.png")
+    folder = photos(tmp_path / "in", *[f"p{i}.png" for i in range(8)])
     proc = dream_process(
         folder,
         "-o",
@@ -355,51 +355,80 @@ def test_json_into_head_keeps_the_run_and_its_exit_code(tmp_path, weights_file):
         *TINY,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        # Buffered, as in a user's shell: each JSON line must be flushed as it is made.
+        env={k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"},
     )
     first = proc.stdout.readline()
+    assert proc.poll() is None  # the line came as soon as its file was done, not at exit
     proc.stdout.close()  # what head -1 does after its line
     err = proc.stderr.read()
     proc.wait(timeout=120)
     assert json.loads(first)["status"] == "done"
     assert proc.returncode == 0, err
     assert "Traceback" not in err and "Exception ignored" not in err
-    assert len(os.listdir(tmp_path / "out")) == 4
+    assert len(os.listdir(tmp_path / "out")) == 8
 
 
 def test_a_full_disk_stops_the_batch_after_a_few_failed_writes(run, tmp_path, monkeypatch):
+    import errno
+
     import dreamcli.batch
-    from dreamcli.errors import ImageError
+    import dreamcli.imageio
 
     dreamt = []
     real_dream = dreamcli.batch.dream
     monkeypatch.setattr(dreamcli.batch, "dream", lambda *a, **k: dreamt.append(1) or real_dream(*a, **k))
 
-    def disk_full(path, *args):
-        raise ImageError(f"cannot write {path}: No space left on device")
+    def disk_full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(dreamcli.batch, "write_image", disk_full)
+    monkeypatch.setattr(dreamcli.imageio.os, "replace", disk_full)
     folder = photos(tmp_path / "in", *[f"p{i}.png" for i in range(8)])
     result = run(folder, "-o", tmp_path / "out", "--json")
-    assert result.exit_code == 1
+    assert result.exit_code == 1 and "Traceback" not in result.output
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(records) == 8 and all(r["status"] == "failed" for r in records)
     assert len(dreamt) <= 4  # not every remaining image dreamed for nothing
     assert "not dreamed: the batch stopped after 3 writes in a row failed" in records[-1]["error"]
+    # Three files on a full disk, the third failure found only at the end: no traceback either.
+    small = photos(tmp_path / "three", "a.png", "b.png", "c.png")
+    again = run(small, "-o", tmp_path / "out3", "--json")
+    assert again.exit_code == 1 and "Traceback" not in again.output and len(again.stdout.splitlines()) == 3
+
+
+def test_encoder_limits_in_a_row_do_not_stop_a_batch(run, tmp_path, monkeypatch):
+    import dreamcli.batch
+    from dreamcli.errors import ImageError
+
+    def too_wide(path, *args):
+        raise ImageError(f"cannot write {path}: WEBP pictures are at most 16383 px a side")
+
+    monkeypatch.setattr(dreamcli.batch, "write_image", too_wide)
+    result = run(photos(tmp_path / "in", *[f"p{i}.png" for i in range(5)]), "-o", tmp_path / "out", "--json")
+    errors = [json.loads(line)["error"] for line in result.stdout.splitlines()]
+    assert len(errors) == 5 and all("16383" in e for e in errors)  # each file tried, none 'not dreamed'
 
 
 @POSIX
 def test_stale_part_files_of_killed_runs_are_removed(run, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    host = "".join(c if c.isalnum() or c in "_-" else "_" for c in socket.gethostname())[:32]
-    dead = out / f".a_dream.png.{2**22 + 12345}@{host}.abcd1234.part"  # no such pid
-    alive = out / f".a_dream.png.{os.getppid()}@{host}.efgh5678.part"  # a live process writes it
-    old = out / ".b_dream.png.xyz.part"  # an older dreamcli's, days old
-    for path in (dead, alive, old):
-        path.write_bytes(b"half an image")
-    os.utime(old, (time.time() - 3 * 86400,) * 2)
+    host = "".join(c if c.isalnum() or c in "_-" else "_" for c in socket.gethostname())[:16]
+    hour_ago, days_ago = time.time() - 3600, time.time() - 3 * 86400
+    files = {
+        "dead": (f".a_dream.png.{2**22 + 12345}@{host}.abcd1234.part", hour_ago),  # no such pid
+        "just killed": (f".c_dream.png.{2**22 + 12346}@{host}.abcd1235.part", time.time()),  # maybe a
+        # container's live run with the same host name: left for PART_GRACE_S
+        "alive": (f".d_dream.png.{os.getppid()}@{host}.efgh5678.part", hour_ago),  # a live process writes it
+        "old": (".b_dream.png.xyz12345.part", days_ago),  # an older dreamcli's, days old
+        "user's": (".thesis-draft.part", days_ago),  # not a name dreamcli makes: never touched
+    }
+    for name, mtime in files.values():
+        (out / name).write_bytes(b"half an image")
+        os.utime(out / name, (mtime, mtime))
     assert run(photos(tmp_path / "in", "a.png"), "-o", out).exit_code == 0
-    assert sorted(os.listdir(out)) == [alive.name, "a_dream.png"]
+    kept = {files[k][0] for k in ("just killed", "alive", "user's")}
+    assert set(os.listdir(out)) == kept | {"a_dream.png"}
 
 
 def test_an_output_another_process_wrote_meanwhile_is_kept(run, tmp_path, monkeypatch):
@@ -544,3 +573,13 @@ def test_a_text_file_as_weights_says_what_it_is(tmp_path, photo):
     result = cli_invoker(tmp_path / "notes.pth")(photo)
     (line,) = errors(result)
     assert "notes.pth cannot be loaded safely (" in line and ": " in line.split("safely (", 1)[1]
+
+
+def test_a_picture_with_broken_settings_is_no_preset(weights_file, tmp_path):
+    photo = save_photo(tmp_path / "p.png", 40, 32)
+    odd = Image.new("RGB", (8, 8))
+    info = __import__("PIL.PngImagePlugin", fromlist=["PngInfo"]).PngInfo()
+    info.add_text("dreamcli", json.dumps({"settings": 5}))
+    odd.save(tmp_path / "odd.png", pnginfo=info)
+    result = cli_invoker(weights_file)(photo, "--preset", tmp_path / "odd.png")
+    assert result.exit_code == 2 and "holds no dreamcli settings" in result.output

@@ -327,3 +327,29 @@ def test_a_preset_may_name_a_model_and_flags_override_it(tmp_path):
     assert result.exit_code == 2 and "bad.yaml: unknown model 'vgg161': did you mean vgg16" in result.output
     with pytest.raises(WeightsError):
         load(models.get("vgg16"), weights=tmp_path / "missing.pth")
+
+
+def test_review_fixes_of_the_networks(net):
+    from dreamcli.models.lrn import LocalResponseNorm
+
+    # fp16: the Caffe nets' 0-255 inputs square past fp16's range; the LRN works in float32.
+    x = torch.full((1, 8, 4, 4), 300.0)
+    with torch.autocast("cpu", torch.float16):
+        assert torch.isfinite(LocalResponseNorm(5, 1e-4 / 5, 0.75, 1.0)(x.half())).all()
+    # Exact class names first: "cardigan" is the sweater, "Cardigan" the corgi.
+    googlenet = models.get("googlenet")
+    assert googlenet.class_index("cardigan") == 474 and googlenet.class_index("Cardigan") == 264
+    # A captured conv output is not rewritten by a ReLU that runs in place after it.
+    image = torch.rand(1, 3, 96, 96)
+    with LayerCapture(net, ["inception4c.branch1.conv"]) as alone:
+        first = alone(image)["inception4c.branch1.conv"].clone()
+    with LayerCapture(net, ["inception4c.branch1.conv", "inception4d"]) as both:
+        second = both(image)["inception4c.branch1.conv"]
+    assert float(first.min()) < 0 and torch.equal(first, second)
+
+
+def test_a_sheet_of_presets_takes_one_model(weights_file, tmp_path):
+    photo = save_photo(tmp_path / "p.png", 64, 48)
+    result = run(photo, "--sweep-presets", "classic,classic-caffe", "--weights", weights_file)
+    assert result.exit_code == 2
+    assert "preset classic-caffe dreams with bvlc_googlenet, the sheet with googlenet" in result.output

@@ -16,6 +16,7 @@ import threading
 import click
 
 from dreamcli.cli import modes
+from dreamcli.cli.display import quiet_stdout
 from dreamcli.cli.options import SECTIONS, CliOptions, all_options
 from dreamcli.errors import EXIT_INTERRUPTED, DreamError, Terminated
 
@@ -34,6 +35,9 @@ class DreamCommand(click.Command):
         except click.Abort:
             click.echo("Interrupted.", err=True)
             sys.exit(EXIT_INTERRUPTED)
+        except BrokenPipeError:  # e.g. dream --list-models | head: the reader has what it wanted
+            quiet_stdout()
+            sys.exit(0)
         sys.exit(code if isinstance(code, int) else 0)
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -99,7 +103,7 @@ def _sigterm_as_interrupt():
 )
 @click.pass_context
 def main(ctx: click.Context, **options):
-    """Dream on images with GoogLeNet, the classic 2015 DeepDream.
+    """Dream on images: the 2015 DeepDream, on GoogLeNet or another --model.
 
     INPUT is an image file, a folder of images, or - to read paths from
     standard input. Examples:

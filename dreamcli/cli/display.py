@@ -6,6 +6,7 @@ lines go to stdout; ``-q`` leaves only errors.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -16,6 +17,13 @@ import click
 from dreamcli.errors import EXIT_FAILED, EXIT_OK
 from dreamcli.events import Event, FileDone, FileStarted, FrameDone, Note, Step, Summary
 from dreamcli.formats import shown
+
+
+def quiet_stdout() -> None:
+    """Point stdout at /dev/null (Python's docs' recipe for a reader that went away), so that
+    the flush at exit does not fail; a test's buffer has no file descriptor to point."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def skipped(output: Path) -> str:
@@ -110,6 +118,8 @@ class Display:
                 click.echo(text, err=err)
             else:
                 tqdm.write(text, file=sys.stderr if err else sys.stdout)
+            if not err:
+                sys.stdout.flush()  # a JSON line reaches the reader now, not at exit
         except BrokenPipeError:
             if err:
                 raise
@@ -118,11 +128,7 @@ class Display:
     def _close_stdout(self) -> None:
         """``dream ... --json | head``: head has gone; keep dreaming, stop printing JSON."""
         self.stdout_closed = True
-        try:  # Python's docs' recipe: point stdout at /dev/null, so the flush at exit does not fail
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-        except (OSError, ValueError, AttributeError):
-            pass  # not a real file (a test's buffer): nothing will flush it
+        quiet_stdout()
 
     def __enter__(self) -> Display:
         return self

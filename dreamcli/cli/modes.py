@@ -273,13 +273,14 @@ def _view_variants(settings: Settings, opts: CliOptions, typed: dict, network) -
     if opts.sweep_presets:
         variants = []
         for name in opts.sweep_presets.replace(",", " ").split():
-            variant = _merge(_load_preset(name), opts.layers, typed, network)
-            if variant.model != network.name:
+            preset = _load_preset(name)
+            model = preset.values.get("model", network.name)
+            if model != network.name:
                 raise SettingsError(
-                    f"--sweep-presets: preset {name} dreams with {variant.model}, the sheet with "
+                    f"--sweep-presets: preset {name} dreams with {model}, the sheet with "
                     f"{network.name}; one sheet takes one model (--model chooses it)"
                 )
-            variants.append((name, variant))
+            variants.append((name, _merge(preset, opts.layers, typed, network)))
         return variants
     return []
 

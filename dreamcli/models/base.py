@@ -99,6 +99,8 @@ class Network:
         def folded(text: str) -> str:
             return text.strip().lower().replace("_", " ")
 
+        if name.strip() in names:  # exact first: "cardigan" the sweater, not "Cardigan" the corgi
+            return names.index(name.strip())
         lowered = [folded(c) for c in names]
         if folded(name) in lowered:
             return lowered.index(folded(name))

@@ -55,6 +55,12 @@ def module_name(blob: str) -> str:
     return blob.replace("/", "_")
 
 
+def width(block: str) -> int:
+    """The output channels of an inception module: its four branches, concatenated."""
+    _, b1, _, b2, _, b3, b4 = INCEPTIONS[block]
+    return b1 + b2 + b3 + b4
+
+
 def _blobs(classes: int) -> list[tuple[str, int]]:
     """Every blob a user can name, in forward order, with its channels."""
     blobs = [
@@ -69,13 +75,12 @@ def _blobs(classes: int) -> list[tuple[str, int]]:
     for block, (given, b1, b2r, b2, b3r, b3, b4) in INCEPTIONS.items():
         counts = (b1, b2r, b2, b3r, b3, b4)
         blobs += [(f"{block}/{branch}", count) for branch, count in zip(BRANCHES, counts, strict=True)]
-        blobs += [(f"{block}/pool", given), (f"{block}/output", b1 + b2 + b3 + b4)]
+        blobs += [(f"{block}/pool", given), (f"{block}/output", width(block))]
         if block in POOL_AFTER:
-            blobs.append((POOL_AFTER[block], b1 + b2 + b3 + b4))
+            blobs.append((POOL_AFTER[block], width(block)))
     blobs.append(("pool5/7x7_s1", 1024))
     for head, source in AUX.items():
-        given = INCEPTIONS[source][1] + INCEPTIONS[source][3] + INCEPTIONS[source][5] + INCEPTIONS[source][6]
-        blobs += [(f"{head}/ave_pool", given), (f"{head}/conv", 128), (f"{head}/fc", 1024)]
+        blobs += [(f"{head}/ave_pool", width(source)), (f"{head}/conv", 128), (f"{head}/fc", 1024)]
         blobs.append((f"{head}/classifier", classes))
     return blobs
 

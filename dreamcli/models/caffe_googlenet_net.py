@@ -21,9 +21,11 @@ from dreamcli.models.caffe_googlenet import (
     PLACES205_MEAN,
     PLACES365_MEAN,
     POOL_AFTER,
+    width,
 )
 from dreamcli.models.inputs import MeanSubtracted
 from dreamcli.models.lrn import LocalResponseNorm
+from dreamcli.models.prepare import he_init
 from dreamcli.models.weights import fit_state_dict
 
 # Caffe's LRN (pool1/norm1, conv2/norm2): local_size 5, alpha 1e-4, beta 0.75, k 1;
@@ -68,7 +70,7 @@ class CaffeGoogLeNet(nn.Module):
         self.pool5_7x7_s1 = nn.AdaptiveAvgPool2d(1)  # 7x7 at 224 px: the global average
         for head, source in AUX.items():
             self.add_module(f"{head}_ave_pool", AuxPool())
-            self._conv(f"{head}_conv", f"{head}_relu_conv", _width(source), 128, 1)
+            self._conv(f"{head}_conv", f"{head}_relu_conv", width(source), 128, 1)
             self.add_module(f"{head}_fc_1", nn.Linear(2048, 1024))
             self.add_module(f"{head}_relu_fc", nn.ReLU())
             self.add_module(f"{head}_classifier_1", nn.Linear(1024, classes))
@@ -119,20 +121,11 @@ class CaffeGoogLeNet(nn.Module):
         return logits  # loss2/classifier's: the ports have no main classifier
 
 
-def _width(block: str) -> int:
-    """The output channels of an inception module."""
-    _, b1, _, b2, _, b3, b4 = INCEPTIONS[block]
-    return b1 + b2 + b3 + b4
-
-
 def _build(classes: int, mean, state_dict: dict | None, seed: int, source: str, title: str) -> CaffeGoogLeNet:
     if state_dict is None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            net = CaffeGoogLeNet(classes, mean)
-            for module in net.modules():  # He init, as for torchvision's GoogLeNet in the tests
-                if isinstance(module, nn.Conv2d):
-                    nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+            net = he_init(CaffeGoogLeNet(classes, mean))
     else:
         with torch.device("meta"):
             net = CaffeGoogLeNet(classes, mean)

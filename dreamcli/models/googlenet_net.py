@@ -18,6 +18,7 @@ from torch import nn
 from dreamcli.errors import WeightsError
 from dreamcli.models.googlenet import CLASSIFIER, INCEPTIONS, TRUNK
 from dreamcli.models.inputs import SignedUnit
+from dreamcli.models.prepare import he_init
 from dreamcli.models.weights import fit_state_dict
 
 
@@ -30,7 +31,9 @@ class BasicConv2d(nn.Module):
         self.bn = nn.BatchNorm2d(out_channels, eps=0.001)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.bn(self.conv(x)), inplace=True)
+        # Not in place: with BatchNorm folded, an in-place ReLU would rewrite the ``.conv``
+        # output that a capture may hold (torchvision's block does it in place).
+        return F.relu(self.bn(self.conv(x)))
 
 
 class Inception(nn.Module):
@@ -80,7 +83,8 @@ def build(state_dict: dict | None = None, *, seed: int = 0, source: str = "the w
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             trunk, fc = _trunk(), nn.Linear(1024, 1000)
-            _he_init(trunk.values())
+            for block in trunk.values():  # after fc's init, as torchvision's order draws it
+                he_init(block)
     else:
         # Built on the meta device and then given the loaded tensors: no time spent
         # initialising 6.6M weights that are about to be replaced.
@@ -115,13 +119,3 @@ class MissingClassifier(nn.Module):
             "these weights have no classifier (fc.weight, fc.bias); dreaming toward a class "
             "needs the full GoogLeNet state dict"
         )
-
-
-def _he_init(modules) -> None:
-    # He et al. 2015 ("Delving deep into rectifiers") keeps the activations' scale
-    # through ReLU layers; torchvision's own init (std 0.01) shrinks them ~1e-17
-    # by inception_4c, too close to float noise for tests of the mechanics.
-    for block in modules:
-        for module in block.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")

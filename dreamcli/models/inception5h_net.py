@@ -18,6 +18,7 @@ from torch import nn
 from dreamcli.models.inception5h import CLASSES, CONVS, MIXED, POOL_AFTER
 from dreamcli.models.inputs import MeanSubtracted
 from dreamcli.models.lrn import LocalResponseNorm
+from dreamcli.models.prepare import he_init
 from dreamcli.models.weights import fit_state_dict
 
 # The tutorial's imagenet_mean, one value for all three channels.
@@ -114,10 +115,7 @@ def build(state_dict: dict | None = None, *, seed: int = 0, source: str = "the w
     if state_dict is None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            net = Inception5h()
-            for module in net.modules():  # He init, as for the other test networks
-                if isinstance(module, nn.Conv2d):
-                    nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+            net = he_init(Inception5h())
     else:
         with torch.device("meta"):
             net = Inception5h()

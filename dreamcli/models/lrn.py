@@ -9,6 +9,8 @@ run on the convolution kernels instead (benchmarks/README.md).
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -32,5 +34,15 @@ class LocalResponseNorm(nn.Module):
         return band.to(like.dtype).view(channels, channels, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        squares = F.conv2d(x * x, self._band(x.shape[1], x))
-        return x / (self.k + self.scale * squares).pow(self.beta)
+        # In float32 whatever the autocast: the Caffe nets take 0-255 input, and x² overflows
+        # fp16 once |x| > 256.
+        kind = x.device.type
+        off = (
+            torch.autocast(kind, enabled=False)
+            if kind in ("cpu", "cuda", "mps")
+            else contextlib.nullcontext()
+        )
+        with off:
+            wide = x.float()
+            squares = F.conv2d(wide * wide, self._band(x.shape[1], wide))
+            return (wide / (self.k + self.scale * squares).pow(self.beta)).to(x.dtype)

@@ -34,3 +34,13 @@ def prepare_for_dreaming(model: nn.Module, device: torch.device | str) -> nn.Mod
     model = fold_batchnorm(model.to(device).eval())
     # Only the image's gradient is wanted: autograd then tracks no weights at all.
     return model.to(memory_format=torch.channels_last).requires_grad_(False)
+
+
+def he_init(model: nn.Module) -> nn.Module:
+    """Random convolution weights at He et al.'s scale ("Delving deep into rectifiers", 2015),
+    for networks built without weights (the tests): activations keep their size through the
+    ReLUs, where PyTorch's default init shrinks them toward float noise by the deep layers."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+    return model

@@ -7,6 +7,7 @@ from torch import nn
 
 from dreamcli.layers import LayerTable
 from dreamcli.models.inputs import ImageNetNormalize, SignedUnit
+from dreamcli.models.prepare import he_init
 from dreamcli.models.weights import fit_state_dict
 
 
@@ -46,10 +47,7 @@ def build_named(name: str, state_dict: dict | None, seed: int, source: str) -> n
     if state_dict is None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            net = _torchvision(name)
-            for module in net.modules():  # He init, so random activations keep their size (tests)
-                if isinstance(module, nn.Conv2d):
-                    nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+            net = he_init(_torchvision(name))
     else:
         with torch.device("meta"):
             net = _torchvision(name)
@@ -82,7 +80,14 @@ def table(name: str) -> LayerTable:
         finally:
             for handle in handles:
                 handle.remove()
-    channels = {m: counts[0] for m, counts in calls.items() if len(counts) == 1 and m != "preprocess"}
+    # Inception v3's BasicConv2d applies ReLU in place to its conv (and, folded, bn) output, which
+    # would rewrite a captured tensor: those two are not offered, the block itself is.
+    in_place = name == "inception_v3"
+    channels = {
+        m: counts[0]
+        for m, counts in calls.items()
+        if len(counts) == 1 and m != "preprocess" and not (in_place and m.endswith((".conv", ".bn")))
+    }
     return LayerTable(("preprocess", *channels), channels)
 
 
