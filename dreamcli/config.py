@@ -82,6 +82,7 @@ class Field:
     high: float | None = None
     low_open: bool = False  # True: the value must be strictly above ``low``
     optional: bool = False  # True: None is allowed (meaning "not set")
+    choices: tuple[str, ...] = ()  # for a text setting: the values it may take
 
     @property
     def flag(self) -> str:
@@ -89,6 +90,10 @@ class Field:
 
     def allowed(self) -> str:
         """The range, written as every range in dreamcli is: ``1-20``."""
+        if self.kind is bool:
+            return "true or false"
+        if self.kind is str:
+            return " or ".join(self.choices)
         span = f"{self.low:g}-{self.high:.10g}"
         return f"{span}, above {self.low:g}" if self.low_open else span
 
@@ -96,6 +101,12 @@ class Field:
         """Return ``value`` converted to this field's type, or raise SettingsError."""
         if value is None and self.optional:
             return None
+        if self.kind is bool or self.kind is str:
+            if (self.kind is bool and not isinstance(value, bool)) or (
+                self.kind is str and value not in self.choices
+            ):
+                raise SettingsError(f"{self.name}: expected {self.allowed()}, got {value!r}")
+            return value
         ok_type = int if self.kind is int else (int, float)
         if isinstance(value, bool) or not isinstance(value, ok_type):
             kind = "a whole number" if self.kind is int else "a number"
@@ -135,6 +146,22 @@ FIELDS: dict[str, Field] = {
             optional=True,
         ),
         Field("seed", int, "Random seed; the same seed gives the same picture.", 0, 2**32 - 1, optional=True),
+        Field(
+            "smooth",
+            float,
+            "Blur the gradient with Gaussians of this sigma (px), growing over an octave's steps; 0 is off.",
+            0.0,
+            16.0,
+        ),
+        Field("lapnorm", bool, "Normalise each band of the gradient's Laplacian pyramid (TF tutorial)."),
+        Field("keep_colors", bool, "Dream on luminance only, so the photo keeps its colours."),
+        Field(
+            "param",
+            str,
+            "Dreams from noise or grey: optimise the pixels, or a decorrelated spectrum (fft, cleaner"
+            " features); auto is fft there and pixels for photos.",
+            choices=("auto", "pixel", "fft"),
+        ),
     )
 }
 LAYERS_HELP = f"Layer to dream on; repeat for several. Syntax: {LAYER_SYNTAX}."
@@ -153,6 +180,10 @@ class Settings:
     jitter: int = 32
     max_size: int | None = None
     seed: int | None = None
+    smooth: float = 0.0
+    lapnorm: bool = False
+    keep_colors: bool = False
+    param: str = "auto"
 
     def __post_init__(self) -> None:
         for name, field in FIELDS.items():

@@ -22,6 +22,7 @@ from dreamcli.capture import LayerCapture, model_device, smallest_input
 from dreamcli.config import Settings
 from dreamcli.errors import ImageError
 from dreamcli.events import Note, Report, Step, ignore
+from dreamcli.gradients import Shaping
 from dreamcli.objectives import Activations, Objective
 from dreamcli.options import RunOptions
 from dreamcli.policy import StepPolicy, measured
@@ -58,7 +59,7 @@ def dream(
 
     with LayerCapture(model, goal.layers) as capture:
         sizes = _plan(capture, device, original.shape[-2:], settings, report)
-        policy = StepPolicy(capture, device, options, batch=original.shape[0])
+        policy = StepPolicy(capture, device, options, batch=original.shape[0], shaping=Shaping.of(settings))
         for size in sizes:
             policy.for_size(size)  # refuse up front what cannot fit, before any work
         dreamed = _dream_octaves(policy, original, sizes, settings, generator, report, goal)

@@ -10,6 +10,7 @@ measured once per model and layers, not once per image.
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import Callable, Sequence
 
@@ -20,6 +21,7 @@ from dreamcli.capture import LayerCapture
 from dreamcli.devices import DTYPES, choose_precision
 from dreamcli.errors import ImageTooLargeError
 from dreamcli.events import Note, Report
+from dreamcli.gradients import Shaping
 from dreamcli.objectives import Objective
 from dreamcli.options import RunOptions
 from dreamcli.steps import gradient, step
@@ -48,8 +50,15 @@ def remembered(model: torch.nn.Module, names: Sequence[str], what: str):
 class StepPolicy:
     """Runs the steps of one dream on ``capture``'s model as ``options`` says."""
 
-    def __init__(self, capture: LayerCapture, device: torch.device, options: RunOptions, batch: int = 1):
-        self.capture, self.device, self.batch = capture, device, batch
+    def __init__(
+        self,
+        capture: LayerCapture,
+        device: torch.device,
+        options: RunOptions,
+        batch: int = 1,
+        shaping: Shaping | None = None,
+    ):
+        self.capture, self.device, self.batch, self.shaping = capture, device, batch, shaping
         self.dtype = DTYPES[choose_precision(options.precision, device)]
         self.forced, self.memory, self.graphs = options.tile_size, options.memory, options.graphs
         self._chosen: dict[tuple[int, int], int | None] = {}
@@ -111,7 +120,10 @@ class StepPolicy:
                         graphed = None
                     stepped(k + 1, loss)
                     continue
-            image, loss = self.step(image, goal, step_size, shift, report)
+            shape = None
+            if self.shaping is not None:
+                shape = functools.partial(self.shaping, iteration=k, iterations=len(shifts))
+            image, loss = self.step(image, goal, step_size, shift, report, shape)
             stepped(k + 1, loss)
         if image is buffer:
             image = image.clone()  # the buffer is overwritten by the next replay of this size
@@ -119,8 +131,8 @@ class StepPolicy:
 
     def _graphed(self, image: torch.Tensor, goal: Objective, step_size: float):
         """The recorded step for this octave, or None where graphs cannot or should not be used."""
-        if not (self.graphs and graphs.supported(self.device) and goal.graphable):
-            return None
+        if not (self.graphs and graphs.supported(self.device) and goal.graphable) or self.shaping:
+            return None  # a shaped gradient (smoothing grows per step) is not one fixed recording
         if any(tile is not None for tile in self._chosen.values()):
             # An image that needs tiles needs all the memory; recordings would hold some.
             self._drop_graphs()
@@ -141,13 +153,13 @@ class StepPolicy:
         if cache is not None:
             cache.clear()
 
-    def step(self, image, goal: Objective, step_size: float, shift, report: Report):
+    def step(self, image, goal: Objective, step_size: float, shift, report: Report, shape=None):
         size = tuple(image.shape[-2:])
         while True:
             tile = self.for_size(size)
             try:
                 with torch.autocast(self.device.type, self.dtype, enabled=self.dtype != torch.float32):
-                    return step(self.capture, image, goal, step_size, shift, self.grad_fn(tile))
+                    return step(self.capture, image, goal, step_size, shift, self.grad_fn(tile), shape)
             except OUT_OF_MEMORY:
                 smaller = self._after_oom(size, tile)
                 report(Note(f"out of memory at {size[1]}x{size[0]}: retrying in tiles of {smaller} px"))

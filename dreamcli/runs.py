@@ -45,6 +45,9 @@ def run_view(model: Loaded, view: View, options: RunOptions, report: Report = ig
     variants = [(label, seeded(v, default=seed)) for label, v in view.variants]
     image = start_image(view.start, view.settings, (224, 224) if view.channel_grid else (512, 512))
     transform = views.view_transform(view.start.kind, seed)
+    # Dreams from noise or grey are feature pictures of a spectrum (--param fft, the default there:
+    # benchmarks/README.md); a photo stays a DeepDream.
+    fft = view.start.photo is None and view.settings.param in ("auto", "fft")
     features = None
     if view.guide is not None:
         layers = [spec.name for spec in model.resolved(view.settings).layers]
@@ -73,6 +76,7 @@ def run_view(model: Loaded, view: View, options: RunOptions, report: Report = ig
             transform=transform,
             options=options,
             report=report,
+            fft=fft,
         )
         labelled = [(f"{spec.name} [{c}]", picture) for c, (_, picture) in zip(channels, tiles, strict=True)]
         write_pil(output, views.contact_sheet(labelled, columns=min(8, len(labelled)), width=160), meta)
@@ -80,16 +84,16 @@ def run_view(model: Loaded, view: View, options: RunOptions, report: Report = ig
         tiles = [("input" if view.start.photo else view.start.kind, image)]
         for position, (label, variant) in enumerate(variants, start=1):
             report(FileStarted(label, position, len(variants)))
-            variants = [(label, model.resolved(variant))]
+            one = [(label, model.resolved(variant))]
             tiles += views.sweep(
-                model.module, image, variants, goal_for=goal_for, options=options, report=report
+                model.module, image, one, goal_for=goal_for, options=options, report=report, fft=fft
             )
         write_pil(output, views.contact_sheet(tiles), meta)
     else:
         report(FileStarted(view.start.stem, 1, 1))
-        variants = [("", model.resolved(view.settings))]
+        one = [("", model.resolved(view.settings))]
         dreamed = views.sweep(
-            model.module, image, variants, goal_for=goal_for, options=options, report=report
+            model.module, image, one, goal_for=goal_for, options=options, report=report, fft=fft
         )
         write_image(output, dreamed[0][1], None, meta)
     if view.heatmap:

@@ -74,15 +74,19 @@ def step(
     step_size: float,
     shift: tuple[int, int],
     grad_fn: Callable = gradient,
+    shape: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One gradient-ascent step with jitter: roll, ascend, roll back, clamp to [0, 1].
 
-    ``grad_fn`` is ``gradient`` or a ``tiling.TiledGradient`` for large images.
+    ``grad_fn`` is ``gradient`` or a ``tiling.TiledGradient`` for large images;
+    ``shape`` (``gradients.Shaping``) smooths or normalises the gradient first.
     """
     dy, dx = shift
     rolled = torch.roll(image, shifts=(dy, dx), dims=(-2, -1))
     grad, loss = grad_fn(capture, rolled, goal)
     grad = torch.roll(grad, shifts=(-dy, -dx), dims=(-2, -1))
+    if shape is not None:
+        grad = shape(grad)
     image = image + normalised(grad, step_size)
     return image.clamp_(0.0, 1.0), loss
 

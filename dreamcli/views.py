@@ -17,6 +17,7 @@ from dreamcli.capture import LayerCapture, model_device
 from dreamcli.config import LayerSpec, Settings
 from dreamcli.dream import dream
 from dreamcli.events import Report, ignore
+from dreamcli.featurevis import visualize
 from dreamcli.imageio import to_pil
 from dreamcli.objectives import Activations, ChannelPerImage, Objective, RandomAffine, guide_features
 from dreamcli.options import RunOptions
@@ -48,15 +49,27 @@ def sweep(
     goal_for: Callable[[Settings], Objective] = lambda settings: Activations(settings.layers),
     options: RunOptions | None = None,
     report: Report = ignore,
+    fft: bool = False,
 ) -> list[tuple[str, torch.Tensor]]:
-    """The same image dreamed once per (label, settings) variant, in order, toward ``goal_for(settings)``."""
+    """The same image dreamed once per (label, settings) variant, in order, toward ``goal_for(settings)``.
+
+    With ``fft`` each is a feature picture of the image's size instead (``featurevis``).
+    """
     return [
-        (
-            label,
-            dream(model, image, settings=settings, goal=goal_for(settings), options=options, report=report),
-        )
+        (label, _picture(model, image, settings, goal_for(settings), options, report, fft))
         for label, settings in variants
     ]
+
+
+def _picture(model, image, settings: Settings, goal: Objective, options, report, fft: bool) -> torch.Tensor:
+    """A DeepDream of ``image``, or with ``fft`` a feature picture of its size; the batch of the input."""
+    if not fft:
+        return dream(model, image, settings=settings, goal=goal, options=options, report=report)
+    batch = 1 if image.dim() == 3 else image.shape[0]
+    pictures = visualize(
+        model, tuple(image.shape[-2:]), settings=settings, goal=goal, batch=batch, report=report
+    )
+    return pictures[0] if image.dim() == 3 else pictures
 
 
 def channel_grid(
@@ -70,6 +83,7 @@ def channel_grid(
     options: RunOptions | None = None,
     report: Report = ignore,
     batch: int = 16,
+    fft: bool = False,
 ) -> list[tuple[str, torch.Tensor]]:
     """One dream per channel of ``layer``; ``batch`` channels are dreamed together."""
     tiles = []
@@ -77,7 +91,7 @@ def channel_grid(
         chunk = list(channels[start : start + batch])
         goal = ChannelPerImage(layer, chunk, transform)
         images = image.expand(len(chunk), *image.shape[-3:])
-        dreamed = dream(model, images, settings=settings, goal=goal, options=options, report=report)
+        dreamed = _picture(model, images, settings, goal, options, report, fft)
         tiles += [(f"{layer} [{c}]", picture) for c, picture in zip(chunk, dreamed, strict=True)]
     return tiles
 

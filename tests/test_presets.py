@@ -36,9 +36,7 @@ def test_at_least_eight_distinct_presets_ship():
     assert len(SHIPPED) >= 8
     loaded = [presets.load(presets.builtin_folder() / f"{name}.yaml") for name in SHIPPED]
     assert all(p.description for p in loaded)
-    assert len({(tuple(p.apply().layers), p.apply().octaves, p.apply().iterations) for p in loaded}) == len(
-        loaded
-    )
+    assert len({p.apply() for p in loaded}) == len(loaded)  # no two the same settings
     assert {"classic", "preview", "deep", "subtle"} <= set(SHIPPED)
 
 

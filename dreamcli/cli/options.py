@@ -21,7 +21,7 @@ from dreamcli.errors import SettingsError
 from dreamcli.formats import DEFAULT_TEMPLATE
 from dreamcli.options import PRECISIONS, STARTS
 
-SECTIONS = ("Dreaming", "Running", "Many files", "Views", "Animations", "Listings")
+SECTIONS = ("Dreaming", "Pictures", "Running", "Many files", "Views", "Animations", "Listings")
 
 
 class SectionOption(click.Option):
@@ -81,12 +81,28 @@ def _check_layers(ctx: click.Context, param: click.Parameter, value):
 
 
 def _field_option(field: Field):
+    default = Settings.__dataclass_fields__[field.name].default
+    if field.kind is bool:  # --lapnorm / --no-lapnorm: a flag can also undo a preset's true
+        name = field.flag.removeprefix("--")
+        return flag(f"--{name}/--no-{name}", field.name, section="Pictures", default=default, help=field.help)
+    if field.kind is str:
+        kind = click.Choice(field.choices)
+        return flag(
+            field.flag,
+            field.name,
+            section="Pictures",
+            type=kind,
+            default=default,
+            show_default=True,
+            help=field.help,
+        )
+    section = "Pictures" if field.name == "smooth" else "Dreaming"
     return flag(
         field.flag,
         field.name,
-        section="Dreaming",
+        section=section,
         type=click.INT if field.kind is int else click.FLOAT,
-        default=Settings.__dataclass_fields__[field.name].default,
+        default=default,
         callback=_check_field,
         show_default=True,
         help=f"{field.help} Range: {field.allowed()}.",
@@ -147,7 +163,7 @@ optgroup_dreaming = _options(
         "--model",
         section="Dreaming",
         shell_complete=complete.models_,
-        help="The network to dream with (dream --list-models).  [default: googlenet, or the preset's]",
+        help="The network (--list-models).  [default: googlenet]",
     ),
     flag(
         "-p",
@@ -417,6 +433,10 @@ class CliOptions:
     jitter: int
     max_size: int | None
     seed: int | None
+    smooth: float
+    lapnorm: bool
+    keep_colors: bool
+    param: str
     # how to run
     device: str
     weights: Path | None

@@ -1,0 +1,151 @@
+"""The picture knobs (issue 16): gradient smoothing, Laplacian normalisation, keeping colours,
+and feature pictures from a Fourier parameterisation.  Exact tensors where possible; the
+CLI on tiny images.  (Their look is measured with real weights in benchmarks/quality.py.)"""
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from dreamcli.capture import LayerCapture
+from dreamcli.config import Settings
+from dreamcli.featurevis import Spectrum, visualize
+from dreamcli.gradients import Shaping, _merge, _split, cascade_smooth, lap_normalize
+from dreamcli.imageio import read_metadata
+from dreamcli.objectives import Activations, objective
+
+from conftest import cli_invoker, save_photo
+
+FAST = ["--octaves", "2", "--iterations", "3", "--layer", "inception_3b", "--seed", "0", "-q"]
+
+
+def high_frequency(x: torch.Tensor) -> float:
+    kernel = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3)
+    return float(torch.nn.functional.conv2d(x.mean(1, keepdim=True), kernel).abs().mean())
+
+
+def cbcr(x: np.ndarray) -> np.ndarray:
+    r, g, b = (x[..., i].astype(float) for i in range(3))
+    return np.stack([-0.168736 * r - 0.331264 * g + 0.5 * b, 0.5 * r - 0.418688 * g - 0.081312 * b])
+
+
+def test_the_laplacian_pyramid_splits_exactly_and_normalises_every_band():
+    x = torch.randn(2, 3, 37, 50, generator=torch.Generator().manual_seed(0))
+    low, high = _split(x)
+    assert low.shape[-2:] == (19, 25)
+    torch.testing.assert_close(_merge(low, high), x, atol=1e-5, rtol=0)
+    # A gradient made of one coarse and one fine pattern: normalising the bands evens them out.
+    y = torch.linspace(0, 1, 64)
+    coarse = torch.sin(2 * torch.pi * y)[None, :] * torch.ones(64, 1)
+    fine = 0.01 * (-1.0) ** torch.arange(64)[None, :] * torch.ones(64, 1)
+    grad = (coarse + fine).expand(1, 3, 64, 64)
+    shaped = lap_normalize(grad)
+    assert high_frequency(shaped) / shaped.std() > 2 * high_frequency(grad) / grad.std()
+
+
+def test_cascade_smoothing_removes_high_frequencies_and_grows_over_an_octave():
+    noise = torch.randn(1, 3, 48, 48, generator=torch.Generator().manual_seed(1))
+    assert high_frequency(cascade_smooth(noise, 2.0)) < 0.3 * high_frequency(noise)
+    shaping = Shaping(smooth=2.0)
+    first, last = shaping(noise, 0, 10), shaping(noise, 9, 10)
+    assert high_frequency(last) < high_frequency(first) < high_frequency(noise)
+
+
+def test_luminance_only_steps_leave_cb_and_cr_alone():
+    grad = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    step = Shaping(luminance=True)(grad, 0, 1)
+    image = torch.rand(2, 3, 8, 8) * 0.5 + 0.25
+    before = cbcr(image.permute(0, 2, 3, 1).numpy())
+    after = cbcr((image + 0.1 * step).permute(0, 2, 3, 1).numpy())
+    assert np.abs(after - before).max() < 1e-5
+    assert Shaping.of(Settings()) is None  # the 2015 step, untouched, when every knob is off
+
+
+def test_the_spectrum_is_a_valid_picture_and_visualize_raises_the_objective(net):
+    picture = Spectrum(2, 40, 56, torch.Generator().manual_seed(0), "cpu")().detach()
+    assert picture.shape == (2, 3, 40, 56) and float(picture.min()) > 0 and float(picture.max()) < 1
+    settings = Settings(layers=["inception3b"], octaves=1, iterations=2, seed=0)  # 16 Adam steps
+    out = visualize(net, (48, 48), settings=settings)
+    start = Spectrum(1, 48, 48, torch.Generator().manual_seed(0), "cpu")().detach()
+    with LayerCapture(net, ["inception3b"]) as capture:
+        before = float(objective(capture(start), Activations(["inception3b"]).specs))
+        after = float(objective(capture(out), Activations(["inception3b"]).specs))
+    assert after > 1.5 * before
+
+
+@pytest.mark.parametrize(
+    ("flags", "key", "value"),
+    [
+        (["--smooth", "2"], "smooth", 2.0),
+        (["--lapnorm"], "lapnorm", True),
+        (["--keep-colors"], "keep_colors", True),
+    ],
+)
+def test_each_knob_changes_the_dream_and_is_recorded(weights_file, tmp_path, flags, key, value):
+    photo = save_photo(tmp_path / "p.png", 96, 64)
+    run = cli_invoker(weights_file, *FAST)
+    assert run(photo, "-o", tmp_path / "plain.png").exit_code == 0
+    result = run(photo, *flags, "-o", tmp_path / "knob.png")
+    assert result.exit_code == 0, result.output
+    plain = np.asarray(Image.open(tmp_path / "plain.png"), dtype=float)
+    knob = np.asarray(Image.open(tmp_path / "knob.png"), dtype=float)
+    assert np.abs(plain - knob).mean() > 0.5
+    assert read_metadata(tmp_path / "knob.png")["settings"][key] == value
+
+
+def test_keep_colors_keeps_the_photos_colours(weights_file, tmp_path):
+    photo = save_photo(tmp_path / "p.png", 96, 64)
+    run = cli_invoker(weights_file, *FAST, "--step-size", "4")
+    assert run(photo, "-o", tmp_path / "plain.png").exit_code == 0
+    assert run(photo, "--keep-colors", "-o", tmp_path / "kept.png").exit_code == 0
+    original = cbcr(np.asarray(Image.open(photo)))
+    plain = np.abs(cbcr(np.asarray(Image.open(tmp_path / "plain.png"))) - original).mean()
+    kept = np.abs(cbcr(np.asarray(Image.open(tmp_path / "kept.png"))) - original).mean()
+    assert kept < 0.25 * plain, (kept, plain)  # only 8-bit rounding and clipping at 0 and 255 are left
+
+
+def test_param_fft_makes_feature_pictures_from_noise(weights_file, tmp_path):
+    run = cli_invoker(weights_file, "--octaves", "1", "--iterations", "1", "--layer", "inception_3b", "-q")
+    assert (
+        run("--start", "noise", "--size", "64x64", "--param", "fft", "-o", tmp_path / "f.png").exit_code == 0
+    )
+    assert (
+        run("--start", "noise", "--size", "64x64", "--param", "pixel", "-o", tmp_path / "p.png").exit_code
+        == 0
+    )
+    fft, pixel = (np.asarray(Image.open(tmp_path / n), dtype=float) for n in ("f.png", "p.png"))
+    assert fft.shape == pixel.shape == (64, 64, 3) and np.abs(fft - pixel).mean() > 5
+    assert read_metadata(tmp_path / "f.png")["settings"]["param"] == "fft"
+    grid = run(
+        "--start",
+        "noise",
+        "--param",
+        "fft",
+        "--channel-grid",
+        "inception_3b[0-1]",
+        "--size",
+        "32x32",
+        "-o",
+        tmp_path / "g.png",
+    )
+    assert grid.exit_code == 0, grid.output
+
+
+def test_the_knobs_are_preset_keys(tmp_path, weights_file):
+    preset = tmp_path / "soft.yaml"
+    preset.write_text("smooth: 1.5\nlapnorm: true\nkeep_colors: true\nparam: fft\n")
+    shown = yaml.safe_load(cli_invoker(weights_file)("--preset", preset, "--show-settings").output)
+    assert (shown["smooth"], shown["lapnorm"], shown["keep_colors"], shown["param"]) == (
+        1.5,
+        True,
+        True,
+        "fft",
+    )
+    undone = yaml.safe_load(
+        cli_invoker(weights_file)("--preset", preset, "--no-lapnorm", "--show-settings").output
+    )
+    assert undone["lapnorm"] is False
+    (tmp_path / "bad.yaml").write_text("param: fourier\n")
+    result = cli_invoker(weights_file)("--preset", tmp_path / "bad.yaml", "--show-settings")
+    assert result.exit_code == 2 and "param: expected auto or pixel or fft, got 'fourier'" in result.output
