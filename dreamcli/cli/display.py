@@ -152,7 +152,7 @@ class Display:
         total = summary.done + summary.skipped + summary.failed
         if not self.quiet and (self.many or not total):
             line = f"{summary.done} done, {summary.skipped} skipped, {summary.failed} failed"
-            if not total:
+            if not total and not summary.interrupted:
                 line = "No images to dream"
             click.echo("; ".join([line, *left_out]), err=True)
         if summary.interrupted:

@@ -67,6 +67,14 @@ def run(ctx: click.Context, opts: CliOptions) -> int:
             f"{opts.guide} is not a file; give a picture to dream of", param_hint="--guide"
         )
     mode = Mode(opts, network, settings, chosen)
+    if opts.ray:
+        from dreamcli.ray_batch import require_ray
+
+        require_ray()  # without the extra: which command installs it, before any work
+        if opts.zoom or _wants_view(opts) or any(Path(n).suffix.lower() in VIDEO_INPUTS for n in names):
+            raise click.BadParameter(
+                "dreams batches of files; views, zooms and videos run here", param_hint="--ray"
+            )
     if opts.zoom:
         return mode.zoom(names)
     if len(names) == 1 and Path(names[0]).suffix.lower() in VIDEO_INPUTS:
@@ -200,6 +208,8 @@ class Mode:
                 summary.add(result)
                 display(result)
             return display.finish(summary, found)
+        if opts.ray:
+            return self._ray(jobs, found, display)
         from dreamcli import batch
 
         options = self.run_options()
@@ -214,6 +224,36 @@ class Mode:
             metadata=self.metadata(loaded, options),
         )
         summary = runner.run(jobs)
+        display.close()
+        return display.finish(summary, found)
+
+    def _ray(self, jobs, found, display: Display) -> int:
+        """The batch on a Ray cluster: the same plan, names, skips, errors and summary."""
+        from dreamcli import ray_batch
+
+        opts = self.opts
+        ray = ray_batch.connect(opts.ray)
+        threads = 0  # on a cluster: the CPUs Ray gives each worker
+        if opts.ray == "local":
+            # This machine's threads shared by its workers: one worker uses what a local run
+            # would (so pixels match a local run), two split them rather than fight over them.
+            import torch
+
+            threads = max(1, torch.get_num_threads() // (opts.ray_workers or 1))
+        spec = ray_batch.WorkerSpec(
+            network=self.network.name,
+            weights=str(opts.weights.resolve()) if opts.weights else None,
+            settings=self.settings.to_dict(),
+            metadata={"version": __version__, "preset": self.chosen.name if self.chosen else None},
+            device=opts.device,
+            precision=opts.precision,
+            tile_size=opts.tile_size,
+            reproducible=self.settings.seed is not None,
+            overwrite=opts.overwrite,
+            batch_size=opts.batch_size,
+            threads=threads,
+        )
+        summary = ray_batch.run(ray, jobs, spec, opts.ray_workers, report=display)
         display.close()
         return display.finish(summary, found)
 

@@ -259,6 +259,19 @@ optgroup_batch = _options(
         help="With INPUT -: the paths on stdin end with NUL, not newline (find -print0).",
     ),
     flag(
+        "--ray",
+        section="Many files",
+        metavar="auto|local|ADDRESS",
+        help="Dream the batch on a Ray cluster: ray start's / RAY_ADDRESS's (auto), a new one here (local), "
+        "or a head node's address. Needs: pip install 'dreamcli[ray]'.",
+    ),
+    flag(
+        "--ray-workers",
+        section="Many files",
+        span=Span(int, 1, 100_000),
+        help="Ray workers  [default: one per GPU, else one]",
+    ),
+    flag(
         "--include-dreams",
         section="Many files",
         is_flag=True,
@@ -450,6 +463,8 @@ class CliOptions:
     shard: str | None
     as_json: bool
     null: bool
+    ray: str | None
+    ray_workers: int | None
     include_dreams: bool
     # views
     sweep: str | None
