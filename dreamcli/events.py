@@ -71,6 +71,23 @@ class FrameDone:
     resumed: bool = False  # True when the frame came from an earlier, interrupted run
 
 
+@dataclass(frozen=True)
+class Stage:
+    """A stage of long work advanced: ``done`` of ``total`` (an atlas: activations, layout, render)."""
+
+    stage: str
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class PhotoSkipped:
+    """A photo could not be read or run through the network; the work went on without it."""
+
+    source: Path
+    error: str
+
+
 @dataclass
 class Summary:
     """What became of a batch's files; ``interrupted`` is the exit code of the signal that stopped it."""
@@ -86,7 +103,7 @@ class Summary:
         setattr(self, result.status, getattr(self, result.status) + 1)
 
 
-Event = Step | Note | FileStarted | FileDone | FrameDone
+Event = Step | Note | FileStarted | FileDone | FrameDone | Stage | PhotoSkipped
 Report = Callable[[Event], None]
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
 from dreamcli.errors import DreamError, ImageError, describe
 from dreamcli.formats import KEEPS_ALPHA, output_format
@@ -327,3 +327,18 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True  # another user's live process
     return True
+
+
+def label_font(size: int):
+    """The font of labels on sheets and atlases: Pillow's bundled scalable one, where FreeType is."""
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError, ImportError):
+        return ImageFont.load_default()
+
+
+def fit_label(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
+    """Shorten a label with an ellipsis until it fits ``width`` pixels."""
+    while len(text) > 2 and draw.textlength(text, font=font) > width:
+        text = text[:-2] + "…"
+    return text

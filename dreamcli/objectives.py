@@ -248,3 +248,45 @@ class RandomAffine:
         theta = torch.tensor([[cos, -sin, 0.0], [sin, cos, 0.0]], dtype=image.dtype, device=image.device)
         grid = F.affine_grid(theta.expand(image.shape[0], 2, 3), list(image.shape), align_corners=False)
         return F.grid_sample(image, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+class Direction(Objective):
+    """Image ``i`` of a batch raises the direction ``vectors[i]`` of ``layer``: an activation atlas's cells.
+
+    At each position the value is ``dot(act, v) * max(cos(act, v), 0.1) ** power``
+    with ``v`` the unit direction (Carter et al., "Activation Atlas", Distill
+    2019, after Lucid's ``direction_neuron_cossim``): the dot product alone is
+    raised most easily by making the activation large along any channel that has
+    a share in ``v``; the cosine factor asks for the mix of channels too.  The
+    mean over positions is returned, one value per image.  ``vectors`` is
+    (C,) or (N, C); a single vector is shared by the whole batch.
+    """
+
+    def __init__(self, layer: str, vectors: torch.Tensor, power: float = 1.0, transform=None):
+        vectors = torch.as_tensor(vectors, dtype=torch.float32)
+        vectors = vectors[None] if vectors.dim() == 1 else vectors
+        if vectors.dim() != 2:
+            raise SettingsError(
+                f"a direction is a vector of channels; got a tensor of shape {tuple(vectors.shape)}"
+            )
+        self.layer, self.power = layer, float(power)
+        self.vectors = vectors / vectors.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        self.layers = (layer,)
+        self.transform = transform
+
+    def __call__(self, outputs, sizes=None):
+        act = outputs[self.layer].float()
+        if act.dim() != 4 or act.shape[1] != self.vectors.shape[1]:
+            raise SettingsError(
+                f"layer {self.layer!r} gives {tuple(act.shape[1:])} per image; "
+                f"the direction has {self.vectors.shape[1]} channels"
+            )
+        if self.vectors.shape[0] not in (1, act.shape[0]):
+            raise SettingsError(f"{self.vectors.shape[0]} directions for a batch of {act.shape[0]} images")
+        v = self.vectors.to(act.device)[:, :, None, None]  # (N or 1, C, 1, 1)
+        dot = (act * v).sum(1)  # (N, H, W)
+        cos = dot / act.norm(dim=1).clamp_min(1e-6)
+        values = (dot * cos.clamp_min(0.1).pow(self.power)).flatten(1)
+        if sizes is None:
+            return values.mean(1)
+        return values.sum(1) / (sizes[self.layer] // act.shape[1])  # a tile: divide by the whole map

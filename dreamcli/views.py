@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 from torch import nn
 
 from dreamcli.capture import LayerCapture, model_device
@@ -18,7 +18,7 @@ from dreamcli.config import LayerSpec, Settings
 from dreamcli.dream import dream
 from dreamcli.events import Report, ignore
 from dreamcli.featurevis import visualize
-from dreamcli.imageio import to_pil
+from dreamcli.imageio import fit_label, label_font, to_pil
 from dreamcli.objectives import Activations, ChannelPerImage, Objective, RandomAffine, guide_features
 from dreamcli.options import RunOptions
 from dreamcli.steps import resize
@@ -156,7 +156,7 @@ def contact_sheet(
     first = tiles[0][1]
     height = max(1, round(width * first.shape[-2] / first.shape[-1]))
     font_size = max(10, width // 16)
-    font = _font(font_size)
+    font = label_font(font_size)
     label_h = font_size + 12
     sheet = Image.new("RGB", (columns * width, rows * (height + label_h)), "white")
     draw = ImageDraw.Draw(sheet)
@@ -166,21 +166,7 @@ def contact_sheet(
             picture[None].float().cpu(), size=(height, width), mode="bicubic", antialias=True
         )
         sheet.paste(to_pil(small[0].clamp(0, 1)), (x, y))
-        text = _fit(draw, label, font, width - 8)
+        text = fit_label(draw, label, font, width - 8)
         text_w = draw.textlength(text, font=font)
         draw.text((x + (width - text_w) / 2, y + height + 5), text, fill="black", font=font)
     return sheet
-
-
-def _font(size: int):
-    try:
-        return ImageFont.load_default(size=size)  # Pillow's bundled scalable font (needs FreeType)
-    except (TypeError, OSError, ImportError):
-        return ImageFont.load_default()
-
-
-def _fit(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
-    """Shorten a label with an ellipsis until it fits under its tile."""
-    while len(text) > 2 and draw.textlength(text, font=font) > width:
-        text = text[:-2] + "…"
-    return text

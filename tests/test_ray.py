@@ -157,8 +157,8 @@ def test_without_the_extra_ray_says_how_to_install_it(tmp_path, weights_file, mo
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (("--ray", "local", "--zoom", "2"), "views, zooms and videos"),
-        (("--ray", "local", "--sweep", "inception_4a,inception_4c"), "views, zooms and videos"),
+        (("--ray", "local", "--zoom", "2"), "zooms and videos run here"),
+        (("--ray", "local", "--sweep", "inception_4a,inception_4c"), "zooms and videos run here"),
         (("--ray", "no-port-here"), "HOST:PORT"),
         (("--ray", "127.0.0.1:1"), "ray start --head"),
     ],

@@ -56,11 +56,23 @@ class DreamCommand(click.Command):
             with formatter.section("More options (dream --help-all explains them)"):
                 formatter.write_dl(
                     [
-                        (section, " ".join(max(p.opts, key=len) for p, _ in params))
+                        (section, " ".join(_grouped([max(p.opts, key=len) for p, _ in params])))
                         for section, params in by_section.items()
                         if section != "Dreaming"
                     ]
                 )
+
+
+def _grouped(flags: list[str]) -> list[str]:
+    """``--atlas --atlas-grid --atlas-method ...`` as ``--atlas --atlas-*`` (three or more share it)."""
+    heads = [name for name in flags if sum(f.startswith(name + "-") for f in flags) >= 2]
+    out: list[str] = []
+    for name in flags:
+        if name in heads:
+            out += [name, f"{name}-*"]
+        elif not any(name.startswith(head + "-") for head in heads):
+            out.append(name)
+    return out
 
 
 def _help_all(ctx: click.Context, param: click.Parameter, value: bool) -> None:

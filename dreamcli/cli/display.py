@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from dreamcli.errors import EXIT_FAILED, EXIT_OK
-from dreamcli.events import Event, FileDone, FileStarted, FrameDone, Note, Step, Summary
+from dreamcli.events import Event, FileDone, FileStarted, FrameDone, Note, PhotoSkipped, Stage, Step, Summary
 from dreamcli.formats import shown
 
 
@@ -38,6 +38,7 @@ class Display:
         self.quiet, self.as_json, self.many = quiet, as_json, many
         self.files = None
         self.steps = None
+        self.stage = ""  # the stage the steps bar shows, for work in stages
         self.notes: set[str] = set()
         self.stdout_closed = False  # the reader of --json went away (e.g. | head): the run goes on
 
@@ -53,6 +54,15 @@ class Display:
             self._write(f"Note: {event.message}")
         elif isinstance(event, FileDone):
             self._result(event)
+        elif isinstance(event, Stage):
+            self._stage(event)
+        elif isinstance(event, PhotoSkipped):
+            error = event.error.replace(str(event.source), shown(event.source))
+            self._write(
+                f"Error: {error}"
+                if shown(event.source) in error
+                else f"Error: {shown(event.source)}: {error}"
+            )
 
     def _bar(self, **kwargs):
         from tqdm import tqdm
@@ -72,6 +82,15 @@ class Display:
             leave=not self.many,
             position=1 if self.many else 0,
         )
+
+    def _stage(self, event: Stage) -> None:
+        """Long work in stages (an atlas): one bar per stage."""
+        if self.steps is None or self.stage != event.stage:
+            if self.steps is not None:
+                self.steps.close()
+            self.steps = self._bar(total=event.total, desc=event.stage)
+            self.stage = event.stage
+        self.steps.update(event.done - self.steps.n)
 
     def _frame(self, event: FrameDone) -> None:
         """Animations: one bar over frames, which shows frames per second and time left."""

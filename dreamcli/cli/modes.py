@@ -22,9 +22,9 @@ from dreamcli.cli.complete import user_preset_folders
 from dreamcli.cli.display import Display, skipped
 from dreamcli.cli.options import CliOptions
 from dreamcli.config import FIELDS, LayerSpec, Settings
-from dreamcli.errors import EXIT_OK, SettingsError
+from dreamcli.errors import EXIT_FAILED, EXIT_OK, SettingsError
 from dreamcli.events import FileDone, Summary
-from dreamcli.formats import VIDEO_INPUTS
+from dreamcli.formats import VIDEO_INPUTS, check_output
 
 SAMPLE_CREDIT = "sample photo: 'coffee' by Rachel Michetti (CC0), from scikit-image"
 
@@ -71,10 +71,15 @@ def run(ctx: click.Context, opts: CliOptions) -> int:
         from dreamcli.ray_batch import require_ray
 
         require_ray()  # without the extra: which command installs it, before any work
-        if opts.zoom or _wants_view(opts) or any(Path(n).suffix.lower() in VIDEO_INPUTS for n in names):
+        videos = any(Path(n).suffix.lower() in VIDEO_INPUTS for n in names)
+        if opts.zoom or _wants_view(opts) or opts.atlas or videos:
             raise click.BadParameter(
-                "dreams batches of files; views, zooms and videos run here", param_hint="--ray"
+                "dreams batches of files; views, atlases, zooms and videos run here", param_hint="--ray"
             )
+    if opts.atlas:
+        if opts.zoom or _wants_view(opts):
+            raise click.BadParameter("makes one map of many photos; leave out views and zooms", "--atlas")
+        return mode.atlas(names)
     if opts.zoom:
         return mode.zoom(names)
     if len(names) == 1 and Path(names[0]).suffix.lower() in VIDEO_INPUTS:
@@ -188,6 +193,59 @@ class Mode:
             view = dataclasses.replace(view, metadata=self.metadata(loaded, options))
             output = runs.run_view(loaded, view, options, display)
         return self._say(f"Wrote {output}")
+
+    def atlas(self, names: list[str]) -> int:
+        """An activation atlas of every photo the inputs name: one picture and its JSON."""
+        opts = self.opts
+        layer = self._atlas_layer()
+        found = plan.collect_inputs(self._with_stdin(names), opts.recursive, dreams=opts.include_dreams)
+        photos = [path for path, _root in found.files]
+        if not photos:
+            raise click.UsageError("give photos, or folders of photos, to make an atlas of")
+        output, into_folder = output_path(opts.output or "atlas.png")
+        output = output / "atlas.png" if into_folder or output.is_dir() else output
+        check_output(output)
+        if into_folder:
+            output.parent.mkdir(parents=True, exist_ok=True)
+        elif not output.parent.is_dir():  # found now, not after minutes of work
+            raise SettingsError(f"cannot write {output}: the folder {output.parent} does not exist")
+        if self._exists(output):
+            return EXIT_OK
+        from dreamcli import atlas
+
+        labels = opts.atlas_labels if opts.atlas_labels is not None else self.network.logits is not None
+        if labels and self.network.logits is None:
+            raise click.BadParameter(
+                f"{self.network.name} has no classes to label cells with", "--atlas-labels"
+            )
+        settings = atlas.AtlasOptions(
+            grid=opts.atlas_grid,
+            size=opts.atlas_photo_size,
+            samples_per_image=opts.atlas_samples,
+            method=opts.atlas_method,
+            steps=opts.atlas_steps,
+            labels=labels,
+            seed=self.settings.seed if self.settings.seed is not None else 0,
+        )
+        atlas.require_layout(settings.method)  # a missing extra says so before the model loads
+        options = self.run_options()
+        with self._display(many=False) as display:
+            loaded = self.load(options)
+            made = atlas.make_atlas(loaded, layer, photos, settings, report=display)
+            atlas.write_atlas(made, output)
+        used = made.metadata["photos_used"]
+        self._say(
+            f"Wrote {output} and {output.with_suffix('.json').name} ({len(made.cells)} cells, {used} photos)"
+        )
+        return EXIT_FAILED if made.skipped else EXIT_OK
+
+    def _atlas_layer(self) -> str:
+        layers = self.settings.layers
+        if len(layers) != 1 or layers[0].channels is not None:
+            raise click.BadParameter(
+                "an atlas maps one whole layer: give one --layer, without channels", param_hint="--layer"
+            )
+        return layers[0].name
 
     def batch(self, names: list[str]) -> int:
         opts = self.opts

@@ -334,6 +334,63 @@ optgroup_views = _options(
     ),
 )
 
+# An activation atlas of the inputs (dreamcli.atlas).
+optgroup_atlas = _options(
+    flag(
+        "--atlas",
+        section="Views",
+        is_flag=True,
+        help="Map what the layer sees in all the inputs (photos, folders): an activation atlas "
+        "written to -o (default atlas.png), with a JSON of which photos fell in each cell beside it.",
+    ),
+    flag(
+        "--atlas-grid",
+        section="Views",
+        span=Span(int, 1, 100),
+        default=20,
+        show_default=True,
+        help="Cells a side.",
+    ),
+    flag(
+        "--atlas-method",
+        section="Views",
+        type=click.Choice(("umap", "tsne", "pca")),
+        default="umap",
+        show_default=True,
+        help="How activations are laid out in 2-D; umap and tsne need pip install 'dreamcli[atlas]'.",
+    ),
+    flag(
+        "--atlas-samples",
+        section="Views",
+        span=Span(int, 1, 10_000),
+        default=32,
+        show_default=True,
+        help="Positions sampled from each photo (100,000 in all at most).",
+    ),
+    flag(
+        "--atlas-photo-size",
+        section="Views",
+        span=Span(int, 32, 4096),
+        default=256,
+        show_default=True,
+        help="Each photo's long side, in pixels, as the network sees it.",
+    ),
+    flag(
+        "--atlas-steps",
+        section="Views",
+        span=Span(int, 1, 100_000),
+        default=128,
+        show_default=True,
+        help="Optimisation steps of each cell's picture.",
+    ),
+    flag(
+        "--atlas-labels/--no-atlas-labels",
+        section="Views",
+        default=None,
+        help="Write each cell's top class under it.  [default: on where the network has classes]",
+    ),
+)
+
 # Zoom animations and dreamed video.
 optgroup_animation = _options(
     flag(
@@ -424,6 +481,7 @@ def all_options(func):
         optgroup_run,
         optgroup_batch,
         optgroup_views,
+        optgroup_atlas,
         optgroup_animation,
         optgroup_listings,
     )(func)
@@ -475,6 +533,14 @@ class CliOptions:
     guide: Path | None
     classes: tuple[str, ...]
     heatmap: bool
+    # atlas
+    atlas: bool
+    atlas_grid: int
+    atlas_method: str
+    atlas_samples: int
+    atlas_photo_size: int
+    atlas_steps: int
+    atlas_labels: bool | None
     # animations
     zoom: int | None
     zoom_scale: float

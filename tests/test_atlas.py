@@ -1,0 +1,168 @@
+"""The activation atlas (dreamcli.atlas) and its objective, on random weights and tiny photos."""
+
+import builtins
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dreamcli import models
+from dreamcli.atlas import AtlasOptions, layout, make_atlas, write_atlas
+from dreamcli.capture import LayerCapture
+from dreamcli.errors import SettingsError
+from dreamcli.events import PhotoSkipped, Stage
+from dreamcli.models.base import Loaded
+from dreamcli.objectives import Direction
+
+from conftest import save_photo
+
+LAYER = "inception_3b"
+FAST = AtlasOptions(
+    grid=3, cell_size=32, size=64, samples_per_image=5, method="pca", min_count=1, steps=4, batch=9, seed=0
+)
+
+
+@pytest.fixture(scope="module")
+def loaded(net):
+    return Loaded(models.get("googlenet"), net.eval(), "(random)")
+
+
+@pytest.fixture
+def photos(tmp_path):
+    sizes = [(48, 64), (64, 48), (56, 56), (64, 60), (50, 64), (64, 64)]
+    return [save_photo(tmp_path / f"p{i}.png", w, h, seed=i) for i, (w, h) in enumerate(sizes)]
+
+
+def test_atlas_has_the_grid_and_names_real_photos(loaded, photos, tmp_path):
+    events = []
+    atlas = make_atlas(loaded, LAYER, photos, FAST, report=events.append)
+    assert atlas.image.size == (3 * 32, 3 * 32)
+    assert atlas.metadata["samples"] == 6 * 5 and atlas.metadata["method"] == "pca"
+    assert sum(cell["count"] for cell in atlas.cells) == atlas.metadata["samples"]
+    sizes = {str(p): Image.open(p).size for p in photos}
+    for cell in atlas.cells:
+        assert 0 <= cell["row"] < 3 and 0 <= cell["col"] < 3 and cell["photos"]
+        for entry in cell["photos"]:
+            width, height = sizes[entry["path"]]
+            assert 0 <= entry["x"] < width and 0 <= entry["y"] < height
+    # Rendered cells are pictures; the empty ones stay the background.
+    pixels = np.asarray(atlas.image)
+    filled = {(c["row"], c["col"]) for c in atlas.cells}
+    for r in range(3):
+        for c in range(3):
+            tile = pixels[r * 32 : (r + 1) * 32, c * 32 : (c + 1) * 32]
+            assert (tile == 255).all() != ((r, c) in filled)
+    stages = {e.stage for e in events if isinstance(e, Stage)}
+    assert stages == {"activations", "layout", "render"}
+    write_atlas(atlas, tmp_path / "atlas.png")
+    assert Image.open(tmp_path / "atlas.png").size == (96, 96)
+    data = json.loads((tmp_path / "atlas.json").read_text())
+    assert data["atlas"]["grid"] == 3 and data["atlas"]["layer"] == LAYER and data["skipped"] == []
+    assert {e["path"] for c in data["cells"] for e in c["photos"]} <= set(sizes)
+
+
+def test_same_seed_same_atlas(loaded, photos):
+    first = make_atlas(loaded, LAYER, photos, FAST)
+    second = make_atlas(loaded, LAYER, photos, FAST)
+    assert np.array_equal(np.asarray(first.image), np.asarray(second.image))
+    assert first.cells == second.cells
+
+
+def test_a_bad_photo_is_reported_and_the_others_used(loaded, photos, tmp_path):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    events = []
+    atlas = make_atlas(loaded, LAYER, [*photos[:3], bad, *photos[3:]], FAST, report=events.append)
+    skipped = [e for e in events if isinstance(e, PhotoSkipped)]
+    assert [e.source for e in skipped] == [bad] and "broken.jpg" in skipped[0].error
+    assert atlas.skipped == [{"path": str(bad), "error": skipped[0].error}]
+    assert atlas.metadata["photos_used"] == 6 and atlas.metadata["samples"] == 30
+
+
+def test_reservoir_caps_the_samples_and_labels_name_classes(loaded, photos):
+    options = AtlasOptions(**{**FAST.__dict__, "max_samples": 12, "labels": True})
+    atlas = make_atlas(loaded, LAYER, photos, options)
+    assert atlas.metadata["samples"] == 12 and atlas.metadata["samples_seen"] == 30
+    assert sum(cell["count"] for cell in atlas.cells) == 12
+    names = loaded.network.class_names()
+    assert all(cell["label"] == names[cell["class"]] for cell in atlas.cells)
+
+
+def test_direction_objective_value_and_ascent(net):
+    act = torch.tensor([[[[3.0]], [[4.0]]], [[[0.0]], [[2.0]]]])  # 2 images, 2 channels, 1 position
+    goal = Direction("x", torch.tensor([[1.0, 0.0], [0.0, 2.0]]), power=1.0)
+    # image 0: dot 3, cos 3/5 -> 1.8; image 1: dot 2, cos 1 -> 2
+    assert torch.allclose(goal({"x": act}), torch.tensor([1.8, 2.0]))
+    assert torch.allclose(
+        Direction("x", torch.tensor([1.0, 0.0]), power=0)({"x": act}), torch.tensor([3.0, 0.0])
+    )
+    # Optimised, the value rises.
+    direction = torch.randn(480, generator=torch.Generator().manual_seed(0)).relu()
+    goal = Direction("inception3b", direction)
+    image = torch.rand(1, 3, 48, 48, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
+    optimizer = torch.optim.Adam([image], lr=0.05)
+    with LayerCapture(net, ["inception3b"]) as capture, torch.enable_grad():
+        values = []
+        for _ in range(8):
+            optimizer.zero_grad()
+            value = goal(capture(image))
+            (-value.sum()).backward()
+            optimizer.step()
+            values.append(float(value.detach()))
+    assert values[-1] > values[0]
+
+
+def test_missing_umap_names_the_extra(loaded, photos, monkeypatch):
+    real_import = builtins.__import__
+
+    def no_umap(name, *args, **kwargs):
+        if name == "umap" or name.startswith("umap.") or name.startswith("sklearn"):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_umap)
+    for method in ("umap", "tsne"):
+        with pytest.raises(SettingsError, match=r"pip install 'dreamcli\[atlas\]'"):
+            make_atlas(loaded, LAYER, photos, AtlasOptions(**{**FAST.__dict__, "method": method}))
+        with pytest.raises(SettingsError, match="dreamcli"):
+            layout(torch.randn(10, 4), method)
+
+
+def test_bad_options_and_layer_are_settings_errors(loaded, photos):
+    with pytest.raises(SettingsError, match="method"):
+        AtlasOptions(method="mds")
+    with pytest.raises(SettingsError, match="grid"):
+        AtlasOptions(grid=0)
+    with pytest.raises(SettingsError, match="inception_9x"):
+        make_atlas(loaded, "inception_9x", photos, FAST)
+
+
+def test_pca_layout_is_deterministic():
+    x = torch.randn(50, 8, generator=torch.Generator().manual_seed(1))
+    a, b = layout(x, "pca"), layout(x.clone(), "pca")
+    assert a.shape == (50, 2) and torch.equal(a, b)
+
+
+def test_the_dream_command_makes_an_atlas_of_a_folder(photos, tmp_path, weights_file):
+    from conftest import cli_invoker
+
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not a whole jpeg")
+    fast = ["--atlas-grid", "3", "--atlas-method", "pca", "--atlas-samples", "4", "--atlas-photo-size", "64"]
+    run = cli_invoker(weights_file, "--atlas", *fast, "--atlas-steps", "8", "--layer", LAYER)
+    result = run(tmp_path, "-o", f"{tmp_path / 'maps'}/")
+    assert result.exit_code == 1, result.output  # the atlas is made; the broken photo is named
+    assert "broken.jpg" in result.stderr and "Traceback" not in result.output
+    atlas = Image.open(tmp_path / "maps" / "atlas.png")
+    assert atlas.size == (3 * 64, 3 * 64)
+    described = json.loads((tmp_path / "maps" / "atlas.json").read_text())
+    assert described["atlas"]["photos_used"] == 6 and described["atlas"]["layer"] == LAYER
+    named = {entry["path"] for cell in described["cells"] for entry in cell["photos"]}
+    assert named <= {str(p) for p in photos} and named
+    assert [s["path"] for s in described["skipped"]] == [str(tmp_path / "broken.jpg")]
+
+    again = run(tmp_path, "-o", f"{tmp_path / 'maps'}/")
+    assert again.exit_code == 0 and "Skipped" in again.stderr  # kept unless --overwrite
+    channels = run(tmp_path, "-o", tmp_path / "x.png", "--layer", "inception_4c[1]")
+    assert channels.exit_code == 2 and "one whole layer" in channels.stderr
