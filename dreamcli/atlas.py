@@ -55,7 +55,7 @@ from dreamcli.config import Settings
 from dreamcli.errors import DreamError, SettingsError, describe
 from dreamcli.events import PhotoSkipped, Report, Stage, ignore
 from dreamcli.featurevis import STEPS_PER_ITERATION, visualize
-from dreamcli.imageio import atomic_write, fit_label, label_font, read_image, write_pil
+from dreamcli.imageio import Picture, atomic_write, decode_image, fit, fit_label, label_font, write_pil
 from dreamcli.models import Loaded
 from dreamcli.objectives import Direction
 
@@ -237,14 +237,22 @@ def _unpack(model, layer: str, class_names, labels: bool):
     return module, name, logits, (list(names) if names is not None else None)
 
 
-def _read(path: Path, size: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """The photo with its long side at ``size`` px, and its own (width, height)."""
-    rgb = read_image(path, max_size=size).rgb  # JPEGs are decoded at a reduced scale where they can be
+def _decoded(path: Path, size: int) -> tuple[Picture, tuple[int, int]]:
+    """The photo decoded (no torch kernel: this runs in the read-ahead thread), and its own
+    (width, height)."""
+    picture = decode_image(path, max_size=size)  # JPEGs are decoded at a reduced scale where they can be
     with Image.open(path) as img:  # the header only: the photo's size before any scaling
         width, height = img.size
         orientation = img.getexif().get(0x0112, 1)
     if orientation in (5, 6, 7, 8):  # rotated by 90 degrees: exif_transpose swaps the sides
         width, height = height, width
+    return picture, (width, height)
+
+
+def _read(decoded: tuple[Picture, tuple[int, int]], size: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """The photo with its long side at ``size`` px (on the calling thread), and its own size."""
+    picture, (width, height) = decoded
+    rgb = fit(picture, size).rgb
     h, w = rgb.shape[-2:]
     if max(h, w) != size:
         scale = size / max(h, w)
@@ -262,7 +270,7 @@ def _read_ahead(paths: Sequence[Path], size: int, ahead: int = 2) -> Iterator[tu
             for i, path in enumerate(paths):
                 for j in range(i, min(i + ahead + 1, len(paths))):
                     if j not in futures:
-                        futures[j] = pool.submit(_read, paths[j], size)
+                        futures[j] = pool.submit(_decoded, paths[j], size)
                 yield path, futures.pop(i)
         finally:
             for future in futures.values():
@@ -311,7 +319,7 @@ def collect(
     with LayerCapture(module, [layer]) as capture, torch.no_grad():
         for index, (path, future) in enumerate(_read_ahead(paths, options.size)):
             try:
-                rgb, (width, height) = future.result()
+                rgb, (width, height) = _read(future.result(), options.size)
                 act = capture(rgb[None].to(device))[layer]
                 if act.dim() != 4:
                     raise SettingsError(

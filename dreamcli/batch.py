@@ -20,7 +20,7 @@ from dreamcli.config import Settings
 from dreamcli.dream import dream
 from dreamcli.errors import EXIT_INTERRUPTED, DreamError, ImageError, describe
 from dreamcli.events import FileDone, FileStarted, Note, Report, Summary, ignore
-from dreamcli.imageio import Picture, read_image, remove_stale_parts, write_image
+from dreamcli.imageio import Picture, decode_image, fit, output_picture, remove_stale_parts, write_pil
 from dreamcli.models import Loaded
 from dreamcli.options import RunOptions
 from dreamcli.plan import Job, skip_reason
@@ -107,7 +107,7 @@ class Batch:
         """(job, picture, error, start time) in order, decoding up to a batch ahead in a thread."""
         ahead = max(2, self.batch_size + 1)
         pending = [
-            (job, reader.submit(read_image, job.source, self.settings.max_size)) for job in jobs[:ahead]
+            (job, reader.submit(decode_image, job.source, self.settings.max_size)) for job in jobs[:ahead]
         ]
         following = iter(jobs[ahead:])
         while pending:
@@ -115,13 +115,13 @@ class Batch:
             started = time.perf_counter()
             nxt = next(following, None)
             if nxt is not None:
-                pending.append((nxt, reader.submit(read_image, nxt.source, self.settings.max_size)))
+                pending.append((nxt, reader.submit(decode_image, nxt.source, self.settings.max_size)))
             try:
-                picture = future.result()
+                picture = fit(future.result(), self.settings.max_size)  # torch work on this thread only
             except DreamError as exc:
                 yield job, None, str(exc), started
                 continue
-            except Exception as exc:  # read_image converts what it knows; nothing else may escape either
+            except Exception as exc:  # decode_image converts what it knows; nothing else may escape either
                 yield job, None, f"cannot read {job.source}: {describe(exc)}", started
                 continue
             for note in picture.notes:
@@ -162,7 +162,9 @@ class Batch:
                 continue
             meta = dict(self.metadata, settings=settings.to_dict(), input=job.source.name)
             self._drain(writes, summary, wait=False)
-            writes.append((writer.submit(write_image, job.output, rgb, picture.alpha, meta), job, started))
+            # The 8-bit picture is made here: the writer thread runs no torch kernel (see decode_image).
+            image = output_picture(job.output, rgb, picture.alpha)
+            writes.append((writer.submit(write_pil, job.output, image, meta), job, started))
         return end
 
     def _still_missing(self, group, summary: Summary):

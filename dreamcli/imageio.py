@@ -71,6 +71,17 @@ def read_image(path: str | Path, max_size: int | None = None) -> Picture:
     Every problem with the file, whatever the decoder raises, is one ImageError
     that names the file; Pillow's warnings about it become the picture's notes.
     """
+    return fit(decode_image(path, max_size), max_size)
+
+
+def decode_image(path: str | Path, max_size: int | None = None) -> Picture:
+    """``read_image`` without the final resize: Pillow and NumPy only, no torch kernel.
+
+    For read-ahead threads.  A torch operation in a second thread starts a second
+    OpenMP team whose threads compete with the dreaming thread's: on 2 cores it
+    made every dream in a batch ~50 % slower (benchmarks/README.md, "I/O threads").
+    ``fit`` finishes the picture on the dreaming thread.
+    """
     path = Path(path)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -86,14 +97,17 @@ def read_image(path: str | Path, max_size: int | None = None) -> Picture:
                 f"cannot read {path}: the file is damaged or truncated ({describe(exc)})"
             ) from None
     notes += [f"{path.name}: {warning.message}" for warning in caught]
-    rgb_t = torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
+    rgb_t = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))  # no copy by torch
     alpha_t = torch.from_numpy(alpha)[None] if alpha is not None else None
-    if max_size is not None and max(rgb_t.shape[-2:]) > max_size:
-        rgb_t, alpha_t = (
-            shrink(rgb_t, max_size),
-            (shrink(alpha_t, max_size) if alpha_t is not None else None),
-        )
     return Picture(rgb_t, alpha_t, tuple(notes))
+
+
+def fit(picture: Picture, max_size: int | None) -> Picture:
+    """The picture with its long side at most ``max_size`` (antialiased), else as it is."""
+    if max_size is None or max(picture.rgb.shape[-2:]) <= max_size:
+        return picture
+    alpha = shrink(picture.alpha, max_size) if picture.alpha is not None else None
+    return Picture(shrink(picture.rgb, max_size), alpha, picture.notes)
 
 
 def _decode(path: Path, max_size: int | None) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
@@ -212,8 +226,13 @@ def write_image(
     A kill at any moment leaves either the old file (or none) or the whole new
     one, never a half-written image.
     """
-    fmt = output_format(path)
-    write_pil(path, to_pil(rgb, alpha if fmt in KEEPS_ALPHA else None), metadata)
+    write_pil(path, output_picture(path, rgb, alpha), metadata)
+
+
+def output_picture(path: str | Path, rgb: torch.Tensor, alpha: torch.Tensor | None = None) -> Image.Image:
+    """The 8-bit picture ``write_image`` would encode for ``path`` (alpha only where the format
+    keeps it): made on the dreaming thread, so a writer thread runs no torch kernel."""
+    return to_pil(rgb, alpha if output_format(path) in KEEPS_ALPHA else None)
 
 
 def write_pil(path: str | Path, image: Image.Image, metadata: dict[str, Any] | None = None) -> None:

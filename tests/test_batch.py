@@ -284,3 +284,45 @@ def test_hidden_files_and_folders_are_not_inputs(tmp_path):
     save_photo(photos / ".a_dream.png.x1.part.png", 40, 32)
     found = collect_inputs([photos], recursive=True)
     assert [p.name for p, _ in found.files] == ["a.png"] and found.not_images == []
+
+
+def test_read_ahead_and_write_behind_threads_run_no_torch_operator(tmp_path, weights_file, monkeypatch):
+    """A torch operator on a second thread starts a second OpenMP team that competes with the
+    dreaming thread's: on 2 cores every dream of a batch was ~50 % slower (benchmarks/README.md)."""
+    import threading
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    import dreamcli.batch
+    from dreamcli.imageio import decode_image
+
+    class Record(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    photo = save_photo(tmp_path / "a.png", 80, 60, mode="RGBA")
+    with Record() as record:
+        picture = decode_image(photo, max_size=40)
+    # Pillow and NumPy only: wrapping arrays (lift_fresh) and views compute nothing.
+    assert set(record.ops) <= {"aten.lift_fresh.default", "aten.unsqueeze.default"}, record.ops
+    assert picture.alpha is not None
+
+    threads = []
+    for name in ("fit", "output_picture"):  # the torch work of reading and writing
+        real = getattr(dreamcli.batch, name)
+
+        def on_main(*args, _real=real, **kwargs):
+            threads.append(threading.current_thread() is threading.main_thread())
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(dreamcli.batch, name, on_main)
+    folder_of_photos(tmp_path / "in")
+    result = cli_invoker(weights_file, *TINY)(tmp_path / "in", "-o", tmp_path / "out", "--max-size", "24")
+    assert result.exit_code == 0
+    assert len(threads) == 6 and all(threads)
+    assert Image.open(tmp_path / "out" / "a_dream.png").size == (24, 19)

@@ -175,7 +175,7 @@ def test_a_webp_over_the_encoders_limit_is_a_per_file_error(tmp_path):
 def test_an_encoder_that_fails_fails_its_file_alone(run, tmp_path, monkeypatch):
     import dreamcli.batch
 
-    real, calls = dreamcli.batch.write_image, []
+    real, calls = dreamcli.batch.write_pil, []
 
     def encoder_breaks_once(path, *args):
         calls.append(path)
@@ -183,7 +183,7 @@ def test_an_encoder_that_fails_fails_its_file_alone(run, tmp_path, monkeypatch):
             raise ValueError("encoder error -2 when writing image file")
         return real(path, *args)
 
-    monkeypatch.setattr(dreamcli.batch, "write_image", encoder_breaks_once)
+    monkeypatch.setattr(dreamcli.batch, "write_pil", encoder_breaks_once)
     result = run(photos(tmp_path / "in", "a.png", "b.png"), "-o", tmp_path / "out")
     assert result.exit_code == 1
     written, source = tmp_path / "out" / "a_dream.png", tmp_path / "in" / "a.png"
@@ -403,7 +403,7 @@ def test_encoder_limits_in_a_row_do_not_stop_a_batch(run, tmp_path, monkeypatch)
     def too_wide(path, *args):
         raise ImageError(f"cannot write {path}: WEBP pictures are at most 16383 px a side")
 
-    monkeypatch.setattr(dreamcli.batch, "write_image", too_wide)
+    monkeypatch.setattr(dreamcli.batch, "write_pil", too_wide)
     result = run(photos(tmp_path / "in", *[f"p{i}.png" for i in range(5)]), "-o", tmp_path / "out", "--json")
     errors = [json.loads(line)["error"] for line in result.stdout.splitlines()]
     assert len(errors) == 5 and all("16383" in e for e in errors)  # each file tried, none 'not dreamed'
@@ -434,7 +434,7 @@ def test_stale_part_files_of_killed_runs_are_removed(run, tmp_path):
 def test_an_output_another_process_wrote_meanwhile_is_kept(run, tmp_path, monkeypatch):
     import dreamcli.batch
 
-    real = dreamcli.batch.read_image
+    real = dreamcli.batch.decode_image
     out = tmp_path / "out"
 
     def another_process_finishes_it(path, max_size=None):
@@ -443,7 +443,7 @@ def test_an_output_another_process_wrote_meanwhile_is_kept(run, tmp_path, monkey
         (out / f"{Path(path).stem}_dream.png").write_bytes(b"the other process's dream")
         return picture
 
-    monkeypatch.setattr(dreamcli.batch, "read_image", another_process_finishes_it)
+    monkeypatch.setattr(dreamcli.batch, "decode_image", another_process_finishes_it)
     result = run(photos(tmp_path / "in", "a.png", "b.png"), "-o", out, "--json")
     assert [json.loads(line)["status"] for line in result.stdout.splitlines()] == ["skipped", "skipped"]
     assert (out / "a_dream.png").read_bytes() == b"the other process's dream"
