@@ -55,7 +55,16 @@ from dreamcli.config import Settings
 from dreamcli.errors import DreamError, SettingsError, describe
 from dreamcli.events import PhotoSkipped, Report, Stage, ignore
 from dreamcli.featurevis import STEPS_PER_ITERATION, visualize
-from dreamcli.imageio import Picture, atomic_write, decode_image, fit, fit_label, label_font, write_pil
+from dreamcli.imageio import (
+    Picture,
+    atomic_write,
+    decode_image,
+    fit,
+    fit_label,
+    label_font,
+    remove_stale_parts,
+    write_pil,
+)
 from dreamcli.models import Loaded
 from dreamcli.objectives import Direction
 
@@ -212,6 +221,8 @@ def write_atlas(atlas: Atlas, image_path: str | Path, json_path: str | Path | No
     """
     image_path = Path(image_path)
     json_path = Path(json_path) if json_path is not None else image_path.with_suffix(".json")
+    for folder in {image_path.parent, json_path.parent}:
+        remove_stale_parts(folder)  # left by a run killed while writing
     write_pil(image_path, atlas.image)
     text = json.dumps(atlas.to_json(), indent=1, ensure_ascii=False) + "\n"
     atomic_write(json_path, lambda handle: handle.write(text.encode("utf-8")))

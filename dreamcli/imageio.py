@@ -261,9 +261,10 @@ def write_pil(path: str | Path, image: Image.Image, metadata: dict[str, Any] | N
 MAX_SIDE = {"WEBP": 16383, "JPEG": 65535}
 # Temporaries are named .NAME.<pid>@<host>.XXXXXXXX.part, so that a later run can tell one
 # left by a killed process on this machine from one that another run is writing now.  Only
-# names of this shape (NAME ending in a picture's or a video's extension) are ever removed.
+# names of this shape (NAME ending in a picture's, a video's or an atlas's JSON extension)
+# are ever removed.
 _HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:16] or "host"
-_OUTPUTS = r"\.(?:png|jpe?g|webp|tiff?|gif|mp4)"
+_OUTPUTS = r"\.(?:png|jpe?g|webp|tiff?|gif|mp4|json)"
 _PART = re.compile(rf"^\..+{_OUTPUTS}\.(?P<pid>\d+)@(?P<host>[A-Za-z0-9_-]+)\.[a-z0-9_]{{8}}\.part$", re.I)
 _OLD_PART = re.compile(rf"^\..+{_OUTPUTS}\.[a-z0-9_]{{8}}\.part$", re.I)  # dreamcli before the pid was in it
 # A temporary whose process is gone is left this long still: another container with the

@@ -2,6 +2,8 @@
 
 import builtins
 import json
+import os
+import time
 
 import numpy as np
 import pytest
@@ -151,8 +153,13 @@ def test_the_dream_command_makes_an_atlas_of_a_folder(photos, tmp_path, weights_
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not a whole jpeg")
     fast = ["--atlas-grid", "3", "--atlas-method", "pca", "--atlas-samples", "4", "--atlas-photo-size", "64"]
     run = cli_invoker(weights_file, "--atlas", *fast, "--atlas-steps", "8", "--layer", LAYER)
+    stale = tmp_path / "maps" / ".atlas.json.xyz12345.part"  # a JSON write killed days ago
+    stale.parent.mkdir()
+    stale.write_text("{half")
+    os.utime(stale, (time.time() - 3 * 86400,) * 2)
     result = run(tmp_path, "-o", f"{tmp_path / 'maps'}/")
-    assert result.exit_code == 1, result.output  # the atlas is made; the broken photo is named
+    assert result.exit_code == 1, result.output
+    assert not stale.exists()  # the atlas is made; the broken photo is named
     assert "broken.jpg" in result.stderr and "Traceback" not in result.output
     atlas = Image.open(tmp_path / "maps" / "atlas.png")
     assert atlas.size == (3 * 64, 3 * 64)
