@@ -70,6 +70,8 @@ from dreamcli.objectives import Direction
 
 METHODS = ("umap", "tsne", "pca")
 EXTRA = "pip install 'dreamcli[atlas]'"
+# UMAP's and t-SNE's neighbour graphs need some samples (UMAP failed on 2, measured).
+MIN_SAMPLES_EMBEDDED = 16
 # UMAP and t-SNE see the samples projected on this many main directions.
 REDUCED_DIMS = 50
 # The layout's percentiles that map to the square's edges.
@@ -175,9 +177,12 @@ def make_atlas(
         report(PhotoSkipped(path, error))
 
     samples = collect(module, layer_name, paths, options, report=report, on_error=skip)
-    if samples.vectors.shape[0] < 2:
-        raise SettingsError(
-            f"too few samples for an atlas: {samples.vectors.shape[0]} from {len(paths)} photos"
+    count = samples.vectors.shape[0]
+    if count < (2 if options.method == "pca" else MIN_SAMPLES_EMBEDDED):
+        raise DreamError(
+            f"too few samples for a {options.method} atlas: {count} from {len(paths)} photos; "
+            "add photos or raise the samples per photo"
+            + ("" if options.method == "pca" else f" (to {MIN_SAMPLES_EMBEDDED}), or use the pca method")
         )
     timings = {"activations_s": time.perf_counter() - started}
     t0 = time.perf_counter()
@@ -187,6 +192,11 @@ def make_atlas(
     timings["layout_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     cells = bin_cells(points, samples, options)
+    if not cells:
+        raise DreamError(
+            f"no cell of the {options.grid}x{options.grid} grid has {options.min_count} of the {count} "
+            "samples; add photos, raise the samples per photo, or make the grid smaller"
+        )
     pictures = render_cells(module, layer_name, [c.pop("_mean") for c in cells], options, report=report)
     timings["render_s"] = time.perf_counter() - t0
     if logits is not None:
@@ -223,9 +233,12 @@ def write_atlas(atlas: Atlas, image_path: str | Path, json_path: str | Path | No
     json_path = Path(json_path) if json_path is not None else image_path.with_suffix(".json")
     for folder in {image_path.parent, json_path.parent}:
         remove_stale_parts(folder)  # left by a run killed while writing
+    # ensure_ascii: a file name that is not UTF-8 (surrogate escapes) still makes valid JSON,
+    # and os.fsencode(path) gives its bytes back.  The JSON first: an existing picture (which
+    # a rerun skips) then always has its JSON.
+    text = json.dumps(atlas.to_json(), indent=1, ensure_ascii=True) + "\n"
+    atomic_write(json_path, lambda handle: handle.write(text.encode("ascii")))
     write_pil(image_path, atlas.image)
-    text = json.dumps(atlas.to_json(), indent=1, ensure_ascii=False) + "\n"
-    atomic_write(json_path, lambda handle: handle.write(text.encode("utf-8")))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -325,7 +338,8 @@ def collect(
 ) -> Samples:
     """Stage 1: sampled activations of ``layer`` (a module name) over the photos, streamed."""
     device = model_device(module)
-    reservoir = _Reservoir(options.max_samples, options.seed)
+    # Never more room than the photos can fill: 100,000 x 2048 floats would be 800 MB.
+    reservoir = _Reservoir(min(options.max_samples, len(paths) * options.samples_per_image), options.seed)
     report(Stage("activations", 0, len(paths)))
     with LayerCapture(module, [layer]) as capture, torch.no_grad():
         for index, (path, future) in enumerate(_read_ahead(paths, options.size)):
@@ -334,7 +348,8 @@ def collect(
                 act = capture(rgb[None].to(device))[layer]
                 if act.dim() != 4:
                     raise SettingsError(
-                        f"layer {layer!r} has no spatial positions (its output is {tuple(act.shape)})"
+                        f"layer {layer!r} has no spatial positions (its output is {tuple(act.shape)}); "
+                        "an atlas maps a convolutional layer: pick an earlier one"
                     )
                 rows, cols = act.shape[-2:]
                 act = act[0].float().flatten(1).t().cpu()  # (positions, C)
@@ -353,7 +368,7 @@ def collect(
                 reservoir.add(act[keep], index, xy)
             report(Stage("activations", index + 1, len(paths)))
     if reservoir.seen == 0:
-        raise SettingsError(f"none of the {len(paths)} photos could be used for an atlas")
+        raise DreamError(f"none of the {len(paths)} photos could be used for an atlas (each is named above)")
     return reservoir.result()
 
 

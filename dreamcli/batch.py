@@ -162,8 +162,13 @@ class Batch:
                 continue
             meta = dict(self.metadata, settings=settings.to_dict(), input=job.source.name)
             self._drain(writes, summary, wait=False)
-            # The 8-bit picture is made here: the writer thread runs no torch kernel (see decode_image).
-            image = output_picture(job.output, rgb, picture.alpha)
+            try:  # the 8-bit picture is made here: the writer thread runs no torch kernel (decode_image)
+                image = output_picture(job.output, rgb, picture.alpha)
+            except Exception as exc:
+                error = str(exc) if isinstance(exc, DreamError) else None
+                error = error or f"cannot write {job.output}: {describe(exc)}"
+                self._finish(summary, _done(job, "failed", started, error))
+                continue
             writes.append((writer.submit(write_pil, job.output, image, meta), job, started))
         return end
 

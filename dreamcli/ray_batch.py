@@ -69,6 +69,13 @@ class Worker:
     """A Ray Data actor: the network loaded once, every row dreamed by a local ``Batch``."""
 
     def __init__(self, spec: dict):
+        self.failure: str | None = None
+        try:
+            self._load(WorkerSpec(**spec))
+        except DreamError as exc:  # no weights, no device...: each row fails with the reason
+            self.failure = str(exc)  # (raised here, Ray would retry the actor and print its traceback)
+
+    def _load(self, spec: WorkerSpec) -> None:
         import torch
 
         from dreamcli import batch, models
@@ -76,7 +83,6 @@ class Worker:
         from dreamcli.devices import run_options
         from dreamcli.models.loading import load
 
-        spec = WorkerSpec(**spec)
         if spec.threads:
             torch.set_num_threads(spec.threads)
         options = run_options(spec.device, spec.precision, spec.tile_size, spec.reproducible)
@@ -96,7 +102,10 @@ class Worker:
             Job(Path(source), Path(output), int(index))
             for source, output, index in zip(rows["source"], rows["output"], rows["index"], strict=True)
         ]
-        results = self.batch.run(jobs).results
+        if self.failure is not None:
+            results = [FileDone(job.source, job.output, "failed", error=self.failure) for job in jobs]
+        else:
+            results = self.batch.run(jobs).results
         return {
             "source": [str(r.source) for r in results],
             "output": [str(r.output) for r in results],
@@ -199,7 +208,11 @@ def _notices_to_stderr() -> None:
         return
 
     def to_stderr(data, *args, **kwargs):
-        return printer({**data, "is_err": True}, *args, **kwargs)
+        # The first line of each notice: a dead worker's full traceback ran to ~260 lines.
+        lines = [
+            str(line).strip().splitlines()[0][:300] for line in data.get("lines", []) if str(line).strip()
+        ]
+        return printer({**data, "lines": lines, "is_err": True}, *args, **kwargs)
 
     to_stderr.to_stderr = True
     ray_worker.print_to_stdstream = to_stderr
@@ -262,7 +275,32 @@ def run(
         summary.interrupted = getattr(exc, "exit_code", EXIT_INTERRUPTED)
         with contextlib.suppress(Exception):
             ray.shutdown()
+    except Exception as exc:  # the workers could not run (no weights, no device...): one line per file
+        reason = _worker_failure(exc)
+        reported = {str(done.source) for done in summary.results}
+        for row in rows:
+            if row["source"] not in reported:
+                done = FileDone(
+                    Path(row["source"]), Path(row["output"]), "failed", error=f"not dreamed: {reason}"
+                )
+                summary.add(done)
+                report(done)
     return summary
+
+
+def _worker_failure(exc: BaseException) -> str:
+    """What stopped the workers: dreamcli's own message where one is inside Ray's errors."""
+    seen, todo = set(), [exc]
+    while todo:
+        error = todo.pop()
+        if id(error) in seen or error is None:
+            continue
+        seen.add(id(error))
+        if isinstance(error, DreamError):
+            return str(error)
+        todo += [getattr(error, "cause", None), error.__cause__, error.__context__]
+    text = str(exc).strip().splitlines()
+    return f"a Ray worker failed: {text[0][:300] if text else type(exc).__name__}"
 
 
 def _results(block: dict) -> list[FileDone]:

@@ -173,3 +173,49 @@ def test_the_dream_command_makes_an_atlas_of_a_folder(photos, tmp_path, weights_
     assert again.exit_code == 0 and "Skipped" in again.stderr  # kept unless --overwrite
     channels = run(tmp_path, "-o", tmp_path / "x.png", "--layer", "inception_4c[1]")
     assert channels.exit_code == 2 and "one whole layer" in channels.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "code", "message"),
+    [
+        (("-o", "{photos}/p0.png", "--overwrite"), 2, "never overwrites an input"),
+        (("--zoom", "3"), 2, "leave out views and zooms"),
+        (("--shard", "1/2"), 2, "leave out --shard"),
+        (("--atlas-grid", "40", "--atlas-samples", "1"), 1, "make the grid smaller"),  # no cell has 3
+        (("--preset", "deep"), 2, "add e.g. --layer"),
+    ],
+)
+def test_atlas_refusals_are_one_line(photos, tmp_path, weights_file, extra, code, message):
+    from conftest import cli_invoker
+
+    before = photos[0].read_bytes()
+    fast = ["--atlas-method", "pca", "--atlas-photo-size", "64", "--atlas-steps", "8"]
+    run = cli_invoker(weights_file, "--atlas", *fast)
+    extra = [e.format(photos=tmp_path) for e in extra]
+    result = run(tmp_path, *extra) if "-o" in extra else run(tmp_path, "-o", tmp_path / "a.png", *extra)
+    assert result.exit_code == code, result.output
+    assert message in result.stderr and "Traceback" not in result.output
+    assert photos[0].read_bytes() == before
+    assert not (tmp_path / "a.png").exists()
+
+
+def test_an_atlas_of_photos_that_all_fail_exits_1(tmp_path, weights_file):
+    from conftest import cli_invoker
+
+    for name in ("x.jpg", "y.png"):
+        (tmp_path / name).write_bytes(b"broken")
+    result = cli_invoker(weights_file, "--atlas", "--atlas-method", "pca")(tmp_path, "-o", tmp_path / "a.png")
+    assert result.exit_code == 1
+    assert "none of the 2 photos" in result.stderr and "x.jpg" in result.stderr
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file names are bytes")
+def test_a_photo_name_that_is_not_utf8_is_written_and_read_back(loaded, photos, tmp_path):
+    odd = tmp_path / os.fsdecode(b"caf\xe9.png")
+    odd.write_bytes(photos[0].read_bytes())
+    atlas = make_atlas(loaded, LAYER, [odd, *photos[1:]], FAST)
+    write_atlas(atlas, tmp_path / "atlas.png")  # the JSON first, then the picture: both, or neither
+    described = json.loads((tmp_path / "atlas.json").read_text("ascii"))
+    named = {os.fsencode(entry["path"]) for cell in described["cells"] for entry in cell["photos"]}
+    assert os.fsencode(odd) in named
+    assert (tmp_path / "atlas.png").exists()

@@ -189,3 +189,16 @@ def test_sigterm_stops_a_ray_batch_like_ctrl_c(tmp_path, weights_file):
     assert all(name.endswith("_dream.png") for name in written)  # no partial file
     reported = [Path(json.loads(line)["output"]).name for line in stdout.splitlines()]
     assert set(reported) <= set(written)
+
+
+def test_workers_that_cannot_load_fail_each_file_with_the_reason(ray_session, tmp_path, weights_file):
+    """On a cluster the workers load the weights: a bad file fails every row with its reason,
+    one line each (it used to kill the actor: Ray's traceback, ~260 lines, and no summary)."""
+    broken = tmp_path / "broken.pth"
+    broken.write_bytes(b"not a state dict")
+    photos = folder(tmp_path / "in")
+    result = cli_invoker(broken, *FLAGS)(photos, "-o", tmp_path / "out", "--ray", "local")
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert sum("broken.pth" in line and line.startswith("Error: ") for line in lines) == 4
+    assert "Traceback" not in result.output and "0 done, 0 skipped, 4 failed" in result.stderr

@@ -22,7 +22,7 @@ from dreamcli.cli.complete import user_preset_folders
 from dreamcli.cli.display import Display, skipped
 from dreamcli.cli.options import CliOptions
 from dreamcli.config import FIELDS, LayerSpec, Settings
-from dreamcli.errors import EXIT_FAILED, EXIT_OK, SettingsError
+from dreamcli.errors import EXIT_FAILED, EXIT_OK, DreamError, SettingsError, describe
 from dreamcli.events import FileDone, Summary
 from dreamcli.formats import VIDEO_INPUTS, check_output
 
@@ -78,7 +78,11 @@ def run(ctx: click.Context, opts: CliOptions) -> int:
             )
     if opts.atlas:
         if opts.zoom or _wants_view(opts):
-            raise click.BadParameter("makes one map of many photos; leave out views and zooms", "--atlas")
+            raise click.BadParameter(
+                "makes one map of many photos; leave out views and zooms", param_hint="--atlas"
+            )
+        if opts.shard:  # each of N jobs would write the whole atlas
+            raise click.BadParameter("maps all the photos at once; leave out --shard", param_hint="--atlas")
         return mode.atlas(names)
     if opts.zoom:
         return mode.zoom(names)
@@ -209,6 +213,11 @@ class Mode:
             output.parent.mkdir(parents=True, exist_ok=True)
         elif not output.parent.is_dir():  # found now, not after minutes of work
             raise SettingsError(f"cannot write {output}: the folder {output.parent} does not exist")
+        for path in (output, output.with_suffix(".json")):
+            if any(plan.same_file(photo, path) for photo in photos):
+                raise SettingsError(
+                    f"{path} is one of the photos; dreamcli never overwrites an input: choose another -o"
+                )
         if self._exists(output):
             return EXIT_OK
         from dreamcli import atlas
@@ -216,7 +225,7 @@ class Mode:
         labels = opts.atlas_labels if opts.atlas_labels is not None else self.network.logits is not None
         if labels and self.network.logits is None:
             raise click.BadParameter(
-                f"{self.network.name} has no classes to label cells with", "--atlas-labels"
+                f"{self.network.name} has no classes to label cells with", param_hint="--atlas-labels"
             )
         settings = atlas.AtlasOptions(
             grid=opts.atlas_grid,
@@ -231,8 +240,13 @@ class Mode:
         options = self.run_options()
         with self._display(many=False) as display:
             loaded = self.load(options)
-            made = atlas.make_atlas(loaded, layer, photos, settings, report=display)
-            atlas.write_atlas(made, output)
+            try:
+                made = atlas.make_atlas(loaded, layer, photos, settings, report=display)
+                atlas.write_atlas(made, output)
+            except DreamError:
+                raise
+            except Exception as exc:  # never a traceback: one line, exit 1
+                raise DreamError(f"the atlas could not be made: {describe(exc)}") from None
         used = made.metadata["photos_used"]
         self._say(
             f"Wrote {output} and {output.with_suffix('.json').name} ({len(made.cells)} cells, {used} photos)"
@@ -242,6 +256,11 @@ class Mode:
     def _atlas_layer(self) -> str:
         layers = self.settings.layers
         if len(layers) != 1 or layers[0].channels is not None:
+            if self.chosen and not self.opts.layers:
+                raise SettingsError(
+                    f"preset {self.chosen.name} dreams on {', '.join(map(str, layers))}; an atlas maps "
+                    f"one whole layer: add e.g. --layer {self.network.default_layer}"
+                )
             raise click.BadParameter(
                 "an atlas maps one whole layer: give one --layer, without channels", param_hint="--layer"
             )
@@ -290,6 +309,12 @@ class Mode:
         from dreamcli import ray_batch
 
         opts = self.opts
+        if opts.ray == "local":  # the workers run here: what they would fail on fails now, once
+            self.run_options()  # a device this machine lacks
+            if opts.weights is None:  # the download, into the cache the workers read
+                from dreamcli.models.weights import download
+
+                download(self.network, progress=not opts.quiet)
         ray = ray_batch.connect(opts.ray)
         threads = 0  # on a cluster: the CPUs Ray gives each worker
         if opts.ray == "local":
