@@ -167,8 +167,7 @@ def make_atlas(
     paths = [Path(p) for p in paths]
     if not paths:
         raise SettingsError("no photos to make an atlas of")
-    if options.method != "pca":
-        _import_layout(options.method)  # a missing extra is found before any work
+    require_layout(options.method)  # a missing extra is found before any work
     started = time.perf_counter()
     skipped: list[dict[str, str]] = []
 

@@ -23,7 +23,7 @@ from dreamcli.events import FileDone, FileStarted, Note, Report, Summary, ignore
 from dreamcli.imageio import Picture, decode_image, fit, output_picture, remove_stale_parts, write_pil
 from dreamcli.models import Loaded
 from dreamcli.options import RunOptions
-from dreamcli.plan import Job, skip_reason
+from dreamcli.plan import Job, triage
 
 # Writes that fail in a row before the batch stops: a full disk or a read-only folder
 # would otherwise have every remaining image dreamed for nothing.
@@ -57,15 +57,9 @@ class Batch:
         self._failed_writes, self._stopped = 0, False
         for folder in {job.output.parent for job in jobs}:
             remove_stale_parts(folder)  # left by a run that was killed while writing
-        todo = []
-        for job in jobs:
-            reason = skip_reason(job, self.overwrite)
-            if reason == "skip":
-                self._finish(summary, _done(job, "skipped"))
-            elif reason:
-                self._finish(summary, _done(job, "failed", error=reason))
-            else:
-                todo.append(job)
+        todo, settled = triage(jobs, self.overwrite)
+        for done in settled:
+            self._finish(summary, done)
         with ThreadPoolExecutor(max_workers=1) as reader, ThreadPoolExecutor(max_workers=1) as writer:
             writes: list[tuple[Future, Job, float]] = []
             try:

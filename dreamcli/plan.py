@@ -20,6 +20,7 @@ from typing import Any
 
 from dreamcli.config import LayerSpec, Settings
 from dreamcli.errors import DreamError, SettingsError
+from dreamcli.events import FileDone
 from dreamcli.formats import ANIMATIONS, IMAGE_EXTENSIONS, TEMPLATE_FIELDS, check_output
 from dreamcli.metadata import is_dream
 
@@ -206,6 +207,21 @@ def skip_reason(job: Job, overwrite: bool) -> str | None:
     if not overwrite and job.output.exists():
         return "skip"
     return None
+
+
+def triage(jobs: Iterable[Job], overwrite: bool) -> tuple[list[Job], list[FileDone]]:
+    """The jobs to dream, and how the others end at once: skipped (the output exists) or
+    failed (refused, e.g. the output is the input)."""
+    todo, settled = [], []
+    for job in jobs:
+        reason = skip_reason(job, overwrite)
+        if reason is None:
+            todo.append(job)
+        elif reason == "skip":
+            settled.append(FileDone(job.source, job.output, "skipped"))
+        else:
+            settled.append(FileDone(job.source, job.output, "failed", error=reason))
+    return todo, settled
 
 
 def same_file(a: Path, b: Path) -> bool:

@@ -238,23 +238,14 @@ def run(
     report: Report = ignore,
 ) -> Summary:
     """Dream ``jobs`` on the cluster; skipped and refused jobs are reported here, the rest by the workers."""
-    from dreamcli.plan import skip_reason
+    from dreamcli.plan import triage
 
     summary = Summary()
-    rows = []
-    for job in jobs:
-        reason = skip_reason(job, spec.overwrite)
-        if reason is None:
-            rows.append({"source": str(job.source), "output": str(job.output), "index": job.index})
-            continue
-        done = FileDone(
-            job.source,
-            job.output,
-            "skipped" if reason == "skip" else "failed",
-            error=None if reason == "skip" else reason,
-        )
+    todo, settled = triage(jobs, spec.overwrite)
+    for done in settled:
         summary.add(done)
         report(done)
+    rows = [{"source": str(job.source), "output": str(job.output), "index": job.index} for job in todo]
     if not rows:
         return summary
     count, resources = workers_for(ray, workers)

@@ -57,12 +57,7 @@ class Display:
         elif isinstance(event, Stage):
             self._stage(event)
         elif isinstance(event, PhotoSkipped):
-            error = event.error.replace(str(event.source), shown(event.source))
-            self._write(
-                f"Error: {error}"
-                if shown(event.source) in error
-                else f"Error: {shown(event.source)}: {error}"
-            )
+            self._error(event.source, event.error)
 
     def _bar(self, **kwargs):
         from tqdm import tqdm
@@ -115,16 +110,19 @@ class Display:
         if self.as_json:
             self._write(json.dumps(result.to_dict()), err=False)
         if result.status == "failed":
-            # Every path as the shell would quote it, so a name with a newline or bytes that are
-            # not UTF-8 still gives one line that a script can map back to the file.
-            error = result.error.replace(str(result.source), shown(result.source))
-            error = error.replace(str(result.output), shown(result.output))
-            named = shown(result.source) in error
-            self._write(f"Error: {error}" if named else f"Error: {shown(result.source)}: {error}")
+            self._error(result.source, result.error, result.output)
         elif not self.quiet and not self.as_json and not self.many:
             self._write(
                 f"Wrote {shown(result.output)}" if result.status == "done" else skipped(result.output)
             )
+
+    def _error(self, source: Path, error: str, output: Path | None = None) -> None:
+        """``Error: ...`` naming the file.  Every path as the shell would quote it, so a name with
+        a newline or bytes that are not UTF-8 still gives one line a script can map back."""
+        error = error.replace(str(source), shown(source))
+        if output is not None:
+            error = error.replace(str(output), shown(output))
+        self._write(f"Error: {error}" if shown(source) in error else f"Error: {shown(source)}: {error}")
 
     def _write(self, text: str, err: bool = True) -> None:
         from tqdm import tqdm

@@ -23,7 +23,7 @@ from dreamcli.cli.display import Display, skipped
 from dreamcli.cli.options import CliOptions
 from dreamcli.config import FIELDS, LayerSpec, Settings
 from dreamcli.errors import EXIT_FAILED, EXIT_OK, DreamError, SettingsError, describe
-from dreamcli.events import FileDone, Summary
+from dreamcli.events import Summary
 from dreamcli.formats import VIDEO_INPUTS, check_output
 
 SAMPLE_CREDIT = "sample photo: 'coffee' by Rachel Michetti (CC0), from scikit-image"
@@ -275,13 +275,10 @@ class Mode:
         if opts.shard:
             jobs = plan.take_shard(jobs, *plan.parse_shard(opts.shard))
         display = self._display(many=len(jobs) > 1)
-        if not any(plan.skip_reason(job, opts.overwrite) is None for job in jobs):
-            # Nothing to dream: say so at once, without loading torch or the model.
+        todo, settled = plan.triage(jobs, opts.overwrite)
+        if not todo:  # nothing to dream: say so at once, without loading torch or the model
             summary = Summary()
-            for job in jobs:
-                reason = plan.skip_reason(job, opts.overwrite)
-                status, error = ("skipped", None) if reason == "skip" else ("failed", reason)
-                result = FileDone(job.source, job.output, status, error=error)
+            for result in settled:
                 summary.add(result)
                 display(result)
             return display.finish(summary, found)
