@@ -68,7 +68,7 @@ class Batch:
                 summary.interrupted = getattr(exc, "exit_code", EXIT_INTERRUPTED)
                 reader.shutdown(wait=False, cancel_futures=True)  # no more read-ahead for nothing
             except _Stopped as stop:
-                self._drain(writes, summary, wait=True)
+                self._drain(writes, summary)
                 finished = {result.source for result in summary.results}
                 for job in todo:
                     if job.source not in finished:
@@ -76,7 +76,7 @@ class Batch:
             finally:
                 # Let a write in progress finish: it is atomic, and dropping it would lose work.
                 self._stopped = True  # and from here no failed write stops anything
-                self._drain(writes, summary, wait=True)
+                self._drain(writes, summary)
         return summary
 
     def _run_jobs(self, jobs, reader, writer, writes, summary) -> None:
@@ -87,7 +87,7 @@ class Batch:
                 if group:  # dream what came before, so results stay in input order
                     position = self._dream_group(group, position, len(jobs), writer, writes, summary)
                     group = []
-                self._drain(writes, summary, wait=True)
+                self._drain(writes, summary)
                 self._finish(summary, _done(job, "failed", started, error))
                 continue
             if group and (picture.rgb.shape != group[0][1].rgb.shape or len(group) == self.batch_size):
@@ -141,7 +141,7 @@ class Batch:
                 report=self.report,
             )
         except Exception as exc:  # DreamError says what to do; anything else still fails these files alone
-            self._drain(writes, summary, wait=True)
+            self._drain(writes, summary)
             error = str(exc) if isinstance(exc, DreamError) else f"dreaming failed: {describe(exc)}"
             for job, _, started in group:
                 self._finish(summary, _done(job, "failed", started, error))
@@ -150,12 +150,15 @@ class Batch:
             try:
                 job.output.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                self._drain(writes, summary, wait=True)
+                self._drain(writes, summary)
                 error = f"cannot create {job.output.parent}: {exc.strerror or exc}"
                 self._finish(summary, _done(job, "failed", started, error), storage=True)
                 continue
             meta = dict(self.metadata, settings=settings.to_dict(), input=job.source.name)
-            self._drain(writes, summary, wait=False)
+            # At most one batch of writes in flight: each write overlaps the next dream, but a
+            # slow disk must hold the loop back (or dreamed pictures pile up in memory), and a
+            # full disk is then found after the same number of dreams on every run.
+            self._drain(writes, summary, keep=self.batch_size - 1)
             try:  # the 8-bit picture is made here: the writer thread runs no torch kernel (decode_image)
                 image = output_picture(job.output, rgb, picture.alpha)
             except Exception as exc:
@@ -178,9 +181,9 @@ class Batch:
                 missing.append((job, picture, started))
         return missing
 
-    def _drain(self, writes: list, summary: Summary, wait: bool) -> None:
-        """Report finished writes, oldest first; with ``wait``, all of them."""
-        while writes and (wait or writes[0][0].done()):
+    def _drain(self, writes: list, summary: Summary, keep: int = 0) -> None:
+        """Report finished writes, oldest first, waiting until at most ``keep`` are in flight."""
+        while writes and (len(writes) > keep or writes[0][0].done()):
             self._finish(summary, *self._write_result(*writes.pop(0)))
 
     def _settings_for(self, job: Job) -> Settings:
