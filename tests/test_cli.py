@@ -137,6 +137,34 @@ def test_unwritable_extension_is_refused_before_dreaming(run, photo, tmp_path):
     assert result.exit_code == 2 and "unknown image extension '.bmp'" in result.output
 
 
+@pytest.mark.parametrize(
+    ("args", "flag", "fix"),
+    [
+        (("--fps", "3"), "--fps", "add --zoom FRAMES"),
+        (("--atlas-grid", "3"), "--atlas-grid", "add --atlas"),
+        (("--ray-workers", "2"), "--ray-workers", "add --ray"),
+        (("--zoom", "3", "--name", "{stem}.gif"), "--name", "makes a zoom"),
+        (("--zoom", "3", "--sweep", "inception_3a"), "--sweep", "makes a zoom"),
+        (("--sweep", "inception_3a", "--json"), "--json", "makes a view"),
+        (("--atlas", "--iterations", "3"), "--iterations", "--atlas-steps"),
+        (("--atlas", "--batch-size", "4"), "--batch-size", "makes an atlas"),
+        (("--channel-grid", "inception_3a[0-1]", "--sample"), "--sample", "makes a view"),
+    ],
+)
+def test_a_flag_the_command_would_not_use_is_refused(run, photo, tmp_path, args, flag, fix):
+    result = run(photo, *args, "-o", tmp_path / "out.png")
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for {flag}:" in result.stderr and fix in result.stderr
+    assert len(result.stderr.splitlines()) == 1 and not (tmp_path / "out.png").exists()
+
+
+def test_a_flag_the_command_would_not_use_is_refused_for_a_video(run, tmp_path):
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"not checked: the flag is refused first")
+    result = run(video, "--fps", "10", "--blend", "0.5")
+    assert result.exit_code == 2 and "used by zooms only, and this command dreams a video" in result.stderr
+
+
 def test_no_input_is_a_usage_error(run):
     result = run(weights=False)
     assert result.exit_code == 2 and "--sample" in result.output

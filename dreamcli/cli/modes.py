@@ -58,6 +58,7 @@ def run(ctx: click.Context, opts: CliOptions) -> int:
         kept = settings.layers if opts.layers else ()
         settings = dataclasses.replace(settings, layers=kept + extra)
     names = list(opts.inputs)
+    kind = _kind(opts, names)
     if opts.size is not None and opts.start == "photo":
         raise click.BadParameter(
             "sets the size of a --start noise or grey; a photo keeps its own", param_hint="--size"
@@ -76,19 +77,21 @@ def run(ctx: click.Context, opts: CliOptions) -> int:
             raise click.BadParameter(
                 "dreams batches of files; views, atlases, zooms and videos run here", param_hint="--ray"
             )
-    if opts.atlas:
+    if kind == "atlas":
         if opts.zoom or _wants_view(opts):
             raise click.BadParameter(
                 "makes one map of many photos; leave out views and zooms", param_hint="--atlas"
             )
         if opts.shard:  # each of N jobs would write the whole atlas
             raise click.BadParameter("maps all the photos at once; leave out --shard", param_hint="--atlas")
+    _refuse_unused(ctx, opts, kind)
+    if kind == "atlas":
         return mode.atlas(names)
-    if opts.zoom:
+    if kind == "zoom":
         return mode.zoom(names)
-    if len(names) == 1 and Path(names[0]).suffix.lower() in VIDEO_INPUTS:
+    if kind == "video":
         return mode.video(names[0])
-    if _wants_view(opts):
+    if kind == "view":
         return mode.view(names, _view_variants(settings, opts, typed, network))
     if opts.sample:
         names.append(str(resources.files("dreamcli.data") / "sample.jpg"))
@@ -370,6 +373,65 @@ def output_path(raw: str | None) -> tuple[Path | None, bool]:
     if raw is None:
         return None, False
     return Path(raw), raw.endswith(("/", os.sep))
+
+
+def _kind(opts: CliOptions, names: list[str]) -> str:
+    """What the command makes: an atlas, a zoom, a video, a view, or dreams of files (a batch)."""
+    if opts.atlas:
+        return "atlas"
+    if opts.zoom:
+        return "zoom"
+    if len(names) == 1 and Path(names[0]).suffix.lower() in VIDEO_INPUTS:
+        return "video"
+    return "view" if _wants_view(opts) else "batch"
+
+
+# What each kind of command is called in a refusal, and how to ask for it.
+_KINDS = {
+    "batch": ("dreams files", "plain dreams of files", None),
+    "view": ("makes a view", "views", None),
+    "zoom": ("makes a zoom", "zooms", "--zoom FRAMES"),
+    "video": ("dreams a video", "videos", None),
+    "atlas": ("makes an atlas", "atlases", "--atlas"),
+}
+_DREAMS = ("batch", "view", "zoom", "video")
+# The flags only some kinds of command use (the rest apply to all).  A flag typed where it
+# does nothing is refused: a script that passes --fps to a video or --iterations to an
+# atlas would otherwise believe it had been heard.
+_USED_BY = {
+    # (--ray and, with an atlas, --shard have their own refusals above, saying why)
+    **dict.fromkeys(("template", "batch_size", "shard", "as_json", "ray_workers", "sample"), ("batch",)),
+    **dict.fromkeys(("zoom_scale", "rotate", "pan", "fps"), ("zoom",)),
+    **dict.fromkeys(("blend", "flow"), ("video",)),
+    **dict.fromkeys(("sweep", "sweep_presets", "channel_grid", "guide", "heatmap"), ("view",)),
+    **dict.fromkeys(("start", "size"), ("view", "zoom")),
+    **dict.fromkeys(
+        ("atlas_grid", "atlas_method", "atlas_samples", "atlas_photo_size", "atlas_steps", "atlas_labels"),
+        ("atlas",),
+    ),
+    # An atlas renders its cells with its own steps (--atlas-steps); only the seed carries over.
+    **dict.fromkeys((name for name in FIELDS if name != "seed"), _DREAMS),
+}
+
+
+def _refuse_unused(ctx: click.Context, opts: CliOptions, kind: str) -> None:
+    """A BadParameter for the first typed flag that a command of ``kind`` would not use."""
+    for name, kinds in _USED_BY.items():
+        if kind in kinds or not _typed(ctx, name):
+            continue
+        hint = next(p for p in ctx.command.params if p.name == name).get_error_hint(ctx)
+        if kinds == _DREAMS:  # a dream setting typed with --atlas
+            message = "an atlas does not dream with it (its pictures take --atlas-steps); leave it out"
+        else:
+            users = " and ".join(_KINDS[k][1] for k in kinds)
+            switch = _KINDS[kinds[0]][2] if kind == "batch" else None  # the switch forgotten?
+            fix = f"add {switch} or leave it out" if switch else "leave it out"
+            message = f"used by {users} only, and this command {_KINDS[kind][0]}; {fix}"
+        raise click.BadParameter(message, param_hint=hint)
+    if opts.ray_workers is not None and not opts.ray:
+        raise click.BadParameter(
+            "sets the workers of --ray; add --ray or leave it out", param_hint="--ray-workers"
+        )
 
 
 def _wants_view(opts: CliOptions) -> bool:
