@@ -223,6 +223,11 @@ class Mode:
                 )
         if self._exists(output):
             return EXIT_OK
+        described = output.with_suffix(".json")
+        if described.exists() and not opts.overwrite:  # e.g. atlas.webp after atlas.png: one JSON
+            raise SettingsError(
+                f"{described} exists, the map of another atlas; --overwrite replaces it, or choose another -o"
+            )
         from dreamcli import atlas
 
         labels = opts.atlas_labels if opts.atlas_labels is not None else self.network.logits is not None
