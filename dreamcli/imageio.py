@@ -308,12 +308,14 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], suffix: str = "
         raise
 
 
-def remove_stale_parts(folder: Path, max_age: float = 86400.0) -> None:
+def remove_stale_parts(folder: Path, max_age: float = 86400.0, since: float | None = None) -> None:
     """Delete the temporaries that killed dreamcli runs left in ``folder``.
 
     Only names of dreamcli's shape are considered.  One of this machine's whose
-    process is gone is stale after ``PART_GRACE_S``; another machine's, or an
-    older dreamcli's, once it is ``max_age`` seconds old.
+    process is gone is stale after ``PART_GRACE_S``, or at once when it was
+    written at or after ``since`` (a ``time.time()``: a run cleaning up after
+    its own killed workers); another machine's, or an older dreamcli's, once it
+    is ``max_age`` seconds old.
     """
     try:
         entries = [e for e in os.scandir(folder) if e.name.startswith(".") and e.name.endswith(".part")]
@@ -324,15 +326,32 @@ def remove_stale_parts(folder: Path, max_age: float = 86400.0) -> None:
         if not (ours or old):
             continue  # not a name dreamcli makes: a user's own file
         try:
-            age = time.time() - entry.stat(follow_symlinks=False).st_mtime
+            written = entry.stat(follow_symlinks=False).st_mtime
+            age = time.time() - written
             if ours and ours["host"] == _HOST:
-                stale = age > PART_GRACE_S and not _alive(int(ours["pid"]))
+                recent = since is not None and written >= since
+                stale = (age > PART_GRACE_S or recent) and not _alive(int(ours["pid"]))
             else:
                 stale = age > max_age
             if stale:
                 os.unlink(entry.path)
         except OSError:
             continue  # gone already, or not ours to delete
+
+
+def recent_parts(folder: Path, since: float) -> list[Path]:
+    """This machine's dreamcli temporaries in ``folder`` written at or after ``since``."""
+    try:
+        entries = [e for e in os.scandir(folder) if e.name.startswith(".") and e.name.endswith(".part")]
+    except OSError:
+        return []
+    found = []
+    for entry in entries:
+        ours = _PART.match(entry.name)
+        with contextlib.suppress(OSError):
+            if ours and ours["host"] == _HOST and entry.stat(follow_symlinks=False).st_mtime >= since:
+                found.append(Path(entry.path))
+    return found
 
 
 def _alive(pid: int) -> bool:

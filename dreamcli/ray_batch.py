@@ -20,6 +20,7 @@ import logging
 import os
 import signal
 import socket
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -128,6 +129,11 @@ def connect(address: str):
     kwargs = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
     if address != "local":
         kwargs["address"] = address
+    else:
+        # Ray starts workers at nice 15; a local run's workers are the whole job, and at nice
+        # 15 any other busy process starves them (measured: ~3 % of a core under two busy
+        # loops, the Ray tests >10 min instead of ~30 s).
+        os.environ.setdefault("RAY_worker_niceness", "0")
     try:
         with _stderr_silenced(), _signals_kept():
             ray.init(**kwargs)
@@ -248,6 +254,7 @@ def run(
     rows = [{"source": str(job.source), "output": str(job.output), "index": job.index} for job in todo]
     if not rows:
         return summary
+    started = time.time()
     count, resources = workers_for(ray, workers)
     dataset = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
         Worker,
@@ -276,7 +283,23 @@ def run(
                 )
                 summary.add(done)
                 report(done)
+    finally:
+        _remove_killed_workers_parts({job.output.parent for job in todo}, started)
     return summary
+
+
+def _remove_killed_workers_parts(folders, since: float, wait: float = 5.0) -> None:
+    """A worker killed mid-write (or stopped by Ctrl-C) leaves its temporary; its file was
+    retried elsewhere or is reported unfinished, so this run's own leftovers go now rather
+    than at a later run.  Workers being shut down get ``wait`` seconds to die."""
+    from dreamcli.imageio import recent_parts, remove_stale_parts  # torch: not before --ray is checked
+
+    deadline = time.monotonic() + wait
+    for folder in folders:
+        remove_stale_parts(folder, since=since)
+        while recent_parts(folder, since) and time.monotonic() < deadline:
+            time.sleep(0.1)
+            remove_stale_parts(folder, since=since)
 
 
 def _worker_failure(exc: BaseException) -> str:

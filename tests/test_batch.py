@@ -239,6 +239,9 @@ def test_sigint_to_a_real_process_leaves_no_partial_file(tmp_path, weights_file)
     deadline = time.monotonic() + 120
     while not (out.exists() and any(out.glob("*.png"))) and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert out.exists() and any(out.glob("*.png")), (
+        "no output within 120 s: the signal would land in start-up"
+    )
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err

@@ -335,6 +335,9 @@ def test_sigterm_stops_like_ctrl_c_with_exit_143(tmp_path, weights_file):
     deadline = time.monotonic() + 120
     while not (out.exists() and any(out.glob("*.png"))) and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert out.exists() and any(out.glob("*.png")), (
+        "no output within 120 s: the signal would land in start-up"
+    )
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err
@@ -342,17 +345,33 @@ def test_sigterm_stops_like_ctrl_c_with_exit_143(tmp_path, weights_file):
     assert all(name.endswith("_dream.png") for name in os.listdir(out))  # no .part left
 
 
+# `dream ARGS`, its third dream held until the file RELEASE exists: the first file's line is
+# out by then, so a test can see the run still going, however slow the machine.
+HELD_DREAM = """
+import sys, time
+from pathlib import Path
+import dreamcli.batch
+from dreamcli.cli import main
+real, calls, release = dreamcli.batch.dream, [], Path(sys.argv.pop(1))
+def held(*args, **kwargs):
+    calls.append(1)
+    deadline = time.monotonic() + 120
+    while len(calls) == 3 and not release.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return real(*args, **kwargs)
+dreamcli.batch.dream = held
+main(prog_name="dream")
+"""
+
+
 @POSIX
 def test_json_into_head_keeps_the_run_and_its_exit_code(tmp_path, weights_file):
     folder = photos(tmp_path / "in", *[f"p{i}.png" for i in range(8)])
-    proc = dream_process(
-        folder,
-        "-o",
-        tmp_path / "out",
-        "--json",
-        "--weights",
-        weights_file,
-        *TINY,
+    release = tmp_path / "release"
+    argv = [folder, "-o", tmp_path / "out", "--json", "--weights", weights_file, *TINY]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HELD_DREAM, release, *map(str, argv)],
+        text=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         # Buffered, as in a user's shell: each JSON line must be flushed as it is made.
@@ -360,6 +379,7 @@ def test_json_into_head_keeps_the_run_and_its_exit_code(tmp_path, weights_file):
     )
     first = proc.stdout.readline()
     assert proc.poll() is None  # the line came as soon as its file was done, not at exit
+    release.touch()
     proc.stdout.close()  # what head -1 does after its line
     err = proc.stderr.read()
     proc.wait(timeout=120)
@@ -452,6 +472,30 @@ def test_stale_part_files_of_killed_runs_are_removed(run, tmp_path):
     assert run(photos(tmp_path / "in", "a.png"), "-o", out).exit_code == 0
     kept = {files[k][0] for k in ("just killed", "alive", "user's")}
     assert set(os.listdir(out)) == kept | {"a_dream.png"}
+
+
+def test_a_run_removes_the_temporaries_its_own_killed_workers_left(tmp_path):
+    from dreamcli.imageio import recent_parts, remove_stale_parts
+
+    host = "".join(c if c.isalnum() or c in "_-" else "_" for c in socket.gethostname())[:16]
+    run_started = time.time() - 60
+    dead, alive = 2**22 + 12347, os.getppid()
+    names = {
+        "killed during the run": (f".a_dream.png.{dead}@{host}.abcd1234.part", time.time()),
+        "alive": (f".b_dream.png.{alive}@{host}.abcd1235.part", time.time()),
+        "before the run": (f".c_dream.png.{dead}@{host}.abcd1236.part", run_started - 60),
+        "another host's": (f".d_dream.png.{dead}@not-{host[:10]}.abcd1237.part", time.time()),
+    }
+    for name, mtime in names.values():
+        (tmp_path / name).write_bytes(b"half an image")
+        os.utime(tmp_path / name, (mtime, mtime))
+    remove_stale_parts(tmp_path)  # without since: all within the grace, or not ours
+    assert len(os.listdir(tmp_path)) == 4
+    assert {p.name for p in recent_parts(tmp_path, run_started)} == {
+        names[k][0] for k in ("killed during the run", "alive")
+    }
+    remove_stale_parts(tmp_path, since=run_started)
+    assert set(os.listdir(tmp_path)) == {names[k][0] for k in ("alive", "before the run", "another host's")}
 
 
 def test_an_output_another_process_wrote_meanwhile_is_kept(run, tmp_path, monkeypatch):

@@ -122,6 +122,8 @@ def wait_for_outputs(proc, out: Path, count: int) -> None:
     deadline = time.monotonic() + 240
     while len(list(out.glob("*.png"))) < count and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
+    written = len(list(out.glob("*.png")))
+    assert written >= count, f"{written} of {count} outputs within 240 s (the run's exit: {proc.poll()})"
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds Ray's workers through /proc")
@@ -131,6 +133,10 @@ def test_a_killed_worker_loses_and_duplicates_nothing(tmp_path, weights_file):
         wait_for_outputs(proc, out, 1)
         workers = [pid for pid, line in descendants(proc.pid).items() if "ray::MapWorker" in line]
         assert workers, "no Ray worker to kill"
+        # At Ray's default nice 15 any other busy process starved them (minutes instead of seconds).
+        assert {os.getpriority(os.PRIO_PROCESS, pid) for pid in workers} == {
+            os.getpriority(os.PRIO_PROCESS, proc.pid)
+        }
         for pid in workers:
             os.kill(pid, signal.SIGKILL)
         stdout, stderr = proc.communicate(timeout=240)
