@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -184,6 +184,10 @@ class Batch:
     def _drain(self, writes: list, summary: Summary, keep: int = 0) -> None:
         """Report finished writes, oldest first, waiting until at most ``keep`` are in flight."""
         while writes and (len(writes) > keep or writes[0][0].done()):
+            if not self._stopped:
+                # A Ctrl-C while waiting here stops the run (it must not count as this write's
+                # failure); the write stays queued, and the final drain reports how it ended.
+                wait([writes[0][0]])
             self._finish(summary, *self._write_result(*writes.pop(0)))
 
     def _settings_for(self, job: Job) -> Settings:
@@ -198,7 +202,7 @@ class Batch:
             future.result()
         except DreamError as exc:
             return _done(job, "failed", started, str(exc)), isinstance(exc, ImageError) and exc.storage
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # a second Ctrl-C during the final drain
             return _done(job, "failed", started, "interrupted"), False
         except Exception as exc:  # an encoder's own error: this file fails, the batch goes on
             return _done(job, "failed", started, f"cannot write {job.output}: {describe(exc)}"), False

@@ -439,6 +439,32 @@ def test_a_slow_disk_holds_the_dream_loop_back(run, tmp_path, monkeypatch):
     assert all(seen <= i + 2 for i, seen in enumerate(seen_by_writes)), seen_by_writes
 
 
+@POSIX
+def test_ctrl_c_while_the_batch_waits_for_a_write_stops_it(run, tmp_path, monkeypatch):
+    import threading
+
+    import dreamcli.batch
+
+    dreamt = []
+    real_dream, real_write = dreamcli.batch.dream, dreamcli.batch.write_pil
+    monkeypatch.setattr(dreamcli.batch, "dream", lambda *a, **k: dreamt.append(1) or real_dream(*a, **k))
+
+    def slow_write(*args):
+        if len(dreamt) == 2:  # p1's write: the loop dreams p2, then waits for it; Ctrl-C comes
+            threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+        time.sleep(1.0)
+        return real_write(*args)
+
+    monkeypatch.setattr(dreamcli.batch, "write_pil", slow_write)
+    folder = photos(tmp_path / "in", *[f"p{i}.png" for i in range(6)])
+    result = run(folder, "-o", tmp_path / "out", "--json")
+    assert result.exit_code == 130, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    # p1 was being written when Ctrl-C came: it is finished and reported done, not "failed".
+    assert [(r["input"][-6:], r["status"]) for r in records] == [("p0.png", "done"), ("p1.png", "done")]
+    assert len(dreamt) == 3 and sorted(os.listdir(tmp_path / "out")) == ["p0_dream.png", "p1_dream.png"]
+
+
 def test_encoder_limits_in_a_row_do_not_stop_a_batch(run, tmp_path, monkeypatch):
     import dreamcli.batch
     from dreamcli.errors import ImageError
