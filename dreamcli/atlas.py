@@ -224,7 +224,8 @@ def make_atlas(
 
 
 def write_atlas(atlas: Atlas, image_path: str | Path, json_path: str | Path | None = None) -> None:
-    """Write the picture (its format from the extension) and the JSON, each atomically.
+    """Write the picture (its format from the extension) and the JSON, each atomically; the
+    JSON names the picture (``atlas.image``).
 
     ``json_path`` defaults to the picture's path with ``.json`` for its extension.
     """
@@ -235,7 +236,9 @@ def write_atlas(atlas: Atlas, image_path: str | Path, json_path: str | Path | No
     # ensure_ascii: a file name that is not UTF-8 (surrogate escapes) still makes valid JSON,
     # and os.fsencode(path) gives its bytes back.  The JSON first: an existing picture (which
     # a rerun skips) then always has its JSON.
-    text = json.dumps(atlas.to_json(), indent=1, ensure_ascii=True) + "\n"
+    described = atlas.to_json()
+    described["atlas"] = {"image": image_path.name, **described["atlas"]}  # whose map this is
+    text = json.dumps(described, indent=1, ensure_ascii=True) + "\n"
     atomic_write(json_path, lambda handle: handle.write(text.encode("ascii")))
     write_pil(image_path, atlas.image)
 

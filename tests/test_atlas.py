@@ -173,8 +173,12 @@ def test_the_dream_command_makes_an_atlas_of_a_folder(photos, tmp_path, weights_
     assert again.exit_code == 0 and "Skipped" in again.stderr  # kept unless --overwrite
     # Another format of the same name would share (and replace) the first atlas's JSON.
     other = run(tmp_path, "-o", tmp_path / "maps" / "atlas.jpg")
-    assert other.exit_code == 2 and "atlas.json exists" in other.stderr and "--overwrite" in other.stderr
+    assert other.exit_code == 2 and "atlas.json exists, the map of atlas.png" in other.stderr
     assert json.loads((tmp_path / "maps" / "atlas.json").read_text()) == described
+    # A run killed between the JSON and the picture: the same command makes the atlas again.
+    (tmp_path / "maps" / "atlas.png").unlink()
+    assert run(tmp_path, "-o", f"{tmp_path / 'maps'}/").exit_code == 1  # the broken photo, as before
+    assert (tmp_path / "maps" / "atlas.png").exists()
     channels = run(tmp_path, "-o", tmp_path / "x.png", "--layer", "inception_4c[1]")
     assert channels.exit_code == 2 and "one whole layer" in channels.stderr
 

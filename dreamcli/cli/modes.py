@@ -8,6 +8,7 @@ something to dream, so ``dream --help`` and the listings start fast.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import sys
 from importlib import resources
@@ -223,11 +224,8 @@ class Mode:
                 )
         if self._exists(output):
             return EXIT_OK
-        described = output.with_suffix(".json")
-        if described.exists() and not opts.overwrite:  # e.g. atlas.webp after atlas.png: one JSON
-            raise SettingsError(
-                f"{described} exists, the map of another atlas; --overwrite replaces it, or choose another -o"
-            )
+        if not opts.overwrite:
+            _check_atlas_json(output)
         from dreamcli import atlas
 
         labels = opts.atlas_labels if opts.atlas_labels is not None else self.network.logits is not None
@@ -371,6 +369,21 @@ class Mode:
         if not self.opts.quiet:
             click.echo(message, err=True)
         return EXIT_OK
+
+
+def _check_atlas_json(output: Path) -> None:
+    """atlas.webp after atlas.png would share (and replace) atlas.json: refuse, unless that
+    JSON is this picture's own (a run killed between writing the JSON and the picture)."""
+    described = output.with_suffix(".json")
+    if not described.exists():
+        return
+    try:
+        image = json.loads(described.read_text(encoding="utf-8"))["atlas"]["image"]
+    except (OSError, ValueError, KeyError, TypeError):
+        image = None
+    if image != output.name:
+        whose = f"the map of {image}" if isinstance(image, str) else "not an atlas map of this picture"
+        raise SettingsError(f"{described} exists, {whose}; --overwrite replaces it, or choose another -o")
 
 
 def output_path(raw: str | None) -> tuple[Path | None, bool]:
