@@ -51,6 +51,7 @@ class Batch:
     overwrite: bool = False
     metadata: dict[str, Any] = field(default_factory=dict)
     batch_size: int = 1  # same-size images dreamed together
+    run_name: str | None = None  # a cluster run's name, in its temporaries' names (imageio.write_pil)
 
     def run(self, jobs: Sequence[Job]) -> Summary:
         summary = Summary()
@@ -166,7 +167,7 @@ class Batch:
                 error = error or f"cannot write {job.output}: {describe(exc)}"
                 self._finish(summary, _done(job, "failed", started, error))
                 continue
-            writes.append((writer.submit(write_pil, job.output, image, meta), job, started))
+            writes.append((writer.submit(write_pil, job.output, image, meta, self.run_name), job, started))
         return end
 
     def _still_missing(self, group, summary: Summary):

@@ -235,8 +235,11 @@ def output_picture(path: str | Path, rgb: torch.Tensor, alpha: torch.Tensor | No
     return to_pil(rgb, alpha if output_format(path) in KEEPS_ALPHA else None)
 
 
-def write_pil(path: str | Path, image: Image.Image, metadata: dict[str, Any] | None = None) -> None:
-    """``write_image`` for a Pillow image (contact sheets, heat maps)."""
+def write_pil(
+    path: str | Path, image: Image.Image, metadata: dict[str, Any] | None = None, run: str | None = None
+) -> None:
+    """``write_image`` for a Pillow image (contact sheets, heat maps); ``run`` (8 hex digits)
+    names the cluster run whose worker writes it, in the temporary's name."""
     path = Path(path)
     fmt = output_format(path)
     limit = MAX_SIDE.get(fmt)
@@ -254,7 +257,7 @@ def write_pil(path: str | Path, image: Image.Image, metadata: dict[str, Any] | N
     def save(handle) -> None:
         image.save(handle, format=fmt, **options)
 
-    atomic_write(path, save)
+    atomic_write(path, save, suffix=f".{run}.part" if run else ".part")
 
 
 # Encoders' size limits (libwebp: 16383; JPEG: 65535).
@@ -265,7 +268,12 @@ MAX_SIDE = {"WEBP": 16383, "JPEG": 65535}
 # are ever removed.
 _HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:16] or "host"
 _OUTPUTS = r"\.(?:png|jpe?g|webp|tiff?|gif|mp4|json)"
-_PART = re.compile(rf"^\..+{_OUTPUTS}\.(?P<pid>\d+)@(?P<host>[A-Za-z0-9_-]+)\.[a-z0-9_]{{8}}\.part$", re.I)
+# A run on a cluster adds its own name (RUN, 8 hex digits: .NAME.<pid>@<host>.XXXXXXXX.RUN.part),
+# so that at its end it can remove what its killed workers left, on any node, and nothing else.
+_PART = re.compile(
+    rf"^\..+{_OUTPUTS}\.(?P<pid>\d+)@(?P<host>[A-Za-z0-9_-]+)\.[a-z0-9_]{{8}}(?:\.(?P<run>[0-9a-f]{{8}}))?\.part$",
+    re.I,
+)
 _OLD_PART = re.compile(rf"^\..+{_OUTPUTS}\.[a-z0-9_]{{8}}\.part$", re.I)  # dreamcli before the pid was in it
 # A temporary whose process is gone is left this long still: another container with the
 # same host name (and its own process numbers) may be writing it.
@@ -308,14 +316,12 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], suffix: str = "
         raise
 
 
-def remove_stale_parts(folder: Path, max_age: float = 86400.0, since: float | None = None) -> None:
+def remove_stale_parts(folder: Path, max_age: float = 86400.0) -> None:
     """Delete the temporaries that killed dreamcli runs left in ``folder``.
 
     Only names of dreamcli's shape are considered.  One of this machine's whose
-    process is gone is stale after ``PART_GRACE_S``, or at once when it was
-    written at or after ``since`` (a ``time.time()``: a run cleaning up after
-    its own killed workers); another machine's, or an older dreamcli's, once it
-    is ``max_age`` seconds old.
+    process is gone is stale after ``PART_GRACE_S``; another machine's, or an
+    older dreamcli's, once it is ``max_age`` seconds old.
     """
     try:
         entries = [e for e in os.scandir(folder) if e.name.startswith(".") and e.name.endswith(".part")]
@@ -326,11 +332,9 @@ def remove_stale_parts(folder: Path, max_age: float = 86400.0, since: float | No
         if not (ours or old):
             continue  # not a name dreamcli makes: a user's own file
         try:
-            written = entry.stat(follow_symlinks=False).st_mtime
-            age = time.time() - written
+            age = time.time() - entry.stat(follow_symlinks=False).st_mtime
             if ours and ours["host"] == _HOST:
-                recent = since is not None and written >= since
-                stale = (age > PART_GRACE_S or recent) and not _alive(int(ours["pid"]))
+                stale = age > PART_GRACE_S and not _alive(int(ours["pid"]))
             else:
                 stale = age > max_age
             if stale:
@@ -339,19 +343,25 @@ def remove_stale_parts(folder: Path, max_age: float = 86400.0, since: float | No
             continue  # gone already, or not ours to delete
 
 
-def recent_parts(folder: Path, since: float) -> list[Path]:
-    """This machine's dreamcli temporaries in ``folder`` written at or after ``since``."""
+def remove_run_parts(folder: Path, run: str) -> list[str]:
+    """Delete the temporaries of the finished run ``run`` (see ``write_pil``) in ``folder``:
+    its workers are done, so any left were written by a worker that was killed.  Returns
+    the names of those still there (a dying worker may be writing one still)."""
     try:
-        entries = [e for e in os.scandir(folder) if e.name.startswith(".") and e.name.endswith(".part")]
+        names = [e.name for e in os.scandir(folder) if e.name.startswith(".") and e.name.endswith(".part")]
     except OSError:
         return []
-    found = []
-    for entry in entries:
-        ours = _PART.match(entry.name)
-        with contextlib.suppress(OSError):
-            if ours and ours["host"] == _HOST and entry.stat(follow_symlinks=False).st_mtime >= since:
-                found.append(Path(entry.path))
-    return found
+    left = []
+    for name in names:
+        ours = _PART.match(name)
+        if ours and ours["run"] == run:
+            try:
+                os.unlink(Path(folder) / name)
+            except FileNotFoundError:
+                continue
+            except OSError:
+                left.append(name)
+    return left
 
 
 def _alive(pid: int) -> bool:

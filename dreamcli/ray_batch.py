@@ -18,11 +18,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import signal
 import socket
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,7 @@ class WorkerSpec:
     overwrite: bool
     batch_size: int
     threads: int = 0  # torch's CPU threads on each worker; 0: the CPUs Ray gave it (OMP_NUM_THREADS)
+    run: str | None = None  # this run's name, in its temporaries' names; set by run()
 
 
 class Worker:
@@ -96,6 +98,7 @@ class Worker:
             overwrite=spec.overwrite,
             batch_size=spec.batch_size,
             metadata=metadata,
+            run_name=spec.run,
         )
 
     def __call__(self, rows: dict) -> dict:
@@ -254,7 +257,7 @@ def run(
     rows = [{"source": str(job.source), "output": str(job.output), "index": job.index} for job in todo]
     if not rows:
         return summary
-    started = time.time()
+    spec = replace(spec, run=secrets.token_hex(4))
     count, resources = workers_for(ray, workers)
     dataset = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
         Worker,
@@ -284,22 +287,20 @@ def run(
                 summary.add(done)
                 report(done)
     finally:
-        _remove_killed_workers_parts({job.output.parent for job in todo}, started)
+        _remove_killed_workers_parts({job.output.parent for job in todo}, spec.run)
     return summary
 
 
-def _remove_killed_workers_parts(folders, since: float, wait: float = 5.0) -> None:
-    """A worker killed mid-write (or stopped by Ctrl-C) leaves its temporary; its file was
-    retried elsewhere or is reported unfinished, so this run's own leftovers go now rather
-    than at a later run.  Workers being shut down get ``wait`` seconds to die."""
-    from dreamcli.imageio import recent_parts, remove_stale_parts  # torch: not before --ray is checked
+def _remove_killed_workers_parts(folders, run: str, wait: float = 5.0) -> None:
+    """A worker killed mid-write (or stopped by Ctrl-C) leaves its temporary: its file was
+    retried elsewhere or is reported unfinished, so this run's leftovers go now rather than
+    a day later.  Workers being shut down get ``wait`` seconds to finish dying."""
+    from dreamcli.imageio import remove_run_parts  # torch: not before --ray is checked
 
     deadline = time.monotonic() + wait
     for folder in folders:
-        remove_stale_parts(folder, since=since)
-        while recent_parts(folder, since) and time.monotonic() < deadline:
+        while remove_run_parts(folder, run) and time.monotonic() < deadline:
             time.sleep(0.1)
-            remove_stale_parts(folder, since=since)
 
 
 def _worker_failure(exc: BaseException) -> str:

@@ -500,28 +500,30 @@ def test_stale_part_files_of_killed_runs_are_removed(run, tmp_path):
     assert set(os.listdir(out)) == kept | {"a_dream.png"}
 
 
-def test_a_run_removes_the_temporaries_its_own_killed_workers_left(tmp_path):
-    from dreamcli.imageio import recent_parts, remove_stale_parts
+def test_a_cluster_run_removes_the_temporaries_its_killed_workers_left(tmp_path, monkeypatch):
+    import dreamcli.imageio
+    from dreamcli.imageio import remove_run_parts, remove_stale_parts, write_pil
+
+    renamed = []
+    real_replace = dreamcli.imageio.os.replace
+    monkeypatch.setattr(dreamcli.imageio.os, "replace", lambda a, b: renamed.append(a) or real_replace(a, b))
+    write_pil(tmp_path / "w.png", Image.new("RGB", (8, 8)), None, "0123abcd")
+    assert Path(renamed[0]).name.endswith(".0123abcd.part")  # the run's name is in its temporaries'
 
     host = "".join(c if c.isalnum() or c in "_-" else "_" for c in socket.gethostname())[:16]
-    run_started = time.time() - 60
-    dead, alive = 2**22 + 12347, os.getppid()
+    dead = 2**22 + 12347
     names = {
-        "killed during the run": (f".a_dream.png.{dead}@{host}.abcd1234.part", time.time()),
-        "alive": (f".b_dream.png.{alive}@{host}.abcd1235.part", time.time()),
-        "before the run": (f".c_dream.png.{dead}@{host}.abcd1236.part", run_started - 60),
-        "another host's": (f".d_dream.png.{dead}@not-{host[:10]}.abcd1237.part", time.time()),
+        "this run's": f".a_dream.png.{dead}@{host}.abcd1234.0123abcd.part",
+        "this run's, another node's": f".b_dream.png.{dead}@elsewhere.abcd1235.0123abcd.part",
+        "another run's": f".c_dream.png.{dead}@{host}.abcd1236.4567cdef.part",  # maybe running now
+        "a local run's": f".d_dream.png.{dead}@{host}.abcd1237.part",
     }
-    for name, mtime in names.values():
+    for name in names.values():
         (tmp_path / name).write_bytes(b"half an image")
-        os.utime(tmp_path / name, (mtime, mtime))
-    remove_stale_parts(tmp_path)  # without since: all within the grace, or not ours
-    assert len(os.listdir(tmp_path)) == 4
-    assert {p.name for p in recent_parts(tmp_path, run_started)} == {
-        names[k][0] for k in ("killed during the run", "alive")
-    }
-    remove_stale_parts(tmp_path, since=run_started)
-    assert set(os.listdir(tmp_path)) == {names[k][0] for k in ("alive", "before the run", "another host's")}
+    remove_stale_parts(tmp_path)  # all just written: within the grace
+    assert len(os.listdir(tmp_path)) == 5
+    assert remove_run_parts(tmp_path, "0123abcd") == []
+    assert set(os.listdir(tmp_path)) == {"w.png", names["another run's"], names["a local run's"]}
 
 
 def test_an_output_another_process_wrote_meanwhile_is_kept(run, tmp_path, monkeypatch):
