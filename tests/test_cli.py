@@ -148,21 +148,36 @@ def test_unwritable_extension_is_refused_before_dreaming(run, photo, tmp_path):
         (("--sweep", "inception_3a", "--json"), "--json", "makes a view"),
         (("--atlas", "--iterations", "3"), "--iterations", "--atlas-steps"),
         (("--atlas", "--batch-size", "4"), "--batch-size", "makes an atlas"),
-        (("--channel-grid", "inception_3a[0-1]", "--sample"), "--sample", "makes a view"),
+        (("--atlas", "--sample"), "--sample", "makes an atlas"),
+        (("--atlas", "--no-lapnorm"), "--no-lapnorm", "an atlas does not use it"),  # named as typed
+        (("--sweep", "inception_3a", "-r"), "--recursive", "makes a view"),
+        (("--param", "fft"), "--param", "--start noise or grey"),
+        (("--start", "noise", "--max-size", "64"), "--max-size", "takes --size"),
     ],
 )
 def test_a_flag_the_command_would_not_use_is_refused(run, photo, tmp_path, args, flag, fix):
-    result = run(photo, *args, "-o", tmp_path / "out.png")
+    inputs = () if "noise" in args else (photo,)
+    result = run(*inputs, *args, "-o", tmp_path / "out.png")
     assert result.exit_code == 2, result.output
-    assert f"Invalid value for {flag}:" in result.stderr and fix in result.stderr
+    assert f"Error: {flag} does nothing here:" in result.stderr and fix in result.stderr
     assert len(result.stderr.splitlines()) == 1 and not (tmp_path / "out.png").exists()
+
+
+def test_flags_that_say_what_the_command_does_anyway_are_accepted(run, photo, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run(photo, "--start", "photo", *FAST, "-o", tmp_path / "a.png")  # e.g. "${START:-photo}"
+    assert result.exit_code == 0, result.output
+    # --sample gives a view or a zoom its photo too, written here, not inside the package.
+    assert run("--sample", "--sweep", "inception_3a,inception_3b", *FAST, "--max-size", 64).exit_code == 0
+    assert Image.open(tmp_path / "sample_sweep.png").width > 64
 
 
 def test_a_flag_the_command_would_not_use_is_refused_for_a_video(run, tmp_path):
     video = tmp_path / "clip.mp4"
     video.write_bytes(b"not checked: the flag is refused first")
     result = run(video, "--fps", "10", "--blend", "0.5")
-    assert result.exit_code == 2 and "used by zooms only, and this command dreams a video" in result.stderr
+    assert result.exit_code == 2
+    assert "--fps does nothing here: used by zooms only, and this command dreams a video" in result.stderr
 
 
 def test_no_input_is_a_usage_error(run):

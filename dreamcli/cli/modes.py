@@ -13,6 +13,7 @@ import os
 import sys
 from importlib import resources
 from pathlib import Path
+from typing import NoReturn
 
 import click
 from click.core import ParameterSource
@@ -88,18 +89,19 @@ def run(ctx: click.Context, opts: CliOptions) -> int:
     _refuse_unused(ctx, opts, kind)
     if kind == "atlas":
         return mode.atlas(names)
-    if kind == "zoom":
-        return mode.zoom(names)
     if kind == "video":
         return mode.video(names[0])
-    if kind == "view":
-        return mode.view(names, _view_variants(settings, opts, typed, network))
     if opts.sample:
         names.append(str(resources.files("dreamcli.data") / "sample.jpg"))
-        if opts.output is None and len(names) == 1:
-            mode.opts = opts = opts.replace(output="./")
+        if opts.output is None and len(names) == 1:  # not beside the photo, inside the package
+            output = "./sample_zoom.gif" if kind == "zoom" else "./"
+            mode.opts = opts = opts.replace(output=output)
         if not opts.quiet:
             click.echo(f"Dreaming the {SAMPLE_CREDIT}", err=True)
+    if kind == "zoom":
+        return mode.zoom(names)
+    if kind == "view":
+        return mode.view(names, _view_variants(settings, opts, typed, network))
     if not names:
         raise click.UsageError("give an image, a folder, or - (try 'dream --sample' or 'dream --help')")
     return mode.batch(names)
@@ -417,39 +419,59 @@ _DREAMS = ("batch", "view", "zoom", "video")
 # does nothing is refused: a script that passes --fps to a video or --iterations to an
 # atlas would otherwise believe it had been heard.
 _USED_BY = {
+    # An atlas draws its cells with its own steps (--atlas-steps); only the seed carries over.
+    **dict.fromkeys((name for name in FIELDS if name != "seed"), _DREAMS),
+    **dict.fromkeys(("tile_size", "precision"), _DREAMS),
     # (--ray and, with an atlas, --shard have their own refusals above, saying why)
-    **dict.fromkeys(("template", "batch_size", "shard", "as_json", "ray_workers", "sample"), ("batch",)),
+    **dict.fromkeys(("template", "batch_size", "shard", "as_json", "ray_workers"), ("batch",)),
+    **dict.fromkeys(("recursive", "include_dreams", "null"), ("batch", "atlas")),  # folders and -
+    "sample": ("batch", "view", "zoom"),
     **dict.fromkeys(("zoom_scale", "rotate", "pan", "fps"), ("zoom",)),
     **dict.fromkeys(("blend", "flow"), ("video",)),
     **dict.fromkeys(("sweep", "sweep_presets", "channel_grid", "guide", "heatmap"), ("view",)),
     **dict.fromkeys(("start", "size"), ("view", "zoom")),
+    "param": ("view",),  # the picture of a noise or grey start (checked below)
     **dict.fromkeys(
         ("atlas_grid", "atlas_method", "atlas_samples", "atlas_photo_size", "atlas_steps", "atlas_labels"),
         ("atlas",),
     ),
-    # An atlas renders its cells with its own steps (--atlas-steps); only the seed carries over.
-    **dict.fromkeys((name for name in FIELDS if name != "seed"), _DREAMS),
 }
+# Where an atlas's own flag does what the refused one would.
+_ATLAS_INSTEAD = {"iterations": "--atlas-steps", "max_size": "--atlas-photo-size"}
 
 
 def _refuse_unused(ctx: click.Context, opts: CliOptions, kind: str) -> None:
-    """A BadParameter for the first typed flag that a command of ``kind`` would not use."""
+    """A UsageError for the first typed flag that a command of ``kind`` would not use."""
+    if opts.start == "photo" and _typed(ctx, "param") and kind != "atlas":
+        _unused(ctx, "param", "it sets the picture of a --start noise or grey view; leave it out")
     for name, kinds in _USED_BY.items():
         if kind in kinds or not _typed(ctx, name):
             continue
-        hint = next(p for p in ctx.command.params if p.name == name).get_error_hint(ctx)
-        if kinds == _DREAMS:  # a dream setting typed with --atlas
-            message = "an atlas does not dream with it (its pictures take --atlas-steps); leave it out"
-        else:
-            users = " and ".join(_KINDS[k][1] for k in kinds)
-            switch = _KINDS[kinds[0]][2] if kind == "batch" else None  # the switch forgotten?
-            fix = f"add {switch} or leave it out" if switch else "leave it out"
-            message = f"used by {users} only, and this command {_KINDS[kind][0]}; {fix}"
-        raise click.BadParameter(message, param_hint=hint)
+        if name == "start" and opts.start == "photo":
+            continue  # what every photo command does: a wrapper script may say so
+        if kind == "atlas" and kinds == _DREAMS:
+            instead = _ATLAS_INSTEAD.get(name)
+            why = (
+                f"an atlas does not use it ({instead} is its own)" if instead else "an atlas does not use it"
+            )
+            _unused(ctx, name, f"{why}; leave it out")
+        users = " and ".join(_KINDS[k][1] for k in kinds)
+        switch = _KINDS[kinds[0]][2] if kind == "batch" and len(kinds) == 1 else None  # forgotten?
+        fix = f"add {switch} or leave it out" if switch else "leave it out"
+        _unused(ctx, name, f"used by {users} only, and this command {_KINDS[kind][0]}; {fix}")
     if opts.ray_workers is not None and not opts.ray:
-        raise click.BadParameter(
-            "sets the workers of --ray; add --ray or leave it out", param_hint="--ray-workers"
-        )
+        _unused(ctx, "ray_workers", "sets the workers of --ray; add --ray or leave it out")
+    if opts.start != "photo" and _typed(ctx, "max_size"):
+        _unused(ctx, "max_size", "it shrinks a photo, and a --start noise or grey takes --size")
+
+
+def _unused(ctx: click.Context, name: str, why: str) -> NoReturn:
+    """Say that the flag ``name``, as typed (``--no-lapnorm`` too), does nothing here."""
+    param = next(p for p in ctx.command.params if p.name == name)
+    typed = max(param.opts, key=len)
+    if getattr(param, "secondary_opts", None) and ctx.params.get(name) is False:
+        typed = max(param.secondary_opts, key=len)
+    raise click.UsageError(f"{typed} does nothing here: {why}")
 
 
 def _wants_view(opts: CliOptions) -> bool:
