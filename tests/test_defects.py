@@ -441,8 +441,6 @@ def test_a_slow_disk_holds_the_dream_loop_back(run, tmp_path, monkeypatch):
 
 @POSIX
 def test_ctrl_c_while_the_batch_waits_for_a_write_stops_it(run, tmp_path, monkeypatch):
-    import threading
-
     import dreamcli.batch
 
     dreamt = []
@@ -450,8 +448,12 @@ def test_ctrl_c_while_the_batch_waits_for_a_write_stops_it(run, tmp_path, monkey
     monkeypatch.setattr(dreamcli.batch, "dream", lambda *a, **k: dreamt.append(1) or real_dream(*a, **k))
 
     def slow_write(*args):
-        if len(dreamt) == 2:  # p1's write: the loop dreams p2, then waits for it; Ctrl-C comes
-            threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+        if Path(args[0]).name == "p1_dream.png":  # the loop dreams p2, then waits for this write
+            deadline = time.monotonic() + 30
+            while len(dreamt) < 3 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(0.2)  # p2's tiny dream is over: the loop is waiting here when Ctrl-C comes
+            os.kill(os.getpid(), signal.SIGINT)
         time.sleep(1.0)
         return real_write(*args)
 
