@@ -343,25 +343,18 @@ def remove_stale_parts(folder: Path, max_age: float = 86400.0) -> None:
             continue  # gone already, or not ours to delete
 
 
-def remove_run_parts(folder: Path, run: str) -> list[str]:
+def remove_run_parts(folder: Path, run: str) -> None:
     """Delete the temporaries of the finished run ``run`` (see ``write_pil``) in ``folder``:
-    its workers are done, so any left were written by a worker that was killed.  Returns
-    the names of those still there (a dying worker may be writing one still)."""
+    its workers are done, so any left were written by a worker that was killed."""
     try:
         names = [e.name for e in os.scandir(folder) if e.name.startswith(".") and e.name.endswith(".part")]
     except OSError:
-        return []
-    left = []
+        return
     for name in names:
         ours = _PART.match(name)
         if ours and ours["run"] == run:
-            try:
+            with contextlib.suppress(OSError):  # gone already, or not ours to delete after all
                 os.unlink(Path(folder) / name)
-            except FileNotFoundError:
-                continue
-            except OSError:
-                left.append(name)
-    return left
 
 
 def _alive(pid: int) -> bool:

@@ -21,7 +21,6 @@ import os
 import secrets
 import signal
 import socket
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -291,16 +290,14 @@ def run(
     return summary
 
 
-def _remove_killed_workers_parts(folders, run: str, wait: float = 5.0) -> None:
+def _remove_killed_workers_parts(folders, run: str) -> None:
     """A worker killed mid-write (or stopped by Ctrl-C) leaves its temporary: its file was
     retried elsewhere or is reported unfinished, so this run's leftovers go now rather than
-    a day later.  Workers being shut down get ``wait`` seconds to finish dying."""
+    a day later."""
     from dreamcli.imageio import remove_run_parts  # torch: not before --ray is checked
 
-    deadline = time.monotonic() + wait
     for folder in folders:
-        while remove_run_parts(folder, run) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        remove_run_parts(folder, run)
 
 
 def _worker_failure(exc: BaseException) -> str:
