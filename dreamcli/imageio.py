@@ -323,11 +323,7 @@ def remove_stale_parts(folder: Path, max_age: float = 86400.0) -> None:
     process is gone is stale after ``PART_GRACE_S``; another machine's, or an
     older dreamcli's, once it is ``max_age`` seconds old.
     """
-    try:
-        entries = [e for e in os.scandir(folder) if e.name.startswith(".") and e.name.endswith(".part")]
-    except OSError:
-        return  # no folder yet (or unreadable): nothing of ours to clean
-    for entry in entries:
+    for entry in _temporaries(folder):
         ours, old = _PART.match(entry.name), _OLD_PART.match(entry.name)
         if not (ours or old):
             continue  # not a name dreamcli makes: a user's own file
@@ -346,15 +342,19 @@ def remove_stale_parts(folder: Path, max_age: float = 86400.0) -> None:
 def remove_run_parts(folder: Path, run: str) -> None:
     """Delete the temporaries of the finished run ``run`` (see ``write_pil``) in ``folder``:
     its workers are done, so any left were written by a worker that was killed."""
-    try:
-        names = [e.name for e in os.scandir(folder) if e.name.startswith(".") and e.name.endswith(".part")]
-    except OSError:
-        return
-    for name in names:
-        ours = _PART.match(name)
+    for entry in _temporaries(folder):
+        ours = _PART.match(entry.name)
         if ours and ours["run"] == run:
             with contextlib.suppress(OSError):  # gone already, or not ours to delete after all
-                os.unlink(Path(folder) / name)
+                os.unlink(entry.path)
+
+
+def _temporaries(folder: Path) -> list[os.DirEntry]:
+    """The hidden ``*.part`` files in ``folder``; none when it is missing or unreadable."""
+    try:
+        return [e for e in os.scandir(folder) if e.name.startswith(".") and e.name.endswith(".part")]
+    except OSError:
+        return []  # no folder yet (or unreadable): nothing of ours to clean
 
 
 def _alive(pid: int) -> bool:

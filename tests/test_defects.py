@@ -16,6 +16,8 @@ from PIL import Image
 from conftest import cli_invoker, save_photo
 
 TINY = ["--octaves", "1", "--iterations", "1", "--layer", "conv2/3x3", "--seed", "0"]
+# This machine's name as dreamcli writes it into its temporaries' names (imageio._HOST).
+HOST = "".join(c if c.isalnum() or c in "_-" else "_" for c in socket.gethostname())[:16]
 POSIX = pytest.mark.skipif(os.name != "posix", reason="needs POSIX files and signals")
 
 
@@ -484,13 +486,12 @@ def test_encoder_limits_in_a_row_do_not_stop_a_batch(run, tmp_path, monkeypatch)
 def test_stale_part_files_of_killed_runs_are_removed(run, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    host = "".join(c if c.isalnum() or c in "_-" else "_" for c in socket.gethostname())[:16]
     hour_ago, days_ago = time.time() - 3600, time.time() - 3 * 86400
     files = {
-        "dead": (f".a_dream.png.{2**22 + 12345}@{host}.abcd1234.part", hour_ago),  # no such pid
-        "just killed": (f".c_dream.png.{2**22 + 12346}@{host}.abcd1235.part", time.time()),  # maybe a
+        "dead": (f".a_dream.png.{2**22 + 12345}@{HOST}.abcd1234.part", hour_ago),  # no such pid
+        "just killed": (f".c_dream.png.{2**22 + 12346}@{HOST}.abcd1235.part", time.time()),  # maybe a
         # container's live run with the same host name: left for PART_GRACE_S
-        "alive": (f".d_dream.png.{os.getppid()}@{host}.efgh5678.part", hour_ago),  # a live process writes it
+        "alive": (f".d_dream.png.{os.getppid()}@{HOST}.efgh5678.part", hour_ago),  # a live process writes it
         "old": (".b_dream.png.xyz12345.part", days_ago),  # an older dreamcli's, days old
         "user's": (".thesis-draft.part", days_ago),  # not a name dreamcli makes: never touched
     }
@@ -512,13 +513,12 @@ def test_a_cluster_run_removes_the_temporaries_its_killed_workers_left(tmp_path,
     write_pil(tmp_path / "w.png", Image.new("RGB", (8, 8)), None, "0123abcd")
     assert Path(renamed[0]).name.endswith(".0123abcd.part")  # the run's name is in its temporaries'
 
-    host = "".join(c if c.isalnum() or c in "_-" else "_" for c in socket.gethostname())[:16]
     dead = 2**22 + 12347
     names = {
-        "this run's": f".a_dream.png.{dead}@{host}.abcd1234.0123abcd.part",
+        "this run's": f".a_dream.png.{dead}@{HOST}.abcd1234.0123abcd.part",
         "this run's, another node's": f".b_dream.png.{dead}@elsewhere.abcd1235.0123abcd.part",
-        "another run's": f".c_dream.png.{dead}@{host}.abcd1236.4567cdef.part",  # maybe running now
-        "a local run's": f".d_dream.png.{dead}@{host}.abcd1237.part",
+        "another run's": f".c_dream.png.{dead}@{HOST}.abcd1236.4567cdef.part",  # maybe running now
+        "a local run's": f".d_dream.png.{dead}@{HOST}.abcd1237.part",
     }
     for name in names.values():
         (tmp_path / name).write_bytes(b"half an image")
