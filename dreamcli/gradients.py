@@ -43,7 +43,15 @@ class Shaping:
         return shaping if (shaping.smooth or shaping.lapnorm or shaping.luminance) else None
 
     def __call__(self, grad: torch.Tensor, iteration: int, iterations: int) -> torch.Tensor:
-        """``grad`` shaped for step ``iteration`` (0-based) of ``iterations`` in an octave."""
+        """``grad`` shaped for step ``iteration`` (0-based) of ``iterations`` in an octave.
+
+        Always in float32, whatever autocast is open around it: under bf16 on an
+        Intel CPU with AMX, oneDNN's JIT hung on the blur's depthwise kernel (issue 23).
+        """
+        with torch.autocast(grad.device.type, enabled=False):
+            return self._shaped(grad.float(), iteration, iterations)
+
+    def _shaped(self, grad: torch.Tensor, iteration: int, iterations: int) -> torch.Tensor:
         if self.smooth:
             grad = cascade_smooth(grad, self.smooth * (iteration + 1) / iterations)
         if self.lapnorm:

@@ -58,11 +58,7 @@ class StaticStep:
 
     def __call__(self) -> None:
         rolled = roll(self.image, self.shift)
-        # A recording must not reuse autocast's cache of cast weights (PyTorch notes, CUDA Graphs).
-        with torch.autocast(
-            self.image.device.type, self.dtype, enabled=self.dtype != torch.float32, cache_enabled=False
-        ):
-            grad, loss = gradient(self.capture, rolled, self.goal)
+        grad, loss = gradient(self.capture, rolled, self.goal, dtype=self.dtype)  # steps.network_precision
         grad = roll(grad, -self.shift)
         self.image.add_(normalised(grad, self.step_size)).clamp_(0.0, 1.0)
         self.loss.copy_(loss)

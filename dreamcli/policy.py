@@ -71,9 +71,9 @@ class StepPolicy:
 
     def grad_fn(self, tile: int | None) -> Callable:
         if tile is None:
-            return gradient
+            return functools.partial(gradient, dtype=self.dtype)
         if tile not in self._tilers:
-            self._tilers[tile] = tiling.TiledGradient(tile, self.geometry())
+            self._tilers[tile] = tiling.TiledGradient(tile, self.geometry(), self.dtype)
         return self._tilers[tile]
 
     def for_size(self, size: tuple[int, int]) -> int | None:
@@ -157,9 +157,8 @@ class StepPolicy:
         size = tuple(image.shape[-2:])
         while True:
             tile = self.for_size(size)
-            try:
-                with torch.autocast(self.device.type, self.dtype, enabled=self.dtype != torch.float32):
-                    return step(self.capture, image, goal, step_size, shift, self.grad_fn(tile), shape)
+            try:  # the network in self.dtype, the rest in float32 (steps.network_precision)
+                return step(self.capture, image, goal, step_size, shift, self.grad_fn(tile), shape)
             except OUT_OF_MEMORY:
                 smaller = self._after_oom(size, tile)
                 report(Note(f"out of memory at {size[1]}x{size[0]}: retrying in tiles of {smaller} px"))

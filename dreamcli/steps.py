@@ -53,18 +53,43 @@ def random_shift(generator: torch.Generator, jitter: int) -> tuple[int, int]:
     return dy, dx
 
 
+def network_precision(device: torch.device, dtype: torch.dtype):
+    """Autocast for the network's forward pass alone (``--precision``).
+
+    Only the network runs in bf16 or fp16: view transforms, objectives, gradient
+    shaping and the step stay in float32.  On an Intel CPU with AMX, oneDNN
+    JIT-compiled a bf16 depthwise kernel for the gradient blur of a 1x3x23x35
+    gradient (sigma 4) that never returned: `--preset silky` hung for over 20
+    minutes (issue 23).  ``cache_enabled=False``: a CUDA graph recording must not
+    reuse autocast's cache of cast weights (PyTorch notes, "CUDA Graphs").
+    """
+    return torch.autocast(device.type, dtype, enabled=dtype != torch.float32, cache_enabled=False)
+
+
+def full_precision(like: torch.Tensor):
+    """float32 arithmetic here, whatever autocast a caller opened around it."""
+    return torch.autocast(like.device.type, enabled=False)
+
+
 def gradient(
     capture: LayerCapture,
     image: torch.Tensor,
     goal: Objective,
     sizes: dict[str, int] | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The objective's gradient with respect to ``image``, and the objective (both on device)."""
-    with torch.enable_grad():
+    """The objective's gradient with respect to ``image``, and the objective (both on device).
+
+    ``dtype`` is the network's arithmetic (``network_precision``); the rest is float32.
+    """
+    with torch.enable_grad(), full_precision(image):
         image = image.detach().requires_grad_(True)
-        loss = goal(capture(goal.view(image)), sizes)
+        seen = goal.view(image)
+        with network_precision(image.device, dtype):
+            outputs = capture(seen)
+        loss = goal(outputs, sizes)
         (grad,) = torch.autograd.grad(loss.sum(), image)
-    return grad, loss.detach()
+    return grad.float(), loss.detach().float()
 
 
 def step(
@@ -84,10 +109,11 @@ def step(
     dy, dx = shift
     rolled = torch.roll(image, shifts=(dy, dx), dims=(-2, -1))
     grad, loss = grad_fn(capture, rolled, goal)
-    grad = torch.roll(grad, shifts=(-dy, -dx), dims=(-2, -1))
-    if shape is not None:
-        grad = shape(grad)
-    image = image + normalised(grad, step_size)
+    with full_precision(grad):  # shaping and the step: float32 (see network_precision)
+        grad = torch.roll(grad, shifts=(-dy, -dx), dims=(-2, -1))
+        if shape is not None:
+            grad = shape(grad)
+        image = image + normalised(grad, step_size)
     return image.clamp_(0.0, 1.0), loss
 
 

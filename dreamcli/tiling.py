@@ -115,9 +115,9 @@ def windows(length: int, tile: int, margin: int) -> list[tuple[int, int, int, in
 class TiledGradient:
     """A drop-in for ``steps.gradient`` that works tile by tile."""
 
-    def __init__(self, tile: int, geom: Geometry):
+    def __init__(self, tile: int, geom: Geometry, dtype: torch.dtype = torch.float32):
         self.tile = max(geom.stride, _round_up(tile, geom.stride))
-        self.geom = geom
+        self.geom, self.dtype = geom, dtype
         self._sizes: dict[tuple[int, int], dict[str, int]] = {}
 
     def __call__(self, capture, image: torch.Tensor, goal: Objective):
@@ -133,7 +133,7 @@ class TiledGradient:
         loss = None
         for ya, yb, y0, y1 in windows(height, self.tile, self.geom.margin):
             for xa, xb, x0, x1 in windows(width, self.tile, self.geom.margin):
-                part, part_loss = gradient(capture, image[..., ya:yb, xa:xb], goal, sizes)
+                part, part_loss = gradient(capture, image[..., ya:yb, xa:xb], goal, sizes, self.dtype)
                 grad[..., y0:y1, x0:x1] = part[..., y0 - ya : y1 - ya, x0 - xa : x1 - xa]
                 loss = part_loss if loss is None else loss + part_loss
         return grad, loss  # the loss over-counts the margins: for progress display only

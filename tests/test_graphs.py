@@ -6,6 +6,7 @@ buffers, the device-side jitter, warm-up, the cache, and the fallbacks.
 """
 
 import contextlib
+import functools
 import gc
 import weakref
 
@@ -21,7 +22,7 @@ from dreamcli.events import Note
 from dreamcli.objectives import Activations, ChannelPerImage, Guided, RandomAffine
 from dreamcli.options import RunOptions
 from dreamcli.policy import _MEASURED, OUT_OF_MEMORY
-from dreamcli.steps import step
+from dreamcli.steps import gradient, step
 
 from conftest import photo_array
 
@@ -103,8 +104,7 @@ def test_static_step_is_the_eager_step(precision):
     model, image = small_net(), torch.rand(2, 3, 20, 24)
     goal = Activations([LayerSpec("4")])
     with LayerCapture(model, ["4"]) as capture:
-        with torch.autocast("cpu", precision, enabled=precision != torch.float32):
-            expected, loss = step(capture, image, goal, 1.5, (3, -5))
+        expected, loss = step(capture, image, goal, 1.5, (3, -5), functools.partial(gradient, dtype=precision))
         static = graphs.StaticStep(capture, goal, 1.5, image.shape, precision)
         static.image.copy_(image)
         static.shift.copy_(torch.tensor([3, -5]))

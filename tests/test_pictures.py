@@ -149,3 +149,46 @@ def test_the_knobs_are_preset_keys(tmp_path, weights_file):
     (tmp_path / "bad.yaml").write_text("param: fourier\n")
     result = cli_invoker(weights_file)("--preset", tmp_path / "bad.yaml", "--show-settings")
     assert result.exit_code == 2 and "param: expected auto or pixel or fft, got 'fourier'" in result.output
+
+
+# Run in a child process: a hung oneDNN kernel never gives the interpreter back, so only a
+# process boundary can turn a hang into a failure.
+_BF16_SHAPING = """
+import functools, torch
+from torch import nn
+from dreamcli.capture import LayerCapture
+from dreamcli.gradients import Shaping
+from dreamcli.objectives import Activations
+from dreamcli.options import RunOptions
+from dreamcli.policy import StepPolicy
+
+grad = torch.randn(1, 3, 23, 35, generator=torch.Generator().manual_seed(0))
+shaping = Shaping(smooth=4.0, lapnorm=True, luminance=True)
+plain = shaping(grad, 9, 10)
+with torch.autocast("cpu", torch.bfloat16):
+    shaped = shaping(grad, 9, 10)
+assert shaped.dtype == torch.float32, shaped.dtype
+torch.testing.assert_close(shaped, plain)
+net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3)).eval().requires_grad_(False)
+image = torch.rand(1, 3, 23, 35, generator=torch.Generator().manual_seed(1))
+with LayerCapture(net, ["2"]) as capture:
+    policy = StepPolicy(capture, torch.device("cpu"), RunOptions(precision="bf16"), shaping=shaping)
+    goal = Activations(["2"])
+    out, loss = policy.step(image, goal, 1.5, (3, -2), print, functools.partial(shaping, iteration=9, iterations=10))
+assert out.dtype == torch.float32 and torch.isfinite(out).all() and not torch.equal(out, image)
+print("ok")
+"""
+
+
+def test_gradient_shaping_under_bf16_autocast_runs_in_float32_and_returns():
+    """Issue 23: on AMX Xeons, oneDNN's bf16 depthwise kernel for the blur of a 23x35 gradient
+    (sigma 4) never returned, and `dream --preset silky` hung.  Shaping runs in float32 whatever
+    autocast is open, and a bf16 step with shaping finishes (on every CPU, within a minute)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _BF16_SHAPING], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("ok")

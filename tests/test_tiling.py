@@ -83,11 +83,11 @@ def test_out_of_memory_retries_in_tiles(net, monkeypatch):
     real = engine.gradient
     whole_calls = []
 
-    def whole_image_runs_out(capture, image, layers, sizes=None):
+    def whole_image_runs_out(capture, image, layers, sizes=None, dtype=torch.float32):
         if sizes is None:  # only the untiled call has no sizes
             whole_calls.append(1)
             raise engine.OUT_OF_MEMORY("CUDA out of memory (simulated)")
-        return real(capture, image, layers, sizes)
+        return real(capture, image, layers, sizes, dtype)
 
     monkeypatch.setattr(engine, "gradient", whole_image_runs_out)
     notes = []
