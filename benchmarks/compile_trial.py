@@ -23,9 +23,9 @@ import torch
 from profile_step import ms_per_call  # this folder is on sys.path when a script here runs
 
 from dreamcli import models
-from dreamcli.devices import choose_kernels, select_device
+from dreamcli.engine.devices import choose_kernels, select_device
+from dreamcli.engine.steps import octave_sizes
 from dreamcli.models.prepare import prepare_for_dreaming
-from dreamcli.steps import octave_sizes
 
 
 def step_fn(trunk, device: torch.device):

@@ -17,15 +17,15 @@ import time
 import torch
 
 from dreamcli import models
-from dreamcli.capture import LayerCapture
 from dreamcli.config import LayerSpec, Settings
-from dreamcli.devices import choose_kernels, memory_budget
-from dreamcli.dream import dream
+from dreamcli.engine.capture import LayerCapture
+from dreamcli.engine.devices import choose_kernels, memory_budget
+from dreamcli.engine.objectives import objective
+from dreamcli.engine.octaves import dream
+from dreamcli.engine.step_policy import remembered
 from dreamcli.events import Note
 from dreamcli.models.prepare import prepare_for_dreaming
-from dreamcli.objectives import objective
-from dreamcli.options import RunOptions
-from dreamcli.policy import remembered
+from dreamcli.run_options import RunOptions
 
 
 def check(name: str, ok: bool, detail: str = "") -> None:

@@ -42,7 +42,7 @@ def start_up(device_name: str):
     import torch
 
     from dreamcli import models
-    from dreamcli.devices import select_device
+    from dreamcli.engine.devices import select_device
     from dreamcli.models.prepare import prepare_for_dreaming
 
     device = select_device(device_name)
@@ -81,8 +81,8 @@ def eager_step(capture, image, dtype):
     """One step as ``policy.StepPolicy.step`` runs it untiled, to be called again and again."""
     import torch
 
-    from dreamcli.objectives import Activations
-    from dreamcli.steps import step
+    from dreamcli.engine.objectives import Activations
+    from dreamcli.engine.steps import step
 
     def run() -> None:
         with torch.autocast(image.device.type, dtype, enabled=dtype != torch.float32):
@@ -107,10 +107,10 @@ def per_octave(capture, device, dtype, height, width, repeats: int) -> float:
     """Print each octave's step times; return the graphed (or eager) sum over 10 iterations."""
     import torch
 
-    from dreamcli import graphs
     from dreamcli.config import LayerSpec
-    from dreamcli.objectives import Activations
-    from dreamcli.steps import octave_sizes
+    from dreamcli.engine import cuda_graphs as graphs
+    from dreamcli.engine.objectives import Activations
+    from dreamcli.engine.steps import octave_sizes
 
     goal = Activations([LayerSpec("inception4c")])
     shift = torch.tensor(SHIFT, device=device)
@@ -137,8 +137,8 @@ def dream_loop_ms(net, device, precision: str, height: int, width: int) -> float
     import torch
 
     from dreamcli.config import Settings
-    from dreamcli.dream import dream
-    from dreamcli.options import RunOptions
+    from dreamcli.engine.octaves import dream
+    from dreamcli.run_options import RunOptions
 
     settings = Settings(layers=["inception4c"], octaves=4, octave_scale=1.4, iterations=10, seed=0)
     image = torch.rand(3, height, width, device=device)
@@ -177,8 +177,8 @@ def main() -> None:
     device, net = start_up(args.device)
     import torch
 
-    from dreamcli.capture import LayerCapture
-    from dreamcli.devices import DTYPES, choose_kernels, choose_precision
+    from dreamcli.engine.capture import LayerCapture
+    from dreamcli.engine.devices import DTYPES, choose_kernels, choose_precision
 
     choose_kernels(device, reproducible=False)
     precision = choose_precision(args.precision, device)

@@ -27,11 +27,11 @@ import torch
 import torch.nn.functional as F
 
 from dreamcli.config import Settings
-from dreamcli.dream import dream
-from dreamcli.featurevis import visualize
-from dreamcli.imageio import read_image
-from dreamcli.objectives import ChannelPerImage
-from dreamcli.views import contact_sheet, start_image
+from dreamcli.engine.featurevis import visualize
+from dreamcli.engine.objectives import ChannelPerImage
+from dreamcli.engine.octaves import dream
+from dreamcli.io.images import read_image
+from dreamcli.jobs.sheets import contact_sheet, start_image
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
 LAYER = "_blocks.10"  # a mid-depth block: object parts (realnet's README)
@@ -63,7 +63,7 @@ def chroma_change(image: torch.Tensor, original: torch.Tensor) -> float:
 
 
 def objective(model, image: torch.Tensor, layer: str, channel: int | None = None) -> float:
-    from dreamcli.capture import LayerCapture
+    from dreamcli.engine.capture import LayerCapture
 
     with LayerCapture(model, [layer]) as capture, torch.no_grad():
         act = capture(image[None] if image.dim() == 3 else image)[layer]

@@ -19,8 +19,8 @@ import yaml
 from dreamcli import models
 from dreamcli.config import Settings
 from dreamcli.errors import SettingsError
-from dreamcli.formats import IMAGE_EXTENSIONS
-from dreamcli.metadata import read_metadata
+from dreamcli.io.formats import IMAGE_EXTENSIONS
+from dreamcli.io.metadata import read_metadata
 
 ENV_VAR = "DREAMCLI_PRESETS"
 SUFFIXES = (".yaml", ".yml")

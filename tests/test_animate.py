@@ -12,8 +12,8 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from dreamcli import animate
 from dreamcli.cli import main
+from dreamcli.jobs import animations as animate
 
 from conftest import cli_invoker, save_photo
 
@@ -146,14 +146,14 @@ MODES = ["zoom", "video", "view", "batch"]
 
 @pytest.mark.parametrize("kind", MODES)
 def test_every_mode_honours_the_tile_size(run, tmp_path, monkeypatch, kind):
-    import dreamcli.tiling
+    import dreamcli.engine.tiling
 
     tiles = []
-    real = dreamcli.tiling.TiledGradient.__init__
+    real = dreamcli.engine.tiling.TiledGradient.__init__
     monkeypatch.setattr(
-        dreamcli.tiling.TiledGradient,
+        dreamcli.engine.tiling.TiledGradient,
         "__init__",
-        lambda self, tile, geom: tiles.append(tile) or real(self, tile, geom),
+        lambda self, tile, geom, *rest: tiles.append(tile) or real(self, tile, geom, *rest),
     )
     result = run(*every_mode(kind, tmp_path), "--tile-size", "32")
     assert result.exit_code == 0, result.output
@@ -162,9 +162,9 @@ def test_every_mode_honours_the_tile_size(run, tmp_path, monkeypatch, kind):
 
 @pytest.mark.parametrize("kind", MODES)
 def test_every_mode_honours_the_memory_budget(run, tmp_path, monkeypatch, kind):
-    import dreamcli.devices
+    import dreamcli.engine.devices
 
-    monkeypatch.setattr(dreamcli.devices, "free_memory", lambda device: 20_000)  # 20 kB: nothing fits
+    monkeypatch.setattr(dreamcli.engine.devices, "free_memory", lambda device: 20_000)  # 20 kB: nothing fits
     args = every_mode(kind, tmp_path)
     before = sorted(os.listdir(tmp_path))
     result = run(*args)

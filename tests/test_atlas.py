@@ -1,4 +1,4 @@
-"""The activation atlas (dreamcli.atlas) and its objective, on random weights and tiny photos."""
+"""The activation atlas (dreamcli.jobs.atlas) and its objective, on random weights and tiny photos."""
 
 import builtins
 import json
@@ -11,12 +11,12 @@ import torch
 from PIL import Image
 
 from dreamcli import models
-from dreamcli.atlas import AtlasOptions, layout, make_atlas, write_atlas
-from dreamcli.capture import LayerCapture
+from dreamcli.engine.capture import LayerCapture
+from dreamcli.engine.objectives import Direction
 from dreamcli.errors import SettingsError
 from dreamcli.events import PhotoSkipped, Stage
+from dreamcli.jobs.atlas import AtlasOptions, layout, make_atlas, write_atlas
 from dreamcli.models.base import Loaded
-from dreamcli.objectives import Direction
 
 from conftest import save_photo
 

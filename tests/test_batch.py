@@ -14,7 +14,7 @@ from PIL import Image
 
 from dreamcli.config import Settings
 from dreamcli.errors import SettingsError
-from dreamcli.plan import Job, collect_inputs, parse_shard, plan_jobs, take_shard
+from dreamcli.jobs.outputs import Job, collect_inputs, parse_shard, plan_jobs, take_shard
 
 from conftest import cli_invoker, save_photo
 
@@ -188,9 +188,9 @@ def test_single_input_with_folder_output(tmp_path):
 
 def test_ctrl_c_in_the_engine_stops_cleanly(run, tmp_path, monkeypatch):
     photos = folder_of_photos(tmp_path / "in")
-    import dreamcli.batch
+    import dreamcli.jobs.batch
 
-    real = dreamcli.batch.dream
+    real = dreamcli.jobs.batch.dream
     calls = []
 
     def interrupted_on_second(*args, **kwargs):
@@ -199,7 +199,7 @@ def test_ctrl_c_in_the_engine_stops_cleanly(run, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(dreamcli.batch, "dream", interrupted_on_second)
+    monkeypatch.setattr(dreamcli.jobs.batch, "dream", interrupted_on_second)
     result = run(photos, "-o", tmp_path / "out")
     assert result.exit_code == 130
     assert os.listdir(tmp_path / "out") == ["a_dream.png"]
@@ -256,11 +256,13 @@ def test_same_size_images_are_dreamed_together(run, tmp_path, monkeypatch):
     photos = folder_of_photos(tmp_path / "in", ["a.png", "b.png", "c.png", "d.png"])
     save_photo(photos / "c.png", 48, 40, seed=7)  # a different size breaks the run of equal sizes
     (photos / "e.png").write_bytes(b"broken")
-    import dreamcli.batch
+    import dreamcli.jobs.batch
 
-    real, sizes = dreamcli.batch.dream, []
+    real, sizes = dreamcli.jobs.batch.dream, []
     monkeypatch.setattr(
-        dreamcli.batch, "dream", lambda m, images, **kw: sizes.append(len(images)) or real(m, images, **kw)
+        dreamcli.jobs.batch,
+        "dream",
+        lambda m, images, **kw: sizes.append(len(images)) or real(m, images, **kw),
     )
     result = run(photos, "-o", tmp_path / "together", "--batch-size", "3", "--json")
     assert result.exit_code == 1
@@ -273,7 +275,7 @@ def test_same_size_images_are_dreamed_together(run, tmp_path, monkeypatch):
         ("d.png", "done"),
         ("e.png", "failed"),
     ]
-    monkeypatch.setattr(dreamcli.batch, "dream", real)
+    monkeypatch.setattr(dreamcli.jobs.batch, "dream", real)
     run(photos, "-o", tmp_path / "alone")
     for name in ("a_dream.png", "b_dream.png", "d_dream.png"):
         together = np.asarray(Image.open(tmp_path / "together" / name), dtype=int)
@@ -296,8 +298,8 @@ def test_read_ahead_and_write_behind_threads_run_no_torch_operator(tmp_path, wei
 
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    import dreamcli.batch
-    from dreamcli.imageio import decode_image
+    import dreamcli.jobs.batch
+    from dreamcli.io.images import decode_image
 
     class Record(TorchDispatchMode):
         def __init__(self):
@@ -317,13 +319,13 @@ def test_read_ahead_and_write_behind_threads_run_no_torch_operator(tmp_path, wei
 
     threads = []
     for name in ("fit", "output_picture"):  # the torch work of reading and writing
-        real = getattr(dreamcli.batch, name)
+        real = getattr(dreamcli.jobs.batch, name)
 
         def on_main(*args, _real=real, **kwargs):
             threads.append(threading.current_thread() is threading.main_thread())
             return _real(*args, **kwargs)
 
-        monkeypatch.setattr(dreamcli.batch, name, on_main)
+        monkeypatch.setattr(dreamcli.jobs.batch, name, on_main)
     folder_of_photos(tmp_path / "in")
     result = cli_invoker(weights_file, *TINY)(tmp_path / "in", "-o", tmp_path / "out", "--max-size", "24")
     assert result.exit_code == 0

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from dreamcli.cli import main
-from dreamcli.imageio import read_metadata
+from dreamcli.io.images import read_metadata
 
 from conftest import save_photo
 
@@ -250,5 +250,6 @@ def test_the_readme_python_api_example_runs(tmp_path, monkeypatch, net):
         'Settings(layers=["inception_4c"], seed=1)',
         'Settings(layers=["inception_3a"], octaves=1, iterations=1, seed=1)',
     )
+    assert 'Settings(layers=["inception_3a"]' in code
     exec(compile(code, "README.md", "exec"), {})
     assert Image.open(tmp_path / "out.png").size == (64, 48)

@@ -154,7 +154,7 @@ def test_every_bad_kind_of_file_fails_alone_in_one_folder(run, tmp_path):
 
 def test_truncated_multiframe_files_are_one_line_errors(tmp_path):
     from dreamcli.errors import ImageError
-    from dreamcli.imageio import read_image
+    from dreamcli.io.images import read_image
 
     for fmt, name in (("GIF", "cut.gif"), ("TIFF", "cut.tif")):
         for keep in (0.3, 0.6, 0.9):
@@ -167,7 +167,7 @@ def test_truncated_multiframe_files_are_one_line_errors(tmp_path):
 
 def test_a_webp_over_the_encoders_limit_is_a_per_file_error(tmp_path):
     from dreamcli.errors import ImageError
-    from dreamcli.imageio import write_pil
+    from dreamcli.io.images import write_pil
 
     with pytest.raises(ImageError, match=r"wide.webp: WEBP pictures are at most 16383 px a side.*--max-size"):
         write_pil(tmp_path / "wide.webp", Image.new("RGB", (16384, 1)))
@@ -175,9 +175,9 @@ def test_a_webp_over_the_encoders_limit_is_a_per_file_error(tmp_path):
 
 
 def test_an_encoder_that_fails_fails_its_file_alone(run, tmp_path, monkeypatch):
-    import dreamcli.batch
+    import dreamcli.jobs.batch
 
-    real, calls = dreamcli.batch.write_pil, []
+    real, calls = dreamcli.jobs.batch.write_pil, []
 
     def encoder_breaks_once(path, *args):
         calls.append(path)
@@ -185,7 +185,7 @@ def test_an_encoder_that_fails_fails_its_file_alone(run, tmp_path, monkeypatch):
             raise ValueError("encoder error -2 when writing image file")
         return real(path, *args)
 
-    monkeypatch.setattr(dreamcli.batch, "write_pil", encoder_breaks_once)
+    monkeypatch.setattr(dreamcli.jobs.batch, "write_pil", encoder_breaks_once)
     result = run(photos(tmp_path / "in", "a.png", "b.png"), "-o", tmp_path / "out")
     assert result.exit_code == 1
     written, source = tmp_path / "out" / "a_dream.png", tmp_path / "in" / "a.png"
@@ -352,16 +352,16 @@ def test_sigterm_stops_like_ctrl_c_with_exit_143(tmp_path, weights_file):
 HELD_DREAM = """
 import sys, time
 from pathlib import Path
-import dreamcli.batch
+import dreamcli.jobs.batch
 from dreamcli.cli import main
-real, calls, release = dreamcli.batch.dream, [], Path(sys.argv.pop(1))
+real, calls, release = dreamcli.jobs.batch.dream, [], Path(sys.argv.pop(1))
 def held(*args, **kwargs):
     calls.append(1)
     deadline = time.monotonic() + 120
     while len(calls) == 3 and not release.exists() and time.monotonic() < deadline:
         time.sleep(0.02)
     return real(*args, **kwargs)
-dreamcli.batch.dream = held
+dreamcli.jobs.batch.dream = held
 main(prog_name="dream")
 """
 
@@ -394,17 +394,17 @@ def test_json_into_head_keeps_the_run_and_its_exit_code(tmp_path, weights_file):
 def test_a_full_disk_stops_the_batch_after_a_few_failed_writes(run, tmp_path, monkeypatch):
     import errno
 
-    import dreamcli.batch
-    import dreamcli.imageio
+    import dreamcli.io.atomic
+    import dreamcli.jobs.batch
 
     dreamt = []
-    real_dream = dreamcli.batch.dream
-    monkeypatch.setattr(dreamcli.batch, "dream", lambda *a, **k: dreamt.append(1) or real_dream(*a, **k))
+    real_dream = dreamcli.jobs.batch.dream
+    monkeypatch.setattr(dreamcli.jobs.batch, "dream", lambda *a, **k: dreamt.append(1) or real_dream(*a, **k))
 
     def disk_full(*args):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(dreamcli.imageio.os, "replace", disk_full)
+    monkeypatch.setattr(dreamcli.io.atomic.os, "replace", disk_full)
     folder = photos(tmp_path / "in", *[f"p{i}.png" for i in range(8)])
     result = run(folder, "-o", tmp_path / "out", "--json")
     assert result.exit_code == 1 and "Traceback" not in result.output
@@ -421,18 +421,18 @@ def test_a_full_disk_stops_the_batch_after_a_few_failed_writes(run, tmp_path, mo
 
 
 def test_a_slow_disk_holds_the_dream_loop_back(run, tmp_path, monkeypatch):
-    import dreamcli.batch
+    import dreamcli.jobs.batch
 
     dreamt, seen_by_writes = [], []
-    real_dream, real_write = dreamcli.batch.dream, dreamcli.batch.write_pil
-    monkeypatch.setattr(dreamcli.batch, "dream", lambda *a, **k: dreamt.append(1) or real_dream(*a, **k))
+    real_dream, real_write = dreamcli.jobs.batch.dream, dreamcli.jobs.batch.write_pil
+    monkeypatch.setattr(dreamcli.jobs.batch, "dream", lambda *a, **k: dreamt.append(1) or real_dream(*a, **k))
 
     def slow_write(*args):
         seen_by_writes.append(len(dreamt))
         time.sleep(0.5)  # far slower than a tiny dream: unbounded, the loop would run ahead
         return real_write(*args)
 
-    monkeypatch.setattr(dreamcli.batch, "write_pil", slow_write)
+    monkeypatch.setattr(dreamcli.jobs.batch, "write_pil", slow_write)
     folder = photos(tmp_path / "in", *[f"p{i}.png" for i in range(6)])
     result = run(folder, "-o", tmp_path / "out")
     assert result.exit_code == 0, result.output
@@ -443,11 +443,11 @@ def test_a_slow_disk_holds_the_dream_loop_back(run, tmp_path, monkeypatch):
 
 @POSIX
 def test_ctrl_c_while_the_batch_waits_for_a_write_stops_it(run, tmp_path, monkeypatch):
-    import dreamcli.batch
+    import dreamcli.jobs.batch
 
     dreamt = []
-    real_dream, real_write = dreamcli.batch.dream, dreamcli.batch.write_pil
-    monkeypatch.setattr(dreamcli.batch, "dream", lambda *a, **k: dreamt.append(1) or real_dream(*a, **k))
+    real_dream, real_write = dreamcli.jobs.batch.dream, dreamcli.jobs.batch.write_pil
+    monkeypatch.setattr(dreamcli.jobs.batch, "dream", lambda *a, **k: dreamt.append(1) or real_dream(*a, **k))
 
     def slow_write(*args):
         if Path(args[0]).name == "p1_dream.png":  # the loop dreams p2, then waits for this write
@@ -459,7 +459,7 @@ def test_ctrl_c_while_the_batch_waits_for_a_write_stops_it(run, tmp_path, monkey
         time.sleep(1.0)
         return real_write(*args)
 
-    monkeypatch.setattr(dreamcli.batch, "write_pil", slow_write)
+    monkeypatch.setattr(dreamcli.jobs.batch, "write_pil", slow_write)
     folder = photos(tmp_path / "in", *[f"p{i}.png" for i in range(6)])
     result = run(folder, "-o", tmp_path / "out", "--json")
     assert result.exit_code == 130, result.output
@@ -470,13 +470,13 @@ def test_ctrl_c_while_the_batch_waits_for_a_write_stops_it(run, tmp_path, monkey
 
 
 def test_encoder_limits_in_a_row_do_not_stop_a_batch(run, tmp_path, monkeypatch):
-    import dreamcli.batch
+    import dreamcli.jobs.batch
     from dreamcli.errors import ImageError
 
     def too_wide(path, *args):
         raise ImageError(f"cannot write {path}: WEBP pictures are at most 16383 px a side")
 
-    monkeypatch.setattr(dreamcli.batch, "write_pil", too_wide)
+    monkeypatch.setattr(dreamcli.jobs.batch, "write_pil", too_wide)
     result = run(photos(tmp_path / "in", *[f"p{i}.png" for i in range(5)]), "-o", tmp_path / "out", "--json")
     errors = [json.loads(line)["error"] for line in result.stdout.splitlines()]
     assert len(errors) == 5 and all("16383" in e for e in errors)  # each file tried, none 'not dreamed'
@@ -504,12 +504,15 @@ def test_stale_part_files_of_killed_runs_are_removed(run, tmp_path):
 
 
 def test_a_cluster_run_removes_the_temporaries_its_killed_workers_left(tmp_path, monkeypatch):
-    import dreamcli.imageio
-    from dreamcli.imageio import remove_run_parts, remove_stale_parts, write_pil
+    import dreamcli.io.atomic
+    from dreamcli.io.atomic import remove_run_parts, remove_stale_parts
+    from dreamcli.io.images import write_pil
 
     renamed = []
-    real_replace = dreamcli.imageio.os.replace
-    monkeypatch.setattr(dreamcli.imageio.os, "replace", lambda a, b: renamed.append(a) or real_replace(a, b))
+    real_replace = dreamcli.io.atomic.os.replace
+    monkeypatch.setattr(
+        dreamcli.io.atomic.os, "replace", lambda a, b: renamed.append(a) or real_replace(a, b)
+    )
     write_pil(tmp_path / "w.png", Image.new("RGB", (8, 8)), None, "0123abcd")
     assert Path(renamed[0]).name.endswith(".0123abcd.part")  # the run's name is in its temporaries'
 
@@ -529,9 +532,9 @@ def test_a_cluster_run_removes_the_temporaries_its_killed_workers_left(tmp_path,
 
 
 def test_an_output_another_process_wrote_meanwhile_is_kept(run, tmp_path, monkeypatch):
-    import dreamcli.batch
+    import dreamcli.jobs.batch
 
-    real = dreamcli.batch.decode_image
+    real = dreamcli.jobs.batch.decode_image
     out = tmp_path / "out"
 
     def another_process_finishes_it(path, max_size=None):
@@ -540,7 +543,7 @@ def test_an_output_another_process_wrote_meanwhile_is_kept(run, tmp_path, monkey
         (out / f"{Path(path).stem}_dream.png").write_bytes(b"the other process's dream")
         return picture
 
-    monkeypatch.setattr(dreamcli.batch, "decode_image", another_process_finishes_it)
+    monkeypatch.setattr(dreamcli.jobs.batch, "decode_image", another_process_finishes_it)
     result = run(photos(tmp_path / "in", "a.png", "b.png"), "-o", out, "--json")
     assert [json.loads(line)["status"] for line in result.stdout.splitlines()] == ["skipped", "skipped"]
     assert (out / "a_dream.png").read_bytes() == b"the other process's dream"
@@ -588,7 +591,7 @@ def test_preset_from_a_picture_reproduces_it(run, tmp_path, weights_file):
 
 
 def test_sweeps_and_zooms_record_their_real_settings(tmp_path, weights_file):
-    from dreamcli.imageio import read_metadata
+    from dreamcli.io.images import read_metadata
 
     photo = save_photo(tmp_path / "p.png", 48, 40)
     plain = cli_invoker(weights_file, "--octaves", "1", "--iterations", "1")
@@ -631,7 +634,7 @@ def test_no_mutation_of_any_format_escapes_as_anything_but_one_image_error(tmp_p
     from hypothesis import strategies as st
 
     from dreamcli.errors import ImageError
-    from dreamcli.imageio import read_image
+    from dreamcli.io.images import read_image
 
     data = SAMPLES[fmt]
     path = tmp_path / f"fuzz.{fmt.lower()}"

@@ -4,14 +4,14 @@ import pytest
 import torch
 from torch import nn
 
-from dreamcli.capture import LayerCapture, smallest_input
 from dreamcli.config import LayerSpec, Settings
-from dreamcli.dream import dream
+from dreamcli.engine.capture import LayerCapture, smallest_input
+from dreamcli.engine.objectives import Activations, objective
+from dreamcli.engine.octaves import dream
+from dreamcli.engine.steps import gradient, octave_sizes, random_shift, step
 from dreamcli.errors import ImageError, SettingsError
 from dreamcli.events import Note, Step
-from dreamcli.objectives import Activations, objective
-from dreamcli.options import RunOptions
-from dreamcli.steps import gradient, octave_sizes, random_shift, step
+from dreamcli.run_options import RunOptions
 
 from conftest import photo_array
 

@@ -14,15 +14,15 @@ import pytest
 import torch
 from torch import nn
 
-from dreamcli import graphs
-from dreamcli.capture import LayerCapture
 from dreamcli.config import LayerSpec, Settings
-from dreamcli.dream import dream
+from dreamcli.engine import cuda_graphs as graphs
+from dreamcli.engine.capture import LayerCapture
+from dreamcli.engine.objectives import Activations, ChannelPerImage, Guided, RandomAffine
+from dreamcli.engine.octaves import dream
+from dreamcli.engine.step_policy import _MEASURED, OUT_OF_MEMORY
+from dreamcli.engine.steps import gradient, step
 from dreamcli.events import Note
-from dreamcli.objectives import Activations, ChannelPerImage, Guided, RandomAffine
-from dreamcli.options import RunOptions
-from dreamcli.policy import _MEASURED, OUT_OF_MEMORY
-from dreamcli.steps import gradient, step
+from dreamcli.run_options import RunOptions
 
 from conftest import photo_array
 
@@ -104,7 +104,9 @@ def test_static_step_is_the_eager_step(precision):
     model, image = small_net(), torch.rand(2, 3, 20, 24)
     goal = Activations([LayerSpec("4")])
     with LayerCapture(model, ["4"]) as capture:
-        expected, loss = step(capture, image, goal, 1.5, (3, -5), functools.partial(gradient, dtype=precision))
+        expected, loss = step(
+            capture, image, goal, 1.5, (3, -5), functools.partial(gradient, dtype=precision)
+        )
         static = graphs.StaticStep(capture, goal, 1.5, image.shape, precision)
         static.image.copy_(image)
         static.shift.copy_(torch.tensor([3, -5]))

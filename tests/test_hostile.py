@@ -17,7 +17,7 @@ from PIL import Image
 
 from dreamcli.cli import main
 from dreamcli.errors import ImageError
-from dreamcli.imageio import read_image, write_image
+from dreamcli.io.images import read_image, write_image
 
 from conftest import save_photo
 
@@ -200,12 +200,12 @@ def test_output_folder_that_cannot_be_written(run, tmp_path, monkeypatch):
     result = run(src, save_photo(tmp_path / "b.png", 40, 32), "-o", blocker / "out")
     assert result.exit_code == 1
     assert result.output.count("Error:") == 2 and "cannot create" in result.output
-    import dreamcli.imageio
+    import dreamcli.io.atomic
 
     def read_only(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(dreamcli.imageio.os, "replace", read_only)
+    monkeypatch.setattr(dreamcli.io.atomic.os, "replace", read_only)
     result = run(src, "-o", tmp_path / "ro.png")
     assert result.exit_code == 1
     one_error_line(result, "cannot write", "ro.png", "Permission denied")
@@ -214,12 +214,12 @@ def test_output_folder_that_cannot_be_written(run, tmp_path, monkeypatch):
 
 def test_ctrl_c_during_a_single_image(run, tmp_path, monkeypatch):
     src = save_photo(tmp_path / "a.png", 40, 32)
-    import dreamcli.batch
+    import dreamcli.jobs.batch
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(dreamcli.batch, "dream", interrupted)
+    monkeypatch.setattr(dreamcli.jobs.batch, "dream", interrupted)
     result = run(src)
     assert result.exit_code == 130
     assert os.listdir(tmp_path) == ["a.png"]
@@ -228,7 +228,7 @@ def test_ctrl_c_during_a_single_image(run, tmp_path, monkeypatch):
 KILLED_WRITER = """
 import sys, time, torch
 from PIL import Image
-from dreamcli.imageio import write_image
+from dreamcli.io.images import write_image
 real_save = Image.Image.save
 def slow_save(self, fp, *args, **kwargs):
     fp.write(b"partial bytes")

@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from dreamcli.errors import ImageError
-from dreamcli.imageio import read_image, read_metadata, write_image
+from dreamcli.io.images import read_image, read_metadata, write_image
 
 from conftest import photo_array, save_photo
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from dreamcli import models
-from dreamcli.capture import LayerCapture
+from dreamcli.engine.capture import LayerCapture
 from dreamcli.errors import SettingsError
 from dreamcli.models.googlenet import CAFFE_NAMES, LAYERS, MODULE_NAMES
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from dreamcli import models
-from dreamcli.devices import select_device
+from dreamcli.engine.devices import select_device
 from dreamcli.errors import SettingsError, WeightsError
 from dreamcli.models.loading import load
 
@@ -126,7 +126,7 @@ def test_folding_batchnorm_keeps_the_function(net):
 
 @pytest.mark.parametrize("reproducible", [True, False])
 def test_cudnn_kernels_follow_the_seed(monkeypatch, reproducible):
-    from dreamcli.devices import choose_kernels
+    from dreamcli.engine.devices import choose_kernels
 
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", not reproducible)
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
@@ -139,7 +139,7 @@ def test_cudnn_kernels_follow_the_seed(monkeypatch, reproducible):
 
 @pytest.mark.parametrize("amx, expected", [(True, "bf16"), (False, "fp32")])
 def test_auto_precision_on_the_cpu_is_bf16_only_with_amx(monkeypatch, amx, expected):
-    from dreamcli.devices import choose_precision
+    from dreamcli.engine.devices import choose_precision
 
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
     assert choose_precision("auto", torch.device("cpu")) == expected
@@ -148,7 +148,7 @@ def test_auto_precision_on_the_cpu_is_bf16_only_with_amx(monkeypatch, amx, expec
 
 
 def test_free_memory_honours_a_per_process_cap(monkeypatch):
-    from dreamcli import devices
+    from dreamcli.engine import devices
 
     gib = 2**30
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (100 * gib, 140 * gib))
@@ -161,7 +161,7 @@ def test_free_memory_honours_a_per_process_cap(monkeypatch):
 
 
 def test_run_options_are_built_once_for_the_device(monkeypatch):
-    from dreamcli import devices
+    from dreamcli.engine import devices
 
     monkeypatch.setattr(devices, "free_memory", lambda device: 1000)
     options = devices.run_options("cpu", "auto", tile_size=64)
@@ -183,7 +183,7 @@ def test_a_damaged_cached_download_says_how_to_fetch_it_again(tmp_path, monkeypa
 
 
 def test_no_free_memory_is_a_budget_of_zero_not_a_usage_error(monkeypatch):
-    from dreamcli import devices
+    from dreamcli.engine import devices
 
     monkeypatch.setattr(devices, "free_memory", lambda device: 0)
     assert devices.run_options("cpu").memory == 0  # the engine then refuses with --max-size advice

@@ -8,12 +8,12 @@ import torch
 import yaml
 from PIL import Image
 
-from dreamcli.capture import LayerCapture
 from dreamcli.config import Settings
-from dreamcli.featurevis import Spectrum, visualize
-from dreamcli.gradients import Shaping, _merge, _split, cascade_smooth, lap_normalize
-from dreamcli.imageio import read_metadata
-from dreamcli.objectives import Activations, objective
+from dreamcli.engine.capture import LayerCapture
+from dreamcli.engine.featurevis import Spectrum, visualize
+from dreamcli.engine.objectives import Activations, objective
+from dreamcli.engine.shaping import Shaping, _merge, _split, cascade_smooth, lap_normalize
+from dreamcli.io.images import read_metadata
 
 from conftest import cli_invoker, save_photo
 
@@ -156,11 +156,11 @@ def test_the_knobs_are_preset_keys(tmp_path, weights_file):
 _BF16_SHAPING = """
 import functools, torch
 from torch import nn
-from dreamcli.capture import LayerCapture
-from dreamcli.gradients import Shaping
-from dreamcli.objectives import Activations
-from dreamcli.options import RunOptions
-from dreamcli.policy import StepPolicy
+from dreamcli.engine.capture import LayerCapture
+from dreamcli.engine.shaping import Shaping
+from dreamcli.engine.objectives import Activations
+from dreamcli.run_options import RunOptions
+from dreamcli.engine.step_policy import StepPolicy
 
 grad = torch.randn(1, 3, 23, 35, generator=torch.Generator().manual_seed(0))
 shaping = Shaping(smooth=4.0, lapnorm=True, luminance=True)
@@ -174,7 +174,8 @@ image = torch.rand(1, 3, 23, 35, generator=torch.Generator().manual_seed(1))
 with LayerCapture(net, ["2"]) as capture:
     policy = StepPolicy(capture, torch.device("cpu"), RunOptions(precision="bf16"), shaping=shaping)
     goal = Activations(["2"])
-    out, loss = policy.step(image, goal, 1.5, (3, -2), print, functools.partial(shaping, iteration=9, iterations=10))
+    shape = functools.partial(shaping, iteration=9, iterations=10)
+    out, loss = policy.step(image, goal, 1.5, (3, -2), print, shape)
 assert out.dtype == torch.float32 and torch.isfinite(out).all() and not torch.equal(out, image)
 print("ok")
 """
@@ -187,8 +188,6 @@ def test_gradient_shaping_under_bf16_autocast_runs_in_float32_and_returns():
     import subprocess
     import sys
 
-    done = subprocess.run(
-        [sys.executable, "-c", _BF16_SHAPING], capture_output=True, text=True, timeout=120
-    )
+    done = subprocess.run([sys.executable, "-c", _BF16_SHAPING], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().endswith("ok")

@@ -8,7 +8,7 @@ from PIL import Image
 
 from dreamcli import presets
 from dreamcli.cli import main
-from dreamcli.imageio import read_metadata
+from dreamcli.io.images import read_metadata
 
 from conftest import save_photo
 

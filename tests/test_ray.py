@@ -26,7 +26,7 @@ FLAGS = ("--seed", "3", "--octaves", "2", "--iterations", "2")
 def ray_session():
     """One local Ray for the module: starting one costs seconds, and every --ray local run reuses it."""
     pytest.importorskip("ray.data")
-    from dreamcli import ray_batch
+    from dreamcli.jobs import ray_batch
 
     ray = ray_batch.connect("local")
     yield ray

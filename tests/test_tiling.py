@@ -3,15 +3,15 @@
 import pytest
 import torch
 
-from dreamcli.capture import LayerCapture
 from dreamcli.config import Settings
-from dreamcli.dream import dream
+from dreamcli.engine.capture import LayerCapture
+from dreamcli.engine.objectives import Activations
+from dreamcli.engine.octaves import dream
+from dreamcli.engine.steps import gradient
+from dreamcli.engine.tiling import Geometry, TiledGradient, choose_tile, geometry, windows
 from dreamcli.errors import ImageTooLargeError
 from dreamcli.events import Note
-from dreamcli.objectives import Activations
-from dreamcli.options import RunOptions
-from dreamcli.steps import gradient
-from dreamcli.tiling import Geometry, TiledGradient, choose_tile, geometry, windows
+from dreamcli.run_options import RunOptions
 
 
 @pytest.mark.parametrize("layers", [["conv2"], ["inception3b"], ["inception3a", "inception4c:0.5"]])
@@ -51,12 +51,12 @@ def test_forced_tiles_dream_like_the_whole_image(net):
 
 
 def test_short_memory_tiles_and_hopeless_memory_refuses(net, monkeypatch):
-    import dreamcli.tiling
+    import dreamcli.engine.tiling
 
     used = []
-    real = dreamcli.tiling.TiledGradient.__init__
+    real = dreamcli.engine.tiling.TiledGradient.__init__
     monkeypatch.setattr(
-        dreamcli.tiling.TiledGradient, "__init__", lambda self, *a: used.append(a) or real(self, *a)
+        dreamcli.engine.tiling.TiledGradient, "__init__", lambda self, *a: used.append(a) or real(self, *a)
     )
     image = torch.rand(3, 96, 128)
     settings = Settings(layers=["conv2"], octaves=1, iterations=1, seed=0)
@@ -78,7 +78,7 @@ def test_choose_tile_keeps_within_budget():
 
 
 def test_out_of_memory_retries_in_tiles(net, monkeypatch):
-    import dreamcli.policy as engine
+    import dreamcli.engine.step_policy as engine
 
     real = engine.gradient
     whole_calls = []
@@ -104,7 +104,7 @@ def test_out_of_memory_retries_in_tiles(net, monkeypatch):
 
 
 def test_tiles_match_for_per_image_channels_and_ignore_view_transforms(net):
-    from dreamcli.objectives import ChannelPerImage, RandomAffine
+    from dreamcli.engine.objectives import ChannelPerImage, RandomAffine
 
     image = torch.rand(2, 3, 150, 230, generator=torch.Generator().manual_seed(3))
     goal = ChannelPerImage("inception3b", [5, 9])

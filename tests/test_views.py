@@ -6,12 +6,12 @@ import torch
 from PIL import Image
 
 from dreamcli import models
-from dreamcli.capture import LayerCapture
 from dreamcli.config import LayerSpec, Settings
-from dreamcli.dream import dream
-from dreamcli.imageio import read_metadata
-from dreamcli.objectives import ChannelPerImage, Guided, RandomAffine, guide_features, objective
-from dreamcli.views import activation_map, contact_sheet, heat_overlay
+from dreamcli.engine.capture import LayerCapture
+from dreamcli.engine.objectives import ChannelPerImage, Guided, RandomAffine, guide_features, objective
+from dreamcli.engine.octaves import dream
+from dreamcli.io.images import read_metadata
+from dreamcli.jobs.sheets import activation_map, contact_sheet, heat_overlay
 
 from conftest import cli_invoker, photo_array, save_photo
 

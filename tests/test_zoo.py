@@ -15,10 +15,10 @@ from click.testing import CliRunner
 from PIL import Image
 
 from dreamcli import models
-from dreamcli.capture import LayerCapture, smallest_input
 from dreamcli.cli import main
+from dreamcli.engine.capture import LayerCapture, smallest_input
 from dreamcli.errors import SettingsError, WeightsError
-from dreamcli.imageio import read_metadata
+from dreamcli.io.images import read_metadata
 from dreamcli.models.loading import load
 
 from conftest import KEYS, save_photo, state_in_real_layout

@@ -16,7 +16,7 @@ import click
 
 from dreamcli.errors import EXIT_FAILED, EXIT_OK
 from dreamcli.events import Event, FileDone, FileStarted, FrameDone, Note, PhotoSkipped, Stage, Step, Summary
-from dreamcli.formats import shown
+from dreamcli.io.formats import shown
 
 
 def quiet_stdout() -> None:

@@ -18,7 +18,7 @@ from typing import NoReturn
 import click
 from click.core import ParameterSource
 
-from dreamcli import __version__, models, plan
+from dreamcli import __version__, models
 from dreamcli import presets as preset_files
 from dreamcli.cli.complete import user_preset_folders
 from dreamcli.cli.display import Display, skipped
@@ -26,7 +26,8 @@ from dreamcli.cli.options import CliOptions
 from dreamcli.config import FIELDS, LayerSpec, Settings
 from dreamcli.errors import EXIT_FAILED, EXIT_OK, DreamError, SettingsError, describe
 from dreamcli.events import Summary
-from dreamcli.formats import VIDEO_INPUTS, check_output
+from dreamcli.io.formats import VIDEO_INPUTS, check_output
+from dreamcli.jobs import outputs as plan
 
 SAMPLE_CREDIT = "sample photo: 'coffee' by Rachel Michetti (CC0), from scikit-image"
 
@@ -71,7 +72,7 @@ def run(ctx: click.Context, opts: CliOptions) -> int:
         )
     mode = Mode(opts, network, settings, chosen)
     if opts.ray:
-        from dreamcli.ray_batch import require_ray
+        from dreamcli.jobs.ray_batch import require_ray
 
         require_ray()  # without the extra: which command installs it, before any work
         videos = any(Path(n).suffix.lower() in VIDEO_INPUTS for n in names)
@@ -125,7 +126,7 @@ class Mode:
 
     def run_options(self):
         """The command's one RunOptions: device checked, kernels chosen, memory measured."""
-        from dreamcli.devices import run_options
+        from dreamcli.engine.devices import run_options
 
         opts = self.opts
         return run_options(
@@ -148,7 +149,7 @@ class Mode:
         )
         if self._exists(plan.zoom_output(zoom)):
             return EXIT_OK
-        from dreamcli import runs
+        from dreamcli.jobs import runs
 
         options = self.run_options()
         with self._display(many=False) as display:
@@ -163,7 +164,8 @@ class Mode:
         output = plan.video_output(source, *output_path(opts.output))
         if self._exists(output):
             return EXIT_OK
-        from dreamcli import animate, runs
+        from dreamcli.jobs import animations as animate
+        from dreamcli.jobs import runs
 
         animate.probe_video(source)  # a bad file fails before the model loads
         options = self.run_options()
@@ -195,7 +197,7 @@ class Mode:
         view = plan.View(start, self.settings, variants, grid, opts.guide, opts.heatmap, output, into_folder)
         if self._exists(plan.image_output(output, start, view.kind, into_folder)):  # a bad -o fails here too
             return EXIT_OK
-        from dreamcli import runs
+        from dreamcli.jobs import runs
 
         options = self.run_options()
         with self._display(many=len(variants) > 1) as display:
@@ -228,7 +230,7 @@ class Mode:
             return EXIT_OK
         if not opts.overwrite:
             _check_atlas_json(output)
-        from dreamcli import atlas
+        from dreamcli.jobs import atlas
 
         labels = opts.atlas_labels if opts.atlas_labels is not None else self.network.logits is not None
         if labels and self.network.logits is None:
@@ -292,7 +294,7 @@ class Mode:
             return display.finish(summary, found)
         if opts.ray:
             return self._ray(jobs, found, display)
-        from dreamcli import batch
+        from dreamcli.jobs import batch
 
         options = self.run_options()
         loaded = self.load(options)
@@ -311,7 +313,7 @@ class Mode:
 
     def _ray(self, jobs, found, display: Display) -> int:
         """The batch on a Ray cluster: the same plan, names, skips, errors and summary."""
-        from dreamcli import ray_batch
+        from dreamcli.jobs import ray_batch
 
         opts = self.opts
         if opts.ray == "local":  # the workers run here: what they would fail on fails now, once

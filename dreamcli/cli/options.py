@@ -18,8 +18,8 @@ from dreamcli import __version__
 from dreamcli.cli import complete
 from dreamcli.config import FIELDS, LAYERS_HELP, Field, LayerSpec, Settings
 from dreamcli.errors import SettingsError
-from dreamcli.formats import DEFAULT_TEMPLATE
-from dreamcli.options import PRECISIONS, STARTS
+from dreamcli.io.formats import DEFAULT_TEMPLATE
+from dreamcli.run_options import PRECISIONS, STARTS
 
 SECTIONS = ("Dreaming", "Pictures", "Running", "Many files", "Views", "Animations", "Listings")
 
@@ -334,7 +334,7 @@ optgroup_views = _options(
     ),
 )
 
-# An activation atlas of the inputs (dreamcli.atlas).
+# An activation atlas of the inputs (dreamcli.jobs.atlas).
 optgroup_atlas = _options(
     flag(
         "--atlas",

@@ -25,9 +25,9 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from dreamcli.capture import model_device
-from dreamcli.objectives import Objective
-from dreamcli.steps import gradient, normalised
+from dreamcli.engine.capture import model_device
+from dreamcli.engine.objectives import Objective
+from dreamcli.engine.steps import gradient, normalised
 
 # Recorded steps kept per model: the four octave sizes of two image sizes.  Each
 # holds its buffers; the temporaries of all of them share one memory pool.

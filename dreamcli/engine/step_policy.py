@@ -16,15 +16,16 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from dreamcli import graphs, tiling
-from dreamcli.capture import LayerCapture
-from dreamcli.devices import DTYPES, choose_precision
+from dreamcli.engine import cuda_graphs as graphs
+from dreamcli.engine import tiling
+from dreamcli.engine.capture import LayerCapture
+from dreamcli.engine.devices import DTYPES, choose_precision
+from dreamcli.engine.objectives import Objective
+from dreamcli.engine.shaping import Shaping
+from dreamcli.engine.steps import gradient, step
 from dreamcli.errors import ImageTooLargeError
 from dreamcli.events import Note, Report
-from dreamcli.gradients import Shaping
-from dreamcli.objectives import Objective
-from dreamcli.options import RunOptions
-from dreamcli.steps import gradient, step
+from dreamcli.run_options import RunOptions
 
 # Probes depend only on the model and the layers: measured once per model.
 _MEASURED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

@@ -1,4 +1,4 @@
-"""Dreaming many files, planned by ``dreamcli.plan``: one by one, or same-size ones together.
+"""Dreaming many files, planned by ``dreamcli.jobs.outputs``: one by one, or same-size ones together.
 
 One bad file never stops the batch: each file ends as done, skipped or failed,
 and the caller hears about it through a callback.  Decoding the next image and
@@ -17,13 +17,14 @@ from typing import Any
 import torch
 
 from dreamcli.config import Settings
-from dreamcli.dream import dream
+from dreamcli.engine.octaves import dream
 from dreamcli.errors import EXIT_INTERRUPTED, DreamError, ImageError, describe
 from dreamcli.events import FileDone, FileStarted, Note, Report, Summary, ignore
-from dreamcli.imageio import Picture, decode_image, fit, output_picture, remove_stale_parts, write_pil
+from dreamcli.io.atomic import remove_stale_parts
+from dreamcli.io.images import Picture, decode_image, fit, output_picture, write_pil
+from dreamcli.jobs.outputs import Job, triage
 from dreamcli.models import Loaded
-from dreamcli.options import RunOptions
-from dreamcli.plan import Job, triage
+from dreamcli.run_options import RunOptions
 
 # Writes that fail in a row before the batch stops: a full disk or a read-only folder
 # would otherwise have every remaining image dreamed for nothing.

@@ -21,8 +21,8 @@ from typing import Any
 from dreamcli.config import LayerSpec, Settings
 from dreamcli.errors import DreamError, SettingsError
 from dreamcli.events import FileDone
-from dreamcli.formats import ANIMATIONS, IMAGE_EXTENSIONS, TEMPLATE_FIELDS, check_output
-from dreamcli.metadata import is_dream
+from dreamcli.io.formats import ANIMATIONS, IMAGE_EXTENSIONS, TEMPLATE_FIELDS, check_output
+from dreamcli.io.metadata import is_dream
 
 
 @dataclass(frozen=True)

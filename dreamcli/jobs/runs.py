@@ -14,14 +14,16 @@ from typing import Any
 
 import torch
 
-from dreamcli import animate, views
 from dreamcli.config import Settings
+from dreamcli.engine.objectives import Activations, Guided
 from dreamcli.events import FileStarted, FrameDone, Report, ignore
-from dreamcli.imageio import read_image, remove_stale_parts, write_image, write_pil
+from dreamcli.io.atomic import remove_stale_parts
+from dreamcli.io.images import read_image, write_image, write_pil
+from dreamcli.jobs import animations as animate
+from dreamcli.jobs import sheets as views
+from dreamcli.jobs.outputs import Start, View, Zoom, image_output, seeded, zoom_output
 from dreamcli.models import Loaded
-from dreamcli.objectives import Activations, Guided
-from dreamcli.options import RunOptions
-from dreamcli.plan import Start, View, Zoom, image_output, seeded, zoom_output
+from dreamcli.run_options import RunOptions
 
 
 def start_image(start: Start, settings: Settings, default_size: tuple[int, int]) -> torch.Tensor:

@@ -9,13 +9,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import re
-import socket
 import stat
-import tempfile
-import time
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,13 +20,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
-from dreamcli.errors import DreamError, ImageError, describe
-from dreamcli.formats import KEEPS_ALPHA, output_format
-from dreamcli.metadata import read_metadata, save_options
+from dreamcli.errors import ImageError, describe
+from dreamcli.io.atomic import atomic_write
+from dreamcli.io.formats import KEEPS_ALPHA, output_format
+from dreamcli.io.metadata import read_metadata, save_options
 
 __all__ = [
     "Picture",
-    "atomic_write",
     "read_image",
     "read_metadata",
     "shrink",
@@ -39,16 +34,6 @@ __all__ = [
     "write_image",
     "write_pil",
 ]
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-# Read once at import: os.umask is process-wide and writes happen in a worker thread.
-FILE_MODE = 0o666 & ~_current_umask()
 
 
 @dataclass
@@ -262,113 +247,6 @@ def write_pil(
 
 # Encoders' size limits (libwebp: 16383; JPEG: 65535).
 MAX_SIDE = {"WEBP": 16383, "JPEG": 65535}
-# Temporaries are named .NAME.<pid>@<host>.XXXXXXXX.part, so that a later run can tell one
-# left by a killed process on this machine from one that another run is writing now.  Only
-# names of this shape (NAME ending in a picture's, a video's or an atlas's JSON extension)
-# are ever removed.
-_HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:16] or "host"
-_OUTPUTS = r"\.(?:png|jpe?g|webp|tiff?|gif|mp4|json)"
-# A run on a cluster adds its own name (RUN, 8 hex digits: .NAME.<pid>@<host>.XXXXXXXX.RUN.part),
-# so that at its end it can remove what its killed workers left, on any node, and nothing else.
-_PART = re.compile(
-    rf"^\..+{_OUTPUTS}\.(?P<pid>\d+)@(?P<host>[A-Za-z0-9_-]+)\.[a-z0-9_]{{8}}(?:\.(?P<run>[0-9a-f]{{8}}))?\.part$",
-    re.I,
-)
-_OLD_PART = re.compile(rf"^\..+{_OUTPUTS}\.[a-z0-9_]{{8}}\.part$", re.I)  # dreamcli before the pid was in it
-# A temporary whose process is gone is left this long still: another container with the
-# same host name (and its own process numbers) may be writing it.
-PART_GRACE_S = 600.0
-
-
-def atomic_write(path: str | Path, write: Callable[[Any], None], suffix: str = ".part") -> None:
-    """Call ``write(file)`` on a temporary file in ``path``'s folder, then rename it to ``path``.
-
-    A kill at any moment leaves either the old file (or none) or the whole new
-    one; on an error the temporary file is removed and an ImageError names the path.
-    """
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    try:
-        # The name is cut so that the temporary stays within a file name's 255 bytes.
-        prefix = f".{path.name[:160]}.{os.getpid()}@{_HOST}."
-        handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below, renamed or removed
-            dir=folder, prefix=prefix, suffix=suffix, delete=False
-        )
-    except FileNotFoundError:
-        raise ImageError(f"cannot write {path}: the folder {folder} does not exist", storage=True) from None
-    except OSError as exc:
-        raise ImageError(f"cannot write {path}: {exc.strerror or exc} in {folder}", storage=True) from None
-    temp = Path(handle.name)
-    try:
-        with handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp, FILE_MODE)  # mkstemp makes 0600; a normal file honours the umask
-        os.replace(temp, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            temp.unlink()
-        if isinstance(exc, OSError):
-            raise ImageError(f"cannot write {path}: {exc.strerror or exc}", storage=True) from None
-        if isinstance(exc, Exception) and not isinstance(exc, DreamError):
-            raise ImageError(f"cannot write {path}: the encoder failed ({describe(exc)})") from None
-        raise
-
-
-def remove_stale_parts(folder: Path, max_age: float = 86400.0) -> None:
-    """Delete the temporaries that killed dreamcli runs left in ``folder``.
-
-    Only names of dreamcli's shape are considered.  One of this machine's whose
-    process is gone is stale after ``PART_GRACE_S``; another machine's, or an
-    older dreamcli's, once it is ``max_age`` seconds old.
-    """
-    for entry in _temporaries(folder):
-        ours, old = _PART.match(entry.name), _OLD_PART.match(entry.name)
-        if not (ours or old):
-            continue  # not a name dreamcli makes: a user's own file
-        try:
-            age = time.time() - entry.stat(follow_symlinks=False).st_mtime
-            if ours and ours["host"] == _HOST:
-                stale = age > PART_GRACE_S and not _alive(int(ours["pid"]))
-            else:
-                stale = age > max_age
-            if stale:
-                os.unlink(entry.path)
-        except OSError:
-            continue  # gone already, or not ours to delete
-
-
-def remove_run_parts(folder: Path, run: str) -> None:
-    """Delete the temporaries of the finished run ``run`` (see ``write_pil``) in ``folder``:
-    its workers are done, so any left were written by a worker that was killed."""
-    for entry in _temporaries(folder):
-        ours = _PART.match(entry.name)
-        if ours and ours["run"] == run:
-            with contextlib.suppress(OSError):  # gone already, or not ours to delete after all
-                os.unlink(entry.path)
-
-
-def _temporaries(folder: Path) -> list[os.DirEntry]:
-    """The hidden ``*.part`` files in ``folder``; none when it is missing or unreadable."""
-    try:
-        return [e for e in os.scandir(folder) if e.name.startswith(".") and e.name.endswith(".part")]
-    except OSError:
-        return []  # no folder yet (or unreadable): nothing of ours to clean
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    if os.name != "posix":
-        return True  # os.kill(pid, 0) is no probe on Windows: leave it to max_age
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's live process
-    return True
 
 
 def label_font(size: int):

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import torch
 
-from dreamcli.capture import LayerCapture, model_device
+from dreamcli.engine.capture import LayerCapture, model_device
+from dreamcli.engine.objectives import Objective
+from dreamcli.engine.steps import gradient
 from dreamcli.errors import ImageTooLargeError
-from dreamcli.objectives import Objective
-from dreamcli.steps import gradient
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dreamcli.capture import LayerCapture, model_device
 from dreamcli.config import Settings
+from dreamcli.engine.capture import LayerCapture, model_device
+from dreamcli.engine.objectives import Activations, Objective
 from dreamcli.events import Report, Step, ignore
-from dreamcli.objectives import Activations, Objective
 
 # Lucid's defaults: the spectrum starts as noise of this size, the image is scaled
 # down by 4 after the inverse FFT, and Adam steps at 0.05 (for step_size 1.5).

@@ -50,23 +50,15 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 from torch import nn
 
-from dreamcli.capture import LayerCapture, model_device
 from dreamcli.config import Settings
+from dreamcli.engine.capture import LayerCapture, model_device
+from dreamcli.engine.featurevis import STEPS_PER_ITERATION, visualize
+from dreamcli.engine.objectives import Direction
 from dreamcli.errors import DreamError, SettingsError, describe
 from dreamcli.events import PhotoSkipped, Report, Stage, ignore
-from dreamcli.featurevis import STEPS_PER_ITERATION, visualize
-from dreamcli.imageio import (
-    Picture,
-    atomic_write,
-    decode_image,
-    fit,
-    fit_label,
-    label_font,
-    remove_stale_parts,
-    write_pil,
-)
+from dreamcli.io.atomic import atomic_write, remove_stale_parts
+from dreamcli.io.images import Picture, decode_image, fit, fit_label, label_font, write_pil
 from dreamcli.models import Loaded
-from dreamcli.objectives import Direction
 
 METHODS = ("umap", "tsne", "pca")
 EXTRA = "pip install 'dreamcli[atlas]'"

@@ -1,6 +1,6 @@
 """How to run a dream, as opposed to how it looks (``config.Settings``).
 
-The CLI builds one ``RunOptions`` (``dreamcli.devices.run_options``) and hands
+The CLI builds one ``RunOptions`` (``dreamcli.engine.devices.run_options``) and hands
 it to every mode: single images, batches, sweeps, grids, zooms and videos, so
 that a flag like ``--tile-size`` means the same everywhere.  Plain values
 only, no torch: it is cheap to build, to compare and to send to another process.

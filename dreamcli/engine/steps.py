@@ -15,8 +15,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from dreamcli.capture import LayerCapture
-from dreamcli.objectives import Objective
+from dreamcli.engine.capture import LayerCapture
+from dreamcli.engine.objectives import Objective
 
 # step_size is given in 0-255 pixel units as in the notebook; images here are in [0, 1].
 PIXEL_SCALE = 255.0

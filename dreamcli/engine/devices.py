@@ -12,7 +12,7 @@ import os
 import torch
 
 from dreamcli.errors import SettingsError
-from dreamcli.options import MEMORY_SHARE, RunOptions
+from dreamcli.run_options import MEMORY_SHARE, RunOptions
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 

@@ -13,15 +13,15 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 from torch import nn
 
-from dreamcli.capture import LayerCapture, model_device
 from dreamcli.config import LayerSpec, Settings
-from dreamcli.dream import dream
+from dreamcli.engine.capture import LayerCapture, model_device
+from dreamcli.engine.featurevis import visualize
+from dreamcli.engine.objectives import Activations, ChannelPerImage, Objective, RandomAffine, guide_features
+from dreamcli.engine.octaves import dream
+from dreamcli.engine.steps import resize
 from dreamcli.events import Report, ignore
-from dreamcli.featurevis import visualize
-from dreamcli.imageio import fit_label, label_font, to_pil
-from dreamcli.objectives import Activations, ChannelPerImage, Objective, RandomAffine, guide_features
-from dreamcli.options import RunOptions
-from dreamcli.steps import resize
+from dreamcli.io.images import fit_label, label_font, to_pil
+from dreamcli.run_options import RunOptions
 
 
 def start_image(kind: str, width: int, height: int, seed: int = 0) -> torch.Tensor:

@@ -18,15 +18,15 @@ import random
 import torch
 from torch import nn
 
-from dreamcli.capture import LayerCapture, model_device, smallest_input
 from dreamcli.config import Settings
+from dreamcli.engine.capture import LayerCapture, model_device, smallest_input
+from dreamcli.engine.objectives import Activations, Objective
+from dreamcli.engine.shaping import Shaping
+from dreamcli.engine.step_policy import StepPolicy, measured
+from dreamcli.engine.steps import octave_sizes, random_shift, resize
 from dreamcli.errors import ImageError
 from dreamcli.events import Note, Report, Step, ignore
-from dreamcli.gradients import Shaping
-from dreamcli.objectives import Activations, Objective
-from dreamcli.options import RunOptions
-from dreamcli.policy import StepPolicy, measured
-from dreamcli.steps import octave_sizes, random_shift, resize
+from dreamcli.run_options import RunOptions
 
 
 def dream(

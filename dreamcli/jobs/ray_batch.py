@@ -28,7 +28,7 @@ from typing import Any
 
 from dreamcli.errors import EXIT_INTERRUPTED, DreamError, SettingsError
 from dreamcli.events import FileDone, Report, Summary, ignore
-from dreamcli.plan import Job
+from dreamcli.jobs.outputs import Job
 
 INSTALL = "pip install 'dreamcli[ray]'"
 # Ray retries an unreachable head for minutes; a plain TCP connect answers in this many seconds.
@@ -80,9 +80,10 @@ class Worker:
     def _load(self, spec: WorkerSpec) -> None:
         import torch
 
-        from dreamcli import batch, models
+        from dreamcli import models
         from dreamcli.config import Settings
-        from dreamcli.devices import run_options
+        from dreamcli.engine.devices import run_options
+        from dreamcli.jobs import batch
         from dreamcli.models.loading import load
 
         if spec.threads:
@@ -246,7 +247,7 @@ def run(
     report: Report = ignore,
 ) -> Summary:
     """Dream ``jobs`` on the cluster; skipped and refused jobs are reported here, the rest by the workers."""
-    from dreamcli.plan import triage
+    from dreamcli.jobs.outputs import triage
 
     summary = Summary()
     todo, settled = triage(jobs, spec.overwrite)
@@ -294,7 +295,7 @@ def _remove_killed_workers_parts(folders, run: str) -> None:
     """A worker killed mid-write (or stopped by Ctrl-C) leaves its temporary: its file was
     retried elsewhere or is reported unfinished, so this run's leftovers go now rather than
     a day later."""
-    from dreamcli.imageio import remove_run_parts  # torch: not before --ray is checked
+    from dreamcli.io.atomic import remove_run_parts  # torch: not before --ray is checked
 
     for folder in folders:
         remove_run_parts(folder, run)

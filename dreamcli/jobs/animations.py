@@ -31,12 +31,13 @@ from PIL import Image
 from torch import nn
 
 from dreamcli.config import Settings
-from dreamcli.dream import dream
+from dreamcli.engine.octaves import dream
 from dreamcli.errors import DreamError, ImageError
 from dreamcli.events import FrameDone, Report, ignore
-from dreamcli.imageio import atomic_write, read_image, shrink, to_pil, write_image
-from dreamcli.metadata import save_options
-from dreamcli.options import RunOptions
+from dreamcli.io.atomic import atomic_write
+from dreamcli.io.images import read_image, shrink, to_pil, write_image
+from dreamcli.io.metadata import save_options
+from dreamcli.run_options import RunOptions
 
 
 def require(module: str, purpose: str):

@@ -1,0 +1,63 @@
+"""The short way in from Python: ``from dreamcli import dream, load_model, Settings``.
+
+``load_model`` gives a network with its weights, on a device; ``dream`` takes
+that network (user layer names are mapped to its modules) or any
+``torch.nn.Module`` (then the layers are module names), and an image as a
+tensor or a ``Picture`` from ``read_image``.  The engine below
+(``dreamcli.engine``) does the work; this module only joins the pieces.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dreamcli import models
+from dreamcli.config import Settings
+from dreamcli.engine.devices import select_device
+from dreamcli.engine.objectives import Objective
+from dreamcli.engine.octaves import dream as _dream
+from dreamcli.events import Report, ignore
+from dreamcli.io.images import Picture
+from dreamcli.models.base import Loaded
+from dreamcli.models.loading import load
+from dreamcli.run_options import RunOptions
+
+
+def load_model(
+    name: str = models.DEFAULT,
+    *,
+    weights: str | Path | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> Loaded:
+    """The network ``name`` (``dream list models``) with its weights: ``weights`` (a local state
+    dict) or the download into torch's cache; on ``device`` (auto: CUDA, then MPS, then the CPU)."""
+    return load(models.get(name), weights=weights, device=str(select_device(device)), progress=progress)
+
+
+def dream(
+    model: Loaded | torch.nn.Module,
+    image: torch.Tensor | Picture,
+    *,
+    settings: Settings | None = None,
+    goal: Objective | None = None,
+    options: RunOptions | None = None,
+    report: Report = ignore,
+) -> torch.Tensor:
+    """DeepDream ``image`` ((3, H, W) or (N, 3, H, W) in [0, 1], or a ``Picture``) on ``model``.
+
+    With a network from ``load_model``, ``settings.layers`` are the names users
+    know (``inception_4c``; the network's default layer when ``settings`` is
+    None); with a plain module they are its module names.  See
+    ``dreamcli.engine.octaves.dream`` for ``goal``, ``options`` and ``report``.
+    """
+    rgb: Any = image.rgb if isinstance(image, Picture) else image
+    if isinstance(model, Loaded):
+        settings = model.resolved(settings or Settings(layers=(model.network.default_layer,)))
+        module = model.module
+    else:
+        module = model
+    return _dream(module, rgb, settings=settings, goal=goal, options=options, report=report)
