@@ -33,6 +33,7 @@ from PIL import Image, ImageOps
 
 from dreamcli.events import PhotoSkipped, Stage
 from dreamcli.jobs import atlas as atlas_mod
+from dreamcli.jobs import atlas_layout, atlas_samples
 from dreamcli.jobs.atlas import AtlasOptions, make_atlas, write_atlas
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
@@ -141,11 +142,11 @@ def run_timing(args) -> None:
         before = maxrss_mib()
         print(f"peak RSS after loading the model and umap: {before:.0f} MiB")
         t0 = time.perf_counter()
-        samples = atlas_mod.collect(model, args.layer, paths, options, report=printer(250))
+        samples = atlas_samples.collect(model, args.layer, paths, options, report=printer(250))
         t_act = time.perf_counter() - t0
         after_act = maxrss_mib()
         t0 = time.perf_counter()
-        points = atlas_mod.normalised(atlas_mod.layout(samples.vectors, options.method, options.seed))
+        points = atlas_layout.normalised(atlas_layout.layout(samples.vectors, options.method, options.seed))
         t_layout = time.perf_counter() - t0
         after_layout = maxrss_mib()
     n, c = samples.vectors.shape

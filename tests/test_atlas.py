@@ -15,7 +15,8 @@ from dreamcli.engine.capture import LayerCapture
 from dreamcli.engine.objectives import Direction
 from dreamcli.errors import SettingsError
 from dreamcli.events import PhotoSkipped, Stage
-from dreamcli.jobs.atlas import AtlasOptions, layout, make_atlas, write_atlas
+from dreamcli.jobs.atlas import AtlasOptions, make_atlas, write_atlas
+from dreamcli.jobs.atlas_layout import layout
 from dreamcli.models.base import Loaded
 
 from conftest import save_photo

@@ -37,9 +37,7 @@ from __future__ import annotations
 import json
 import math
 import time
-import warnings
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,20 +52,17 @@ from dreamcli.config import Settings
 from dreamcli.engine.capture import LayerCapture, model_device
 from dreamcli.engine.featurevis import STEPS_PER_ITERATION, visualize
 from dreamcli.engine.objectives import Direction
-from dreamcli.errors import DreamError, SettingsError, describe
+from dreamcli.errors import DreamError, SettingsError
 from dreamcli.events import PhotoSkipped, Report, Stage, ignore
 from dreamcli.io.atomic import atomic_write, remove_stale_parts
-from dreamcli.io.images import Picture, decode_image, fit, fit_label, label_font, write_pil
+from dreamcli.io.images import fit_label, label_font, write_pil
+from dreamcli.jobs.atlas_layout import layout, normalised, require_layout
+from dreamcli.jobs.atlas_samples import Samples, collect
 from dreamcli.models import Loaded
 
 METHODS = ("umap", "tsne", "pca")
-EXTRA = "pip install 'dreamcli[atlas]'"
 # UMAP's and t-SNE's neighbour graphs need some samples (UMAP failed on 2, measured).
 MIN_SAMPLES_EMBEDDED = 16
-# UMAP and t-SNE see the samples projected on this many main directions.
-REDUCED_DIMS = 50
-# The layout's percentiles that map to the square's edges.
-EDGE_QUANTILE = 0.01
 BACKGROUND = (255, 255, 255)
 # The side the labelling classifier sees a cell's picture at (ImageNet's 224).
 CLASSIFY_SIDE = 224
@@ -111,16 +106,6 @@ class AtlasOptions:
                 raise SettingsError(f"atlas {name}: expected a whole number of at least {low}, got {value!r}")
         if not (self.step_size > 0 and self.power >= 0):
             raise SettingsError("atlas step_size must be above 0 and power at least 0")
-
-
-@dataclass
-class Samples:
-    """The kept samples: activation vectors, and where each came from."""
-
-    vectors: torch.Tensor  # (N, C) float32
-    photo: torch.Tensor  # (N,) int64: index into the paths
-    xy: torch.Tensor  # (N, 2) float32: x, y in the photo's own pixels (after EXIF rotation)
-    seen: int  # samples drawn before the reservoir's cap
 
 
 @dataclass
@@ -255,196 +240,8 @@ def _unpack(model, layer: str, class_names, labels: bool):
     return module, name, logits, (list(names) if names is not None else None)
 
 
-def _decoded(path: Path, size: int) -> tuple[Picture, tuple[int, int]]:
-    """The photo decoded (no torch kernel: this runs in the read-ahead thread), and its own
-    (width, height)."""
-    picture = decode_image(path, max_size=size)  # JPEGs are decoded at a reduced scale where they can be
-    with Image.open(path) as img:  # the header only: the photo's size before any scaling
-        width, height = img.size
-        orientation = img.getexif().get(0x0112, 1)
-    if orientation in (5, 6, 7, 8):  # rotated by 90 degrees: exif_transpose swaps the sides
-        width, height = height, width
-    return picture, (width, height)
-
-
-def _read(decoded: tuple[Picture, tuple[int, int]], size: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """The photo with its long side at ``size`` px (on the calling thread), and its own size."""
-    picture, (width, height) = decoded
-    rgb = fit(picture, size).rgb
-    h, w = rgb.shape[-2:]
-    if max(h, w) != size:
-        scale = size / max(h, w)
-        shape = (max(1, round(h * scale)), max(1, round(w * scale)))
-        rgb = F.interpolate(rgb[None], size=shape, mode="bicubic", antialias=True, align_corners=False)[0]
-        rgb = rgb.clamp(0.0, 1.0)
-    return rgb, (width, height)
-
-
-def _read_ahead(paths: Sequence[Path], size: int, ahead: int = 2) -> Iterator[tuple[Path, Future]]:
-    """Each path with a future of its decoded photo; decoding runs ``ahead`` photos in front."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        futures: dict[int, Future] = {}
-        try:
-            for i, path in enumerate(paths):
-                for j in range(i, min(i + ahead + 1, len(paths))):
-                    if j not in futures:
-                        futures[j] = pool.submit(_decoded, paths[j], size)
-                yield path, futures.pop(i)
-        finally:
-            for future in futures.values():
-                future.cancel()
-
-
-class _Reservoir:
-    """A seeded uniform sample of at most ``cap`` rows from a stream (Vitter's algorithm R)."""
-
-    def __init__(self, cap: int, seed: int):
-        self.cap, self.seen = cap, 0
-        self.rng = np.random.default_rng(seed)
-        self.vectors: torch.Tensor | None = None
-        self.photo = torch.zeros(cap, dtype=torch.int64)
-        self.xy = torch.zeros(cap, 2)
-
-    def add(self, vectors: torch.Tensor, photo: int, xy: torch.Tensor) -> None:
-        if self.vectors is None:
-            self.vectors = torch.zeros(self.cap, vectors.shape[1])
-        for k in range(vectors.shape[0]):
-            slot = self.seen if self.seen < self.cap else int(self.rng.integers(0, self.seen + 1))
-            self.seen += 1
-            if slot < self.cap:
-                self.vectors[slot], self.photo[slot], self.xy[slot] = vectors[k], photo, xy[k]
-
-    def result(self) -> Samples:
-        n = min(self.seen, self.cap)
-        if self.vectors is None:
-            return Samples(torch.zeros(0, 0), self.photo[:0], self.xy[:0], 0)
-        return Samples(self.vectors[:n].clone(), self.photo[:n].clone(), self.xy[:n].clone(), self.seen)
-
-
-def collect(
-    module: nn.Module,
-    layer: str,
-    paths: Sequence[Path],
-    options: AtlasOptions,
-    *,
-    report: Report = ignore,
-    on_error: Callable[[Path, str], None] | None = None,
-) -> Samples:
-    """Stage 1: sampled activations of ``layer`` (a module name) over the photos, streamed."""
-    device = model_device(module)
-    # Never more room than the photos can fill: 100,000 x 2048 floats would be 800 MB.
-    reservoir = _Reservoir(min(options.max_samples, len(paths) * options.samples_per_image), options.seed)
-    report(Stage("activations", 0, len(paths)))
-    with LayerCapture(module, [layer]) as capture, torch.no_grad():
-        for index, (path, future) in enumerate(_read_ahead(paths, options.size)):
-            try:
-                rgb, (width, height) = _read(future.result(), options.size)
-                act = capture(rgb[None].to(device))[layer]
-                if act.dim() != 4:
-                    raise SettingsError(
-                        f"layer {layer!r} has no spatial positions (its output is {tuple(act.shape)}); "
-                        "an atlas maps a convolutional layer: pick an earlier one"
-                    )
-                rows, cols = act.shape[-2:]
-                act = act[0].float().flatten(1).t().cpu()  # (positions, C)
-            except SettingsError:
-                raise
-            except Exception as exc:  # one bad photo never stops the others: reported, then left out
-                message = str(exc) if isinstance(exc, DreamError) else f"cannot use {path}: {describe(exc)}"
-                if on_error is not None:
-                    on_error(path, message)
-            else:
-                generator = torch.Generator().manual_seed(options.seed * 1_000_003 + index)
-                keep = torch.randperm(act.shape[0], generator=generator)[: options.samples_per_image]
-                r, c = keep // cols, keep % cols
-                # The centre of each position's cell of the map, in the photo's own pixels.
-                xy = torch.stack([(c + 0.5) * width / cols, (r + 0.5) * height / rows], 1).float()
-                reservoir.add(act[keep], index, xy)
-            report(Stage("activations", index + 1, len(paths)))
-    if reservoir.seen == 0:
-        raise DreamError(f"none of the {len(paths)} photos could be used for an atlas (each is named above)")
-    return reservoir.result()
-
-
 # ---------------------------------------------------------------------------------------------
-# 2. Layout
-
-
-def require_layout(method: str) -> None:
-    """Raise SettingsError, naming the extra, when ``method``'s library is not installed."""
-    if method != "pca":
-        _import_layout(method)
-
-
-def _import_layout(method: str):
-    try:
-        if method == "umap":
-            import umap
-
-            return umap.UMAP
-        from sklearn.manifold import TSNE
-
-        return TSNE
-    except ImportError:
-        what = "UMAP (umap-learn)" if method == "umap" else "t-SNE (scikit-learn)"
-        raise SettingsError(
-            f"the atlas's {what} layout is an optional extra: {EXTRA}, or use the pca method"
-        ) from None
-
-
-def _main_directions(x: torch.Tensor, k: int, center: bool) -> torch.Tensor:
-    """``x`` (N, C) projected on its ``k`` main directions: exact, deterministic signs."""
-    x64 = x.double()
-    if center:
-        x64 = x64 - x64.mean(0)
-    _values, vectors = torch.linalg.eigh(x64.t() @ x64)
-    vectors = vectors.flip(1)[:, :k]  # largest first
-    signs = torch.sign(vectors.gather(0, vectors.abs().argmax(0, keepdim=True)))
-    return (x64 @ (vectors * signs)).float()
-
-
-def layout(vectors: torch.Tensor, method: str, seed: int = 0) -> torch.Tensor:
-    """Stage 2: one 2-D point per row of ``vectors``, seeded and reproducible: (N, 2)."""
-    if method == "pca":
-        points = _main_directions(vectors, 2, center=True)
-        return points if points.shape[1] == 2 else F.pad(points, (0, 2 - points.shape[1]))
-    cls = _import_layout(method)
-    n = vectors.shape[0]
-    reduced = _main_directions(vectors, min(REDUCED_DIMS, vectors.shape[1]), center=False).numpy()
-    if method == "umap":
-        reducer = cls(
-            n_components=2,
-            n_neighbors=max(2, min(15, n - 1)),
-            min_dist=0.01,
-            metric="cosine",
-            random_state=seed,
-            init="spectral" if n > 16 else "random",
-        )
-    else:
-        reducer = cls(
-            n_components=2,
-            perplexity=max(1.0, min(30.0, (n - 1) / 3)),
-            metric="cosine",
-            init="pca",
-            random_state=seed,
-        )
-    with warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore", message=".*random_state.*", category=UserWarning
-        )  # seeded: one thread
-        points = reducer.fit_transform(reduced)
-    return torch.from_numpy(np.asarray(points, dtype=np.float32))
-
-
-def normalised(points: torch.Tensor) -> torch.Tensor:
-    """Each axis scaled so that its 1st-99th percentiles span [0, 1]; the rest clipped to the edges."""
-    low = torch.quantile(points, EDGE_QUANTILE, dim=0)
-    high = torch.quantile(points, 1 - EDGE_QUANTILE, dim=0)
-    return ((points - low) / (high - low).clamp_min(1e-12)).clamp(0.0, 1.0)
-
-
-# ---------------------------------------------------------------------------------------------
-# 3. Cells and their pictures
+# Cells and their pictures
 
 
 def bin_cells(points: torch.Tensor, samples: Samples, options: AtlasOptions) -> list[dict[str, Any]]:
@@ -537,7 +334,7 @@ def classify(
 
 
 # ---------------------------------------------------------------------------------------------
-# 4. The picture
+# The picture
 
 
 def assemble(pictures: torch.Tensor, cells: Sequence[dict[str, Any]], options: AtlasOptions) -> Image.Image:
