@@ -34,7 +34,8 @@ from PIL import Image, ImageOps
 from dreamcli.events import PhotoSkipped, Stage
 from dreamcli.jobs import atlas as atlas_mod
 from dreamcli.jobs import atlas_layout, atlas_samples
-from dreamcli.jobs.atlas import AtlasOptions, make_atlas, write_atlas
+from dreamcli.jobs.atlas import make_atlas, write_atlas
+from dreamcli.jobs.requests import AtlasOptions
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
 LAYER = "_blocks.10"  # a mid-depth block: object parts (realnet's README)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import random
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -216,6 +217,16 @@ class Settings:
         return dataclasses.replace(
             self, layers=tuple(spec.with_name(resolve(spec.name)) for spec in self.layers)
         )
+
+    def seeded(self, default: int | None = None) -> Settings:
+        """These settings with a seed, so that the metadata reproduces the picture: the one given,
+        else ``default`` (0 for animations and atlases: one steady seed), else a random one.
+
+        The one place where a missing seed is decided."""
+        if self.seed is not None:
+            return self
+        seed = default if default is not None else random.randrange(2**32)
+        return dataclasses.replace(self, seed=seed)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain types only, so that the result can be written as YAML or JSON."""

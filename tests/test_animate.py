@@ -42,7 +42,7 @@ def video_streams(path):
 
 def test_zoom_gif_is_smooth_and_timed(run, tmp_path):
     src = save_photo(tmp_path / "p.png", 64, 48)
-    result = run(src, "--zoom", "5", "--fps", "10", "--zoom-scale", "1.1")
+    result = run("zoom", src, "--frames", "5", "--fps", "10", "--scale", "1.1")
     assert result.exit_code == 0, result.output
     gif = Image.open(tmp_path / "p_zoom.gif")
     assert gif.n_frames == 5 and gif.size == (64, 48) and gif.info["duration"] == 100
@@ -57,19 +57,19 @@ def test_zoom_gif_is_smooth_and_timed(run, tmp_path):
 
 def test_zoom_mp4_webp_and_frames_folder(run, tmp_path):
     src = save_photo(tmp_path / "p.png", 66, 50)
-    assert run(src, "--zoom", "6", "--fps", "12", "-o", tmp_path / "z.mp4").exit_code == 0
+    assert run("zoom", src, "--frames", "6", "--fps", "12", "-o", tmp_path / "z.mp4").exit_code == 0
     info = video_streams(tmp_path / "z.mp4")
     assert info["frames"] == 6 and info["size"] == (66, 50)
     assert info["seconds"] == pytest.approx(0.5, abs=0.09)
-    assert run(src, "--zoom", "3", "-o", tmp_path / "z.webp").exit_code == 0
+    assert run("zoom", src, "--frames", "3", "-o", tmp_path / "z.webp").exit_code == 0
     assert Image.open(tmp_path / "z.webp").n_frames == 3
-    assert run(src, "--zoom", "3", "-o", tmp_path / "frames").exit_code == 0
+    assert run("zoom", src, "--frames", "3", "-o", tmp_path / "frames").exit_code == 0
     assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == [
         "frame_00001.png",
         "frame_00002.png",
         "frame_00003.png",
     ]
-    result = run(src, "--zoom", "3", "-o", tmp_path / "z.png")
+    result = run("zoom", src, "--frames", "3", "-o", tmp_path / "z.png")
     assert result.exit_code == 2 and "gif" in result.output
 
 
@@ -86,7 +86,7 @@ def test_zoom_step_zooms_into_the_centre():
 def test_dreamed_video_keeps_frames_size_duration_and_audio(run, tmp_path):
     clip = corpus.synthetic_video(tmp_path / "clip.mp4", frames=6, fps=12)
     before = video_streams(clip)
-    result = run(clip, "--flow")
+    result = run("video", clip, "--flow")
     assert result.exit_code == 0, result.output
     after = video_streams(tmp_path / "clip_dream.mp4")
     assert after["frames"] == 6 and after["size"] == (64, 48) and after["fps"] == pytest.approx(12)
@@ -106,7 +106,7 @@ def test_interrupted_video_resumes_from_written_frames(weights_file, tmp_path, m
     calls = []
     real = animate.dream
     monkeypatch.setattr(animate, "dream", lambda *a, **k: calls.append(1) or real(*a, **k))
-    args = [str(clip), "--weights", str(weights_file), *FAST]
+    args = ["video", str(clip), "--weights", str(weights_file), *FAST]
     assert CliRunner().invoke(main, args).exit_code == 0
     assert len(calls) == 2  # only frames 4 and 5 were dreamed
     with av.open(str(tmp_path / "clip_dream.mp4")) as container:
@@ -124,7 +124,7 @@ def test_missing_video_extra_is_one_clear_line(run, tmp_path, monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_av)
-    result = run(clip)
+    result = run("video", clip)
     assert result.exit_code == 1
     assert "pip install 'dreamcli[video]'" in result.output and "Traceback" not in result.output
 
@@ -132,11 +132,11 @@ def test_missing_video_extra_is_one_clear_line(run, tmp_path, monkeypatch):
 def every_mode(kind: str, tmp_path):
     """Arguments that run ``kind`` (one of the modes) on tiny inputs."""
     if kind == "video":
-        return [corpus.synthetic_video(tmp_path / "clip.mp4", frames=2)]
+        return ["video", corpus.synthetic_video(tmp_path / "clip.mp4", frames=2)]
     photo = save_photo(tmp_path / "p.png", 64, 48)
     return {
-        "zoom": [photo, "--zoom", "2", "-o", tmp_path / "z.gif"],
-        "view": [photo, "--sweep", "inception_3a inception_3b"],
+        "zoom": ["zoom", photo, "--frames", "2", "-o", tmp_path / "z.gif"],
+        "view": ["sheet", photo, "--layers", "inception_3a inception_3b"],
         "batch": [photo],
     }[kind]
 

@@ -15,8 +15,9 @@ from dreamcli.engine.capture import LayerCapture
 from dreamcli.engine.objectives import Direction
 from dreamcli.errors import SettingsError
 from dreamcli.events import PhotoSkipped, Stage
-from dreamcli.jobs.atlas import AtlasOptions, make_atlas, write_atlas
+from dreamcli.jobs.atlas import make_atlas, write_atlas
 from dreamcli.jobs.atlas_layout import layout
+from dreamcli.jobs.requests import AtlasOptions
 from dreamcli.models.base import Loaded
 
 from conftest import save_photo
@@ -152,8 +153,12 @@ def test_the_dream_command_makes_an_atlas_of_a_folder(photos, tmp_path, weights_
     from conftest import cli_invoker
 
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not a whole jpeg")
-    fast = ["--atlas-grid", "3", "--atlas-method", "pca", "--atlas-samples", "4", "--atlas-photo-size", "64"]
-    run = cli_invoker(weights_file, "--atlas", *fast, "--atlas-steps", "8", "--layer", LAYER)
+    fast = ["--grid", "3", "--method", "pca", "--samples", "4", "--photo-size", "64"]
+    invoke = cli_invoker(weights_file, *fast, "--steps", "8", "--layer", LAYER)
+
+    def run(*args):
+        return invoke("atlas", *args)
+
     stale = tmp_path / "maps" / ".atlas.json.xyz12345.part"  # a JSON write killed days ago
     stale.parent.mkdir()
     stale.write_text("{half")
@@ -188,9 +193,9 @@ def test_the_dream_command_makes_an_atlas_of_a_folder(photos, tmp_path, weights_
     ("extra", "code", "message"),
     [
         (("-o", "{photos}/p0.png", "--overwrite"), 2, "never overwrites an input"),
-        (("--zoom", "3"), 2, "leave out views and zooms"),
-        (("--shard", "1/2"), 2, "leave out --shard"),
-        (("--atlas-grid", "40", "--atlas-samples", "1"), 1, "make the grid smaller"),  # no cell has 3
+        (("--zoom", "3"), 2, "it is now: dream zoom"),
+        (("--shard", "1/2"), 2, "No such option"),
+        (("--grid", "40", "--samples", "1"), 1, "make the grid smaller"),  # no cell has 3
         (("--preset", "deep"), 2, "add e.g. --layer"),
     ],
 )
@@ -198,10 +203,11 @@ def test_atlas_refusals_are_one_line(photos, tmp_path, weights_file, extra, code
     from conftest import cli_invoker
 
     before = photos[0].read_bytes()
-    fast = ["--atlas-method", "pca", "--atlas-photo-size", "64", "--atlas-steps", "8"]
-    run = cli_invoker(weights_file, "--atlas", *fast)
+    fast = ["--method", "pca", "--photo-size", "64", "--steps", "8"]
+    run = cli_invoker(weights_file, *fast)
     extra = [e.format(photos=tmp_path) for e in extra]
-    result = run(tmp_path, *extra) if "-o" in extra else run(tmp_path, "-o", tmp_path / "a.png", *extra)
+    out = [] if "-o" in extra else ["-o", tmp_path / "a.png"]
+    result = run("atlas", tmp_path, *out, *extra)
     assert result.exit_code == code, result.output
     assert message in result.stderr and "Traceback" not in result.output
     assert photos[0].read_bytes() == before
@@ -213,7 +219,7 @@ def test_an_atlas_of_photos_that_all_fail_exits_1(tmp_path, weights_file):
 
     for name in ("x.jpg", "y.png"):
         (tmp_path / name).write_bytes(b"broken")
-    result = cli_invoker(weights_file, "--atlas", "--atlas-method", "pca")(tmp_path, "-o", tmp_path / "a.png")
+    result = cli_invoker(weights_file, "--method", "pca")("atlas", tmp_path, "-o", tmp_path / "a.png")
     assert result.exit_code == 1
     assert "none of the 2 photos" in result.stderr and "x.jpg" in result.stderr
 

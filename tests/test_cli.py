@@ -138,46 +138,74 @@ def test_unwritable_extension_is_refused_before_dreaming(run, photo, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("args", "flag", "fix"),
+    ("args", "fix"),
     [
-        (("--fps", "3"), "--fps", "add --zoom FRAMES"),
-        (("--atlas-grid", "3"), "--atlas-grid", "add --atlas"),
-        (("--ray-workers", "2"), "--ray-workers", "add --ray"),
-        (("--zoom", "3", "--name", "{stem}.gif"), "--name", "makes a zoom"),
-        (("--zoom", "3", "--sweep", "inception_3a"), "--sweep", "makes a zoom"),
-        (("--sweep", "inception_3a", "--json"), "--json", "makes a view"),
-        (("--atlas", "--iterations", "3"), "--iterations", "--atlas-steps"),
-        (("--atlas", "--batch-size", "4"), "--batch-size", "makes an atlas"),
-        (("--atlas", "--sample"), "--sample", "makes an atlas"),
-        (("--atlas", "--no-lapnorm"), "--no-lapnorm", "an atlas does not use it"),  # named as typed
-        (("--sweep", "inception_3a", "-r"), "--recursive", "makes a view"),
-        (("--param", "fft"), "--param", "--start noise or grey"),
-        (("--start", "noise", "--max-size", "64"), "--max-size", "takes --size"),
+        (("--fps", "3"), "an option of dream zoom"),
+        (("--grid", "3"), "an option of dream atlas"),
+        (("--blend", "0.5"), "an option of dream video"),
+        (("--zoom", "3"), "it is now: dream zoom PHOTO --frames N"),
+        (("--sweep", "inception_3a"), "it is now: dream sheet PHOTO --layers"),
+        (("--atlas",), "it is now: dream atlas PHOTOS"),
+        (("--list-layers",), "it is now: dream list layers"),
+        (("--start", "noise"), "dream features"),
+        (("--atlas-grid", "3"), "it is now: dream atlas --grid"),
     ],
 )
-def test_a_flag_the_command_would_not_use_is_refused(run, photo, tmp_path, args, flag, fix):
-    inputs = () if "noise" in args else (photo,)
-    result = run(*inputs, *args, "-o", tmp_path / "out.png")
+def test_an_option_the_command_does_not_take_names_the_command_that_does(run, photo, tmp_path, args, fix):
+    result = run(photo, *args, "-o", tmp_path / "out.png")
     assert result.exit_code == 2, result.output
-    assert f"Error: {flag} does nothing here:" in result.stderr and fix in result.stderr
+    assert "No such option" in result.stderr and fix in result.stderr
     assert len(result.stderr.splitlines()) == 1 and not (tmp_path / "out.png").exists()
 
 
-def test_flags_that_say_what_the_command_does_anyway_are_accepted(run, photo, tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    ("command", "args", "fix"),
+    [
+        ("zoom", ("--name", "{stem}.gif"), "an option of dream"),
+        ("sheet", ("--layers", "inception_3a", "--json"), "an option of dream"),
+        ("atlas", ("--iterations", "3"), "an option of dream"),
+        ("atlas", ("--batch-size", "4"), "an option of dream"),
+        ("video", ("--fps", "10"), "an option of dream zoom"),
+    ],
+)
+def test_each_command_takes_only_its_own_options(run, photo, tmp_path, command, args, fix):
+    result = run(command, photo, *args)
+    assert result.exit_code == 2, result.output
+    assert "No such option" in result.stderr and fix in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+def test_a_zoom_from_a_photo_refuses_a_size_and_one_from_noise_a_max_size(run, photo, tmp_path):
+    result = run("zoom", photo, "--size", "64x64", "-o", tmp_path / "z.gif")
+    assert result.exit_code == 2 and "a photo keeps its own" in result.stderr
+    result = run("zoom", "--max-size", "64", "-o", tmp_path / "z.gif")
+    assert result.exit_code == 2 and "takes --size" in result.stderr
+    assert not (tmp_path / "z.gif").exists()
+
+
+def test_the_sample_photo_serves_sheets_too(run, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = run(photo, "--start", "photo", *FAST, "-o", tmp_path / "a.png")  # e.g. "${START:-photo}"
+    # --sample gives a sheet its photo too, written here, not inside the package.
+    result = run("sheet", "--sample", "--layers", "inception_3a,inception_3b", *FAST, "--max-size", 64)
     assert result.exit_code == 0, result.output
-    # --sample gives a view or a zoom its photo too, written here, not inside the package.
-    assert run("--sample", "--sweep", "inception_3a,inception_3b", *FAST, "--max-size", 64).exit_code == 0
-    assert Image.open(tmp_path / "sample_sweep.png").width > 64
+    assert Image.open(tmp_path / "sample_sheet.png").width > 64
 
 
-def test_a_flag_the_command_would_not_use_is_refused_for_a_video(run, tmp_path):
+def test_a_video_given_to_the_default_command_names_dream_video(run, tmp_path):
     video = tmp_path / "clip.mp4"
-    video.write_bytes(b"not checked: the flag is refused first")
-    result = run(video, "--fps", "10", "--blend", "0.5")
-    assert result.exit_code == 2
-    assert "--fps does nothing here: used by zooms only, and this command dreams a video" in result.stderr
+    video.write_bytes(b"not read: the command is refused first")
+    result = run(video)
+    assert result.exit_code == 2 and "dream video" in result.stderr
+
+
+def test_a_file_named_like_a_command_is_written_with_its_folder(run, tmp_path, monkeypatch):
+    """The rule: a first word that names a command is that command; ./zoom is the file."""
+    monkeypatch.chdir(tmp_path)
+    save_photo(tmp_path / "zoom", 48, 40, format="PNG")
+    result = run("./zoom", *FAST, "-o", tmp_path / "z.png")
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "z.png").size == (48, 40)
+    as_command = run("zoom", "--frames", "1", *FAST, "--size", "32x32", "-o", tmp_path / "z.gif")
+    assert as_command.exit_code == 0 and Image.open(tmp_path / "z.gif").size == (32, 32)  # from noise
 
 
 def test_no_input_is_a_usage_error(run):
@@ -194,7 +222,7 @@ def test_sample_photo_dreams_into_the_current_folder(run, tmp_path, monkeypatch)
 
 
 def test_list_layers_shows_both_names_and_channels(run):
-    result = run("--list-layers", weights=False)
+    result = run("list", "layers", weights=False)
     assert result.exit_code == 0
     line = next(x for x in result.output.splitlines() if x.startswith("inception_4c "))
     assert line.split() == ["inception_4c", "inception4c", "512"]
@@ -208,7 +236,14 @@ def test_json_line_for_a_single_file(run, photo):
 
 
 @pytest.mark.parametrize(
-    "args", [["--help"], ["--list-presets"], ["--list-layers"], ["--preset", "deep", "--show-settings"]]
+    "args",
+    [
+        ["--help"],
+        ["list", "presets"],
+        ["list", "layers"],
+        ["zoom", "--help"],
+        ["--preset", "deep", "--show-settings"],
+    ],
 )
 def test_help_listings_and_presets_do_not_load_torch(args):
     import subprocess
@@ -224,13 +259,13 @@ def test_help_listings_and_presets_do_not_load_torch(args):
     assert out.stdout.strip().splitlines()[-1] == "False"
 
 
-def test_the_typed_options_have_exactly_the_commands_flags():
-    import dataclasses
-
-    from dreamcli.cli.options import CliOptions
-
-    flags = {param.name for param in main.params if param.expose_value}
-    assert {field.name for field in dataclasses.fields(CliOptions)} == flags
+@pytest.mark.parametrize(
+    "command", ["", "sheet", "zoom", "video", "features", "atlas", "list", "list layers"]
+)
+def test_every_commands_help_fits_one_screen(command):
+    result = CliRunner().invoke(main, [*command.split(), "--help"])
+    assert result.exit_code == 0
+    assert len(result.output.splitlines()) <= 60, result.output
 
 
 def test_the_readme_python_api_example_runs(tmp_path, monkeypatch, net):

@@ -98,11 +98,11 @@ def test_one_input_with_an_existing_output_says_so_before_loading_torch(tmp_path
 def test_the_two_skipped_wordings_are_one(run, tmp_path):
     photo = save_photo(tmp_path / "p.png", 40, 32)
     (tmp_path / "p_dream.png").write_bytes(b"x")
-    (tmp_path / "p_sweep.png").write_bytes(b"x")
+    (tmp_path / "p_sheet.png").write_bytes(b"x")
     single = run(photo).output.strip()
-    view = run(photo, "--sweep", "conv2").output.strip()
+    view = run("sheet", photo, "--layers", "conv2").output.strip()
     assert single == f"Skipped {tmp_path / 'p_dream.png'} (exists; --overwrite replaces it)"
-    assert view == f"Skipped {tmp_path / 'p_sweep.png'} (exists; --overwrite replaces it)"
+    assert view == f"Skipped {tmp_path / 'p_sheet.png'} (exists; --overwrite replaces it)"
 
 
 # ---------------------------------------------------------------- one file never stops a batch
@@ -204,19 +204,20 @@ def test_an_encoder_that_fails_fails_its_file_alone(run, tmp_path, monkeypatch):
         (["--guide", "nowhere.png"], "nowhere.png is not a file"),
         (["--name", "{stem:d}.png"], "output name template '{stem:d}.png' is not valid"),
         (["--shard", "²/2"], "shard '²/2' is not valid"),
-        (["--size", "64x64"], "--size: sets the size of a --start noise or grey"),
+        (["zoom", "--size", "64x64"], "--size: sets the size of a zoom from noise"),
     ],
 )
 def test_what_can_be_checked_before_the_model_loads_exits_2_at_once(tmp_path, args, fragment):
     photo = save_photo(tmp_path / "p.png", 40, 32)
     # No weights anywhere: loading the model first would end in a weights error (exit 1).
-    result = cli_invoker(tmp_path / "no-weights.pth")(photo, *args)
+    command = [args.pop(0)] if args[0] == "zoom" else []
+    result = cli_invoker(tmp_path / "no-weights.pth")(*command, photo, *args)
     assert result.exit_code == 2, result.output
     assert len(result.output.strip().splitlines()) == 1 and fragment in result.output
 
 
 def test_size_with_an_exotic_digit_is_a_usage_error(run):
-    result = run("--start", "noise", "--size", "²x16")
+    result = run("features", "--size", "²x16")
     assert (
         result.exit_code == 2 and "write WIDTHxHEIGHT" in result.output and "Traceback" not in result.output
     )
@@ -240,8 +241,8 @@ def test_o_ending_with_a_slash_makes_a_folder_for_one_input(run, tmp_path):
     result = run(photo, "-o", f"{tmp_path / 'newdir'}/")
     assert result.exit_code == 0, result.output
     assert os.listdir(tmp_path / "newdir") == ["p_dream.png"]
-    result = run(photo, "--sweep", "conv2", "-o", f"{tmp_path / 'sheets'}/")
-    assert result.exit_code == 0 and os.listdir(tmp_path / "sheets") == ["p_sweep.png"]
+    result = run("sheet", photo, "--layers", "conv2", "-o", f"{tmp_path / 'sheets'}/")
+    assert result.exit_code == 0 and os.listdir(tmp_path / "sheets") == ["p_sheet.png"]
 
 
 def test_several_inputs_refuse_an_output_that_looks_like_a_file(run, tmp_path):
@@ -554,10 +555,13 @@ def test_an_output_another_process_wrote_meanwhile_is_kept(run, tmp_path, monkey
 
 def test_help_fits_a_screen_and_help_all_has_every_option(run):
     short = run("--help").output
-    assert len(short.splitlines()) <= 50
-    assert "More options" in short and "--zoom" in short and "--tile-size" in short
+    assert len(short.splitlines()) <= 60
+    assert "More options" in short and "--heatmap" in short and "--tile-size" in short
+    assert all(
+        f"  {command} " in short for command in ("sheet", "zoom", "video", "features", "atlas", "list")
+    )
     full = run("--help-all").output
-    for section in ("Dreaming", "Running", "Many files", "Views", "Animations", "Listings"):
+    for section in ("Dreaming", "Pictures", "Per file", "Running", "Many files"):
         assert f"{section} options:" in full
     assert "Range: 1-1024." in full and "<=" not in full  # one way to write a range
 
@@ -595,11 +599,12 @@ def test_sweeps_and_zooms_record_their_real_settings(tmp_path, weights_file):
 
     photo = save_photo(tmp_path / "p.png", 48, 40)
     plain = cli_invoker(weights_file, "--octaves", "1", "--iterations", "1")
-    assert plain(photo, "--sweep", "conv2,conv3").exit_code == 0
-    sheet = read_metadata(tmp_path / "p_sweep.png")
+    assert plain("sheet", photo, "--layers", "conv2,conv3").exit_code == 0
+    sheet = read_metadata(tmp_path / "p_sheet.png")
     assert [v["settings"]["layers"] for v in sheet["variants"]] == [["conv2"], ["conv3"]]
     assert all(v["settings"]["seed"] is not None for v in sheet["variants"])
-    assert plain(photo, "--zoom", "2", "--layer", "Conv2/3x3_Reduce", "-o", tmp_path / "z.gif").exit_code == 0
+    zoom_args = ["zoom", photo, "--frames", "2", "--layer", "Conv2/3x3_Reduce", "-o", tmp_path / "z.gif"]
+    assert plain(*zoom_args).exit_code == 0
     zoom = read_metadata(tmp_path / "z.gif")
     assert zoom["settings"]["layers"] == ["Conv2/3x3_Reduce"] and zoom["settings"]["seed"] == 0
     assert zoom["zoom"] == 2

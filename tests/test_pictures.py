@@ -107,29 +107,16 @@ def test_keep_colors_keeps_the_photos_colours(weights_file, tmp_path):
 
 def test_param_fft_makes_feature_pictures_from_noise(weights_file, tmp_path):
     run = cli_invoker(weights_file, "--octaves", "1", "--iterations", "1", "--layer", "inception_3b", "-q")
-    assert (
-        run("--start", "noise", "--size", "64x64", "--param", "fft", "-o", tmp_path / "f.png").exit_code == 0
-    )
-    assert (
-        run("--start", "noise", "--size", "64x64", "--param", "pixel", "-o", tmp_path / "p.png").exit_code
-        == 0
-    )
+    assert run("features", "--size", "64x64", "--param", "fft", "-o", tmp_path / "f.png").exit_code == 0
+    assert run("features", "--size", "64x64", "--param", "pixel", "-o", tmp_path / "p.png").exit_code == 0
     fft, pixel = (np.asarray(Image.open(tmp_path / n), dtype=float) for n in ("f.png", "p.png"))
     assert fft.shape == pixel.shape == (64, 64, 3) and np.abs(fft - pixel).mean() > 5
-    assert read_metadata(tmp_path / "f.png")["settings"]["param"] == "fft"
+    assert read_metadata(tmp_path / "f.png")["features"] == "fft"
     grid = run(
-        "--start",
-        "noise",
-        "--param",
-        "fft",
-        "--channel-grid",
-        "inception_3b[0-1]",
-        "--size",
-        "32x32",
-        "-o",
-        tmp_path / "g.png",
+        "features", "--layer", "inception_3b[0-1]", "--each", "--size", "32x32", "-o", tmp_path / "g.png"
     )
     assert grid.exit_code == 0, grid.output
+    assert Image.open(tmp_path / "g.png").size[0] == 2 * 160  # two tiles side by side
 
 
 def test_the_knobs_are_preset_keys(tmp_path, weights_file):

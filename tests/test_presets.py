@@ -83,7 +83,7 @@ def test_user_preset_overrides_builtin_and_the_listing_says_so(tmp_path, monkeyp
     (folder / "classic.yaml").write_text("description: my classic\noctaves: 2\n")
     (folder / "mine.yaml").write_text("description: my own\nlayers: [inception_3a]\n")
     assert settings_of("--preset", "classic")["octaves"] == 2
-    listing = cli("--list-presets").output
+    listing = cli("list", "presets").output
     assert "classic  [user: " in listing and "(overrides built-in)" in listing
     assert "mine  [user: " in listing and "my own" in listing
     env = tmp_path / "env"
@@ -91,11 +91,11 @@ def test_user_preset_overrides_builtin_and_the_listing_says_so(tmp_path, monkeyp
     (env / "classic.yaml").write_text("octaves: 3\n")
     monkeypatch.setenv(presets.ENV_VAR, str(env))
     assert settings_of("--preset", "classic")["octaves"] == 3
-    assert "overrides user, built-in" in cli("--list-presets").output
+    assert "overrides user, built-in" in cli("list", "presets").output
 
 
 def test_listing_shows_name_origin_description_and_layers():
-    out = cli("--list-presets").output
+    out = cli("list", "presets").output
     for name in SHIPPED:
         assert f"{name}  [built-in]  layers: " in out
     assert "inception_4c" in out and "conv2/3x3_reduce" in out

@@ -25,9 +25,9 @@ def run(weights_file):
 
 def test_layer_sweep_writes_a_labelled_sheet(run, tmp_path):
     src = save_photo(tmp_path / "p.png", 64, 48)
-    result = run(src, "--sweep", "conv2/3x3_reduce inception_3b inception_4c")
+    result = run("sheet", src, "--layers", "conv2/3x3_reduce inception_3b inception_4c")
     assert result.exit_code == 0, result.output
-    sheet = Image.open(tmp_path / "p_sweep.png")
+    sheet = Image.open(tmp_path / "p_sheet.png")
     assert sheet.width == 4 * 320  # the input, then one tile per layer
     pixels = np.asarray(sheet.convert("L"))
     tile_h = round(320 * 48 / 64)
@@ -35,25 +35,25 @@ def test_layer_sweep_writes_a_labelled_sheet(run, tmp_path):
     assert (label_band < 100).any() and (label_band > 250).mean() > 0.8  # dark text on white
     tiles = [pixels[:tile_h, i * 320 : (i + 1) * 320].astype(float) for i in range(4)]
     assert all(np.abs(t - tiles[0]).mean() > 0.5 for t in tiles[1:])  # each tile dreamed
-    assert read_metadata(tmp_path / "p_sweep.png")["view"] == "sweep"
+    assert read_metadata(tmp_path / "p_sheet.png")["sheet"] == "sweep"
 
 
 def test_preset_sweep(run, tmp_path):
     src = save_photo(tmp_path / "p.png", 64, 48)
-    result = run(src, "--sweep-presets", "classic eyes", "-o", tmp_path / "s.jpg")
+    result = run("sheet", src, "--presets", "classic eyes", "-o", tmp_path / "s.jpg")
     assert result.exit_code == 0, result.output
     assert Image.open(tmp_path / "s.jpg").width == 3 * 320
 
 
 def test_bad_sweep_layer_is_a_usage_error(run, tmp_path):
     src = save_photo(tmp_path / "p.png", 64, 48)
-    result = run(src, "--sweep", "inception_3b inception_9x")
+    result = run("sheet", src, "--layers", "inception_3b inception_9x")
     assert result.exit_code == 2 and "inception_9x" in result.output
 
 
 def test_channel_grid_from_noise(run, tmp_path):
     result = run(
-        "--start", "noise", "--channel-grid", "inception_3b[0-5]", "--size", "48x48", "-o", tmp_path / "g.png"
+        "features", "--layer", "inception_3b[0-5]", "--each", "--size", "48x48", "-o", tmp_path / "g.png"
     )
     assert result.exit_code == 0, result.output
     sheet = Image.open(tmp_path / "g.png")
@@ -83,14 +83,12 @@ def test_channel_per_image_raises_its_own_channel(net):
     assert gain[0, a] > gain[1, a] and gain[1, b] > gain[0, b]  # each image raised its own channel most
 
 
-def test_start_from_grey_and_noise(run, tmp_path, monkeypatch):
+def test_feature_pictures_the_2015_way_from_noise(run, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert run("--start", "grey", "--size", "64x48", "--layer", "inception_3a").exit_code == 0
-    out = np.asarray(Image.open(tmp_path / "grey_dream.png"), dtype=float)
-    assert out.shape == (48, 64, 3) and out.std() > 1.0  # grey became a picture
-    assert run("--start", "noise", "--size", "64x48", "--layer", "inception_3a").exit_code == 0
-    assert (tmp_path / "noise_dream.png").is_file()
-    result = run("--start", "noise", "--size", "5x5")
+    assert run("features", "--param", "pixel", "--size", "64x48", "--layer", "inception_3a").exit_code == 0
+    out = np.asarray(Image.open(tmp_path / "features_inception_3a.png"), dtype=float)
+    assert out.shape == (48, 64, 3) and out.std() > 1.0  # noise became a picture
+    result = run("features", "--size", "5x5")
     assert result.exit_code == 2 and "--size" in result.output
 
 
@@ -117,7 +115,7 @@ def test_guided_dream_moves_toward_the_guide(net, run, tmp_path):
     g = save_photo(tmp_path / "g.png", 64, 48, seed=9)
     result = run(src, "--guide", g, "--layer", "inception_3b")
     assert result.exit_code == 0, result.output
-    assert read_metadata(tmp_path / "p_dream.png")["guide"] == str(g)
+    assert read_metadata(tmp_path / "p_guided.png")["guide"] == str(g)  # its own name: not p_dream.png
 
 
 def test_guide_objective_follows_the_best_matching_guide_feature():
@@ -138,7 +136,7 @@ def test_class_by_name_index_and_typo(run, tmp_path):
     src = save_photo(tmp_path / "p.png", 64, 48)
     result = run(src, "--class", "dumbbell", "--octaves", "2")
     assert result.exit_code == 0, result.output
-    assert read_metadata(tmp_path / "p_dream.png")["settings"]["layers"] == ["fc[543]"]
+    assert read_metadata(tmp_path / "p_class-dumbbell.png")["settings"]["layers"] == ["fc[543]"]
     result = run(src, "--class", "dumbel")
     assert result.exit_code == 2 and "did you mean 'dumbbell'" in result.output
     result = run(src, "--class", "1000")
@@ -174,19 +172,33 @@ def test_contact_sheet_grid_shape():
     assert sheet.width == 200 and sheet.height == 3 * (50 + label)
 
 
-def test_views_take_one_input(run, tmp_path):
-    a, b = save_photo(tmp_path / "a.png", 32, 32), save_photo(tmp_path / "b.png", 32, 32)
-    result = run(a, b, "--heatmap")
-    assert result.exit_code == 2 and "one INPUT" in result.output
+def test_classes_guides_and_heat_maps_dream_every_input(run, tmp_path):
+    a, b = save_photo(tmp_path / "a.png", 32, 32), save_photo(tmp_path / "b.png", 32, 32, seed=1)
+    result = run(a, b, "--class", "dumbbell", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "a_class-dumbbell.png",
+        "b_class-dumbbell.png",
+    ]
+    result = run(a, b, "--heatmap", "--guide", b, "--layer", "inception_3a", "-o", tmp_path / "g")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "g").iterdir()) == [
+        "a_guided.png",
+        "a_guided_heatmap.png",
+        "b_guided.png",
+        "b_guided_heatmap.png",
+    ]
 
 
-def test_existing_view_output_is_kept_unless_overwrite(weights_file, tmp_path, monkeypatch):
+def test_an_existing_feature_picture_is_kept_unless_overwrite(weights_file, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     first = cli_invoker(weights_file, "--octaves", "1", "--iterations", "1", "--seed", "0")
-    assert first("--start", "noise", "--size", "48x48").exit_code == 0
-    stamp = (tmp_path / "noise_dream.png").stat().st_mtime_ns
-    again = first("--start", "noise", "--size", "48x48", "--class", "goldfish")
-    assert again.exit_code == 0 and "Skipped noise_dream.png" in again.output
-    assert (tmp_path / "noise_dream.png").stat().st_mtime_ns == stamp
-    assert first("--start", "noise", "--size", "48x48", "--overwrite").exit_code == 0
-    assert (tmp_path / "noise_dream.png").stat().st_mtime_ns != stamp
+    assert first("features", "--size", "48x48").exit_code == 0
+    stamp = (tmp_path / "features_inception_4c.png").stat().st_mtime_ns
+    again = first("features", "--size", "48x48")
+    assert again.exit_code == 0 and "Skipped features_inception_4c.png" in again.output
+    assert (tmp_path / "features_inception_4c.png").stat().st_mtime_ns == stamp
+    assert first("features", "--size", "48x48", "--class", "goldfish").exit_code == 0
+    assert (tmp_path / "features_class-goldfish.png").is_file()  # a class picture has its own name
+    assert first("features", "--size", "48x48", "--overwrite").exit_code == 0
+    assert (tmp_path / "features_inception_4c.png").stat().st_mtime_ns != stamp

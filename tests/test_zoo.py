@@ -264,7 +264,7 @@ def test_a_wrong_file_for_the_model_names_the_model_and_the_keys(tmp_path, model
 
 
 def test_layers_are_named_per_model_with_suggestions(tmp_path):
-    listing = run("--list-layers", "--model", "inception5h").output
+    listing = run("list", "layers", "--model", "inception5h").output
     assert "mixed4d_3x3_bottleneck_pre_relu    mixed4d_3x3_bottleneck_pre_relu_conv" in listing
     result = run("--model", "bvlc_googlenet", "--layer", "inception_4c/5x5_reduc", "--show-settings")
     assert result.exit_code == 2 and "did you mean inception_4c/5x5_reduce" in result.output
@@ -284,7 +284,7 @@ def test_list_models_says_what_each_needs_and_whether_it_is_cached(tmp_path, mon
     )
     cache.mkdir(parents=True)
     (cache / "bvlc_googlenet.pth").write_bytes(b"x")
-    listing = run("--list-models").output
+    listing = run("list", "models").output
     for name in NAMES:
         assert f"\n{name}" in f"\n{listing}"
     assert "bvlc_googlenet.pth (cached)" in listing and "inception5h.pth (not downloaded yet)" in listing
@@ -314,7 +314,9 @@ def test_classes_use_each_models_own_labels(tmp_path, model_weights):
         "-q",
     )
     assert result.exit_code == 0, result.output
-    assert read_metadata(tmp_path / "p_dream.png")["settings"]["layers"] == ["loss2/classifier[214]"]
+    assert read_metadata(tmp_path / "p_class-lighthouse.png")["settings"]["layers"] == [
+        "loss2/classifier[214]"
+    ]
 
 
 def test_a_preset_may_name_a_model_and_flags_override_it(tmp_path):
@@ -350,6 +352,6 @@ def test_review_fixes_of_the_networks(net):
 
 def test_a_sheet_of_presets_takes_one_model(weights_file, tmp_path):
     photo = save_photo(tmp_path / "p.png", 64, 48)
-    result = run(photo, "--sweep-presets", "classic,classic-caffe", "--weights", weights_file)
+    result = run("sheet", photo, "--presets", "classic,classic-caffe", "--weights", weights_file)
     assert result.exit_code == 2
     assert "preset classic-caffe dreams with bvlc_googlenet, the sheet with googlenet" in result.output

@@ -1,7 +1,12 @@
 """The ``dream`` command: the only package that knows Click and tqdm.
 
-``options`` declares the flags, ``modes`` chooses and runs what they ask for,
-``display`` shows progress, ``complete`` completes names in the shell.
+``dream INPUT... [flags]`` is the default command (``dreaming``): DeepDream of
+files, folders and stdin.  Jobs of another shape are commands of their own,
+one module each, imported only when used (``COMMANDS``): ``dream sheet``,
+``dream zoom``, ``dream video``, ``dream features``, ``dream atlas``,
+``dream list``.  A first word that names a command is that command; a file
+of that name is written ``./zoom``.
+
 Problems arrive as ``DreamError``s (or Click's usage errors) and leave as one
 ``Error: ...`` line and their exit code; SIGTERM stops a run like Ctrl-C.
 """
@@ -9,85 +14,142 @@ Problems arrive as ``DreamError``s (or Click's usage errors) and leave as one
 from __future__ import annotations
 
 import contextlib
+import importlib
 import signal
 import sys
 import threading
+from collections.abc import Iterator
+from typing import Any
 
 import click
 
-from dreamcli.cli import modes
 from dreamcli.cli.display import quiet_stdout
-from dreamcli.cli.options import SECTIONS, CliOptions, all_options
-from dreamcli.errors import EXIT_INTERRUPTED, DreamError, Terminated
+from dreamcli.errors import EXIT_INTERRUPTED, EXIT_USAGE, DreamError, Terminated
+
+# name -> (module:attribute, one line for the command list).  Imported when used.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "sheet": (
+        "dreamcli.cli.sheet:command",
+        "One photo dreamed per layer, per preset or per channel, on one sheet.",
+    ),
+    "zoom": (
+        "dreamcli.cli.zoom:command",
+        "Infinite zoom: dream, zoom in, dream again (gif, webp, mp4, frames).",
+    ),
+    "video": (
+        "dreamcli.cli.video:command",
+        "Dream every frame of a video, carrying the dream from frame to frame.",
+    ),
+    "features": ("dreamcli.cli.features:command", "Feature pictures from noise: a layer, channel or class."),
+    "atlas": ("dreamcli.cli.atlas:command", "An activation atlas of your photos: what a layer sees in them."),
+    "list": ("dreamcli.cli.listing:command", "List layers, models or presets."),
+}
+DEFAULT = "dream"  # the default command's name, when no command is named
+
+# Flags of the one command before each job had its own command, under names no command has
+# now: what to type instead.  (--fps, --size, --blend... are named by the command that has them.)
+MOVED = {
+    "--sweep": "dream sheet PHOTO --layers 'A B C'",
+    "--sweep-presets": "dream sheet PHOTO --presets 'A B C'",
+    "--channel-grid": "dream features --layer 'LAYER[0-63]' --each, or dream sheet PHOTO --channels",
+    "--start": "dream features (pictures from noise) or dream zoom without INPUT",
+    "--zoom": "dream zoom PHOTO --frames N",
+    "--zoom-scale": "dream zoom --scale",
+    "--atlas": "dream atlas PHOTOS",
+    "--atlas-grid": "dream atlas --grid",
+    "--atlas-method": "dream atlas --method",
+    "--atlas-samples": "dream atlas --samples",
+    "--atlas-photo-size": "dream atlas --photo-size",
+    "--atlas-steps": "dream atlas --steps",
+    "--atlas-labels": "dream atlas --labels",
+    "--list-layers": "dream list layers",
+    "--list-models": "dream list models",
+    "--list-presets": "dream list presets",
+}
 
 
-class DreamCommand(click.Command):
-    """``dream``: help in sections, and every error as one ``Error:`` line."""
+def load_command(name: str) -> click.Command:
+    module, _, attribute = COMMANDS[name][0].partition(":")
+    return getattr(importlib.import_module(module), attribute)
 
-    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+
+class DreamGroup(click.Group):
+    """``dream``: a default command for files, and a command per job; every error one line."""
+
+    def __init__(self, *args: Any, default: click.Command, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.default = default
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name == DEFAULT:
+            return self.default
+        return load_command(cmd_name) if cmd_name in COMMANDS else None
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # Anything but a command's name first is the default command's: dream photo.jpg, dream -q ...
+        if not args or args[0] not in COMMANDS:
+            args = [DEFAULT, *args]
+        return super().parse_args(ctx, args)
+
+    def main(
+        self, args: Any = None, prog_name: Any = None, *rest: Any, standalone_mode: bool = True, **extra: Any
+    ):
         if not standalone_mode:
-            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            return super().main(args, prog_name, *rest, standalone_mode=False, **extra)
+        argv = list(sys.argv[1:] if args is None else args)
         try:
-            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            code = super().main(argv, prog_name, *rest, standalone_mode=False, **extra)
+        except click.NoSuchOption as exc:
+            click.echo(f"Error: {exc.format_message()}{_where(exc.option_name, argv)}", err=True)
+            sys.exit(EXIT_USAGE)
         except click.ClickException as exc:  # usage errors: one line, like every other error
             click.echo(f"Error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except DreamError as exc:  # from a command that did not go through run(): the same line
+            click.echo(f"Error: {exc}", err=True)
             sys.exit(exc.exit_code)
         except click.Abort:
             click.echo("Interrupted.", err=True)
             sys.exit(EXIT_INTERRUPTED)
-        except BrokenPipeError:  # e.g. dream --list-models | head: the reader has what it wanted
+        except BrokenPipeError:  # e.g. dream list models | head: the reader has what it wanted
             quiet_stdout()
             sys.exit(0)
         sys.exit(code if isinstance(code, int) else 0)
 
-    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        """``--help``: the Dreaming flags in full, the other sections' flags by name."""
-        every = ctx.meta.get("dreamcli.help_all", False)
-        by_section: dict[str, list] = {section: [] for section in SECTIONS}
-        for param in self.get_params(ctx):
-            record = param.get_help_record(ctx) if isinstance(param, click.Option) else None
-            if record is not None:
-                by_section[getattr(param, "section", "Dreaming")].append((param, record))
-        for section, params in by_section.items():
-            if every or section == "Dreaming":
-                with formatter.section(f"{section} options"):
-                    formatter.write_dl([record for _, record in params])
-        if not every:
-            with formatter.section("More options (dream --help-all explains them)"):
-                formatter.write_dl(
-                    [
-                        (section, " ".join(_grouped([max(p.opts, key=len) for p, _ in params])))
-                        for section, params in by_section.items()
-                        if section != "Dreaming"
-                    ]
-                )
+
+def _where(option: str, argv: list[str]) -> str:
+    """A hint for an option this command does not take: the command that takes it, or what a
+    mode flag of the old single command is now."""
+    name = option.split("=", 1)[0]
+    if name in MOVED or name.removeprefix("--no-") in MOVED:
+        return f" (it is now: {MOVED.get(name) or MOVED['--' + name.removeprefix('--no-')]})"
+    here = argv[0] if argv and argv[0] in COMMANDS else DEFAULT
+    takers = [
+        ("dream" if cmd == DEFAULT else f"dream {cmd}")
+        for cmd in [DEFAULT, *COMMANDS]
+        if cmd != here and name in _option_names(cmd)
+    ]
+    return f" (an option of {' and '.join(takers)})" if takers else ""
 
 
-def _grouped(flags: list[str]) -> list[str]:
-    """``--atlas --atlas-grid --atlas-method ...`` as ``--atlas --atlas-*`` (three or more share it)."""
-    heads = [name for name in flags if sum(f.startswith(name + "-") for f in flags) >= 2]
-    out: list[str] = []
-    for name in flags:
-        if name in heads:
-            out += [name, f"{name}-*"]
-        elif not any(name.startswith(head + "-") for head in heads):
-            out.append(name)
-    return out
-
-
-def _help_all(ctx: click.Context, param: click.Parameter, value: bool) -> None:
-    if value and not ctx.resilient_parsing:
-        ctx.meta["dreamcli.help_all"] = True
-        click.echo(ctx.get_help())
-        ctx.exit()
+def _option_names(command: str) -> set[str]:
+    cmd = main.default if command == DEFAULT else load_command(command)
+    names: set[str] = set()
+    for param in cmd.params:
+        names.update(getattr(param, "opts", ()))
+        names.update(getattr(param, "secondary_opts", ()))
+    return names
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt():
+def sigterm_as_interrupt() -> Iterator[None]:
     """A timeout, systemd or Slurm sends SIGTERM: stop the way Ctrl-C does (finish the write in
     progress, print the summary) and exit with 143."""
 
-    def terminated(signum, frame):
+    def terminated(signum: int, frame: Any) -> None:
         raise Terminated
 
     if threading.current_thread() is not threading.main_thread():
@@ -100,38 +162,28 @@ def _sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
-@click.command(
-    cls=DreamCommand,
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-)
-@all_options
-@click.option(
-    "--help-all",
-    is_flag=True,
-    expose_value=False,
-    is_eager=True,
-    callback=_help_all,
-    help="Show every option.",
-)
-@click.pass_context
-def main(ctx: click.Context, **options):
-    """Dream on images: the 2015 DeepDream, on GoogLeNet or another --model.
-
-    INPUT is an image file, a folder of images, or - to read paths from
-    standard input. Examples:
-
-    \b
-      dream photo.jpg --layer inception_4c
-      dream photo.jpg --preset eyes -o eyes.png
-      dream photos/ -r -o dreams/ --preset preview
-    """
+def run(work: Any, *args: Any) -> int:
+    """Run a command's work: a DreamError is one ``Error:`` line and its exit code, Ctrl-C and
+    SIGTERM exit with 130 and 143."""
     try:
-        with _sigterm_as_interrupt():
-            code = modes.run(ctx, CliOptions(**options))
+        with sigterm_as_interrupt():
+            return int(work(*args))
     except DreamError as exc:
         click.echo(f"Error: {exc}", err=True)
-        code = exc.exit_code
+        return exc.exit_code
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated)
         click.echo("Interrupted.", err=True)
-        code = getattr(exc, "exit_code", EXIT_INTERRUPTED)
-    ctx.exit(code)
+        return int(getattr(exc, "exit_code", EXIT_INTERRUPTED))
+
+
+def _make_main() -> DreamGroup:
+    from dreamcli.cli.dreaming import command
+
+    return DreamGroup(
+        name="dream",
+        default=command,
+        context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    )
+
+
+main = _make_main()

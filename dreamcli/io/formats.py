@@ -18,7 +18,7 @@ VIDEO_INPUTS = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"}
 ANIMATIONS = {".gif", ".webp", ".mp4"}
 # Batch output names: the --name default and the fields a template may use.
 DEFAULT_TEMPLATE = "{stem}_dream.png"
-TEMPLATE_FIELDS = ("stem", "ext", "preset", "layer", "index")
+TEMPLATE_FIELDS = ("stem", "ext", "preset", "layer", "channels", "index")
 
 
 def shown(path: str | Path) -> str:

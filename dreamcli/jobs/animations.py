@@ -21,7 +21,7 @@ import json
 import math
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,9 +34,11 @@ from dreamcli.config import Settings
 from dreamcli.engine.octaves import dream
 from dreamcli.errors import DreamError, ImageError
 from dreamcli.events import FrameDone, Report, ignore
-from dreamcli.io.atomic import atomic_write
+from dreamcli.io.atomic import atomic_write, remove_stale_parts
 from dreamcli.io.images import read_image, shrink, to_pil, write_image
 from dreamcli.io.metadata import save_options
+from dreamcli.jobs.requests import VideoRequest, ZoomRequest
+from dreamcli.models import Loaded
 from dreamcli.run_options import RunOptions
 
 
@@ -86,7 +88,7 @@ def zoom_frames(
     """Yield ``frames`` dreamed frames, each dreamed from the zoomed previous one."""
     # One seed for every frame: the jitter pattern stays steady, so nothing flickers
     # from frame to frame but what the zoom moves.
-    steady = replace(settings, seed=settings.seed if settings.seed is not None else 0)
+    steady = settings.seeded(default=0)
     frame = start
     for _ in range(frames):
         frame = dream(model, frame, settings=steady, options=options, report=report)
@@ -230,7 +232,7 @@ def dream_video(
     if flow:
         require("cv2", "--flow")
     work = output.with_name(f".{output.name}.frames")
-    seed = settings.seed if settings.seed is not None else 0
+    steady = settings.seeded(default=0)
     previous: tuple[torch.Tensor, torch.Tensor] | None = None  # (source frame, its dream)
     for index, frame in enumerate(decode_frames(source, settings.max_size), start=1):
         png = work / f"{index:06d}.png"
@@ -245,7 +247,7 @@ def dream_video(
                 detail = warp_detail(detail, previous[0], frame)
             start = (frame + blend * detail).clamp(0, 1)
         # The same seed each frame keeps the jitter pattern steady, which reduces flicker.
-        dreamed = dream(model, start, settings=replace(settings, seed=seed), options=options, report=report)
+        dreamed = dream(model, start, settings=steady, options=options, report=report)
         dreamed = dreamed.cpu()
         work.mkdir(parents=True, exist_ok=True)  # only once there is a frame to keep
         write_image(png, dreamed)
@@ -256,3 +258,67 @@ def dream_video(
     encode_mp4(output, frames, info.fps, source, metadata)
     shutil.rmtree(work, ignore_errors=True)
     return info
+
+
+# ---------------------------------------------------------------- the zoom and video jobs
+
+
+def _prepare_folder(path: Path) -> None:
+    """Make the output's folder, and clear what killed runs left in it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_parts(path.parent)
+
+
+def run_zoom(model: Loaded, request: ZoomRequest, options: RunOptions, report: Report = ignore) -> Path:
+    """Dream, zoom, dream again; write the frames as GIF, WebP, MP4 or a folder of PNGs."""
+    # Animations keep one seed for every frame (0 unless given), so nothing flickers but what moves.
+    settings = request.settings.seeded(default=0)
+    if request.photo is not None:
+        image = read_image(request.photo, settings.max_size).rgb
+    else:
+        generator = torch.Generator().manual_seed(settings.seed or 0)
+        width, height = request.size
+        image = 0.45 + 0.1 * torch.rand(3, height, width, generator=generator)  # the notebook's img_noise
+    frames = []
+    sequence = zoom_frames(
+        model.module,
+        image,
+        model.resolved(settings),
+        request.frames,
+        request.scale,
+        request.rotate,
+        request.pan,
+        options=options,
+        report=report,
+    )
+    for index, frame in enumerate(sequence, start=1):
+        frames.append(frame.cpu())
+        report(FrameDone(index, request.frames))
+    meta = dict(request.metadata, zoom=request.frames, zoom_scale=request.scale, rotate=request.rotate)
+    meta.update(
+        pan=list(request.pan), start="photo" if request.photo else "noise", settings=settings.to_dict()
+    )
+    _prepare_folder(request.output)
+    write_animation(request.output, frames, request.fps, meta)
+    return request.output
+
+
+def run_video(
+    model: Loaded, request: VideoRequest, options: RunOptions, report: Report = ignore
+) -> VideoInfo:
+    """Dream every frame of the source into the output; the settings go into the MP4's comment."""
+    settings = request.settings.seeded(default=0)  # the same for a resumed run's frames
+    meta = dict(request.metadata, settings=settings.to_dict(), blend=request.blend, flow=request.flow)
+    meta["input"] = request.source.name
+    _prepare_folder(request.output)
+    return dream_video(
+        model.module,
+        request.source,
+        request.output,
+        model.resolved(settings),
+        request.blend,
+        request.flow,
+        options=options,
+        report=report,
+        metadata=meta,
+    )

@@ -58,54 +58,14 @@ from dreamcli.io.atomic import atomic_write, remove_stale_parts
 from dreamcli.io.images import fit_label, label_font, write_pil
 from dreamcli.jobs.atlas_layout import layout, normalised, require_layout
 from dreamcli.jobs.atlas_samples import Samples, collect
+from dreamcli.jobs.requests import AtlasOptions
 from dreamcli.models import Loaded
 
-METHODS = ("umap", "tsne", "pca")
 # UMAP's and t-SNE's neighbour graphs need some samples (UMAP failed on 2, measured).
 MIN_SAMPLES_EMBEDDED = 16
 BACKGROUND = (255, 255, 255)
 # The side the labelling classifier sees a cell's picture at (ImageNet's 224).
 CLASSIFY_SIDE = 224
-
-
-@dataclass(frozen=True)
-class AtlasOptions:
-    """How an atlas is made.  Every stage is seeded by ``seed``: the same options give the same atlas."""
-
-    grid: int = 20  # cells a side
-    cell_size: int = 64  # pixels a side of each cell's picture
-    size: int = 256  # each photo's long side, in pixels, as the network sees it
-    samples_per_image: int = 32  # spatial positions kept per photo
-    max_samples: int = 100_000  # at most this many in all (a seeded reservoir)
-    method: str = "umap"  # umap, tsne or pca
-    min_count: int = 3  # cells with fewer samples stay empty
-    steps: int = 128  # Adam steps of each cell's feature picture (rounded up to a multiple of 8)
-    step_size: float = 1.5  # featurevis's rate scale (1.5 = Lucid's 0.05)
-    power: float = 1.0  # the exponent of the cosine in the direction objective
-    batch: int = 16  # cells drawn together
-    labels: bool = False  # write each cell's top class under it (networks with a classifier)
-    photos_per_cell: int = 8  # photos listed per cell in the JSON
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise SettingsError(f"atlas method: expected one of {', '.join(METHODS)}, got {self.method!r}")
-        for name, low in (
-            ("grid", 1),
-            ("cell_size", 16),
-            ("size", 16),
-            ("samples_per_image", 1),
-            ("max_samples", 2),
-            ("min_count", 1),
-            ("steps", 1),
-            ("batch", 1),
-            ("photos_per_cell", 0),
-        ):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise SettingsError(f"atlas {name}: expected a whole number of at least {low}, got {value!r}")
-        if not (self.step_size > 0 and self.power >= 0):
-            raise SettingsError("atlas step_size must be above 0 and power at least 0")
 
 
 @dataclass

@@ -7,22 +7,24 @@ encoding the last one run in worker threads while the current one is dreamed.
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from dreamcli.config import Settings
+from dreamcli.engine.objectives import Guided
 from dreamcli.engine.octaves import dream
 from dreamcli.errors import EXIT_INTERRUPTED, DreamError, ImageError, describe
 from dreamcli.events import FileDone, FileStarted, Note, Report, Summary, ignore
 from dreamcli.io.atomic import remove_stale_parts
-from dreamcli.io.images import Picture, decode_image, fit, output_picture, write_pil
+from dreamcli.io.images import Picture, decode_image, fit, output_picture, to_pil, write_pil
 from dreamcli.jobs.outputs import Job, triage
+from dreamcli.jobs.sheets import activation_map, heat_overlay
 from dreamcli.models import Loaded
 from dreamcli.run_options import RunOptions
 
@@ -52,6 +54,8 @@ class Batch:
     overwrite: bool = False
     metadata: dict[str, Any] = field(default_factory=dict)
     batch_size: int = 1  # same-size images dreamed together
+    guide: dict[str, Any] | None = None  # guide features (sheets.guide_for): Google's guided objective
+    heatmap: bool = False  # also write <output>_heatmap.png: where the first layer fires on the input
     run_name: str | None = None  # a cluster run's name, in its temporaries' names (imageio.write_pil)
 
     def run(self, jobs: Sequence[Job]) -> Summary:
@@ -135,10 +139,13 @@ class Batch:
         settings = self._settings_for(first)
         try:
             batch = torch.stack([picture.rgb for _, picture, _ in group])
+            resolved = self.model.resolved(settings)
+            goal = Guided(resolved.layers, self.guide) if self.guide is not None else None
             dreamed = dream(
                 self.model.module,
                 batch,
-                settings=self.model.resolved(settings),
+                settings=resolved,
+                goal=goal,
                 options=self.options,
                 report=self.report,
             )
@@ -162,13 +169,15 @@ class Batch:
             # full disk is then found after the same number of dreams on every run.
             self._drain(writes, summary, keep=self.batch_size - 1)
             try:  # the 8-bit picture is made here: the writer thread runs no torch kernel (decode_image)
-                image = output_picture(job.output, rgb, picture.alpha)
+                images = [(job.output, output_picture(job.output, rgb, picture.alpha))]
+                if self.heatmap:
+                    images.append((heatmap_path(job.output), self._heatmap(picture.rgb, settings)))
             except Exception as exc:
                 error = str(exc) if isinstance(exc, DreamError) else None
                 error = error or f"cannot write {job.output}: {describe(exc)}"
                 self._finish(summary, _done(job, "failed", started, error))
                 continue
-            writes.append((writer.submit(write_pil, job.output, image, meta, self.run_name), job, started))
+            writes.append((writer.submit(_write_all, images, meta, self.run_name), job, started))
         return end
 
     def _still_missing(self, group, summary: Summary):
@@ -193,10 +202,13 @@ class Batch:
             self._finish(summary, *self._write_result(*writes.pop(0)))
 
     def _settings_for(self, job: Job) -> Settings:
-        if self.settings.seed is not None:
-            return self.settings
-        # Record the seed actually used, so the picture's metadata reproduces it.
-        return Settings.from_mapping({"seed": random.randrange(2**32)}, base=self.settings)
+        return self.settings.seeded()  # the seed actually used goes into the picture's metadata
+
+    def _heatmap(self, rgb: torch.Tensor, settings: Settings):
+        """Where the first layer (or its channels) fires on the input, over a grey copy of it."""
+        spec = settings.layers[0]
+        heat = activation_map(self.model.module, rgb, spec.with_name(self.model.resolve(spec.name)))
+        return to_pil(heat_overlay(rgb, heat))
 
     def _write_result(self, future: Future, job: Job, started: float) -> tuple[FileDone, bool]:
         """How the write ended, and whether the storage refused it (full disk, read-only folder)."""
@@ -222,6 +234,17 @@ class Batch:
                     f"the batch stopped after {WRITE_FAILURES_TO_STOP} writes in a row failed "
                     f"(the last: {result.error}); free some space or fix the folder, then run again"
                 )
+
+
+def heatmap_path(output: Path) -> Path:
+    """The heat map written beside a dream: ``photo_dream.png`` -> ``photo_dream_heatmap.png``."""
+    return output.with_name(f"{output.stem}_heatmap.png")
+
+
+def _write_all(images, metadata: dict[str, Any], run: str | None) -> None:
+    """The writer thread's work for one file: its dream, then any companion (a heat map)."""
+    for path, image in images:
+        write_pil(path, image, metadata, run)
 
 
 def _done(job: Job, status: str, started: float | None = None, error: str | None = None) -> FileDone:

@@ -9,19 +9,17 @@ tried, and a bad one fails with its own error.
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import random
+import re
 import string
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from dreamcli.config import LayerSpec, Settings
+from dreamcli.config import Settings
 from dreamcli.errors import DreamError, SettingsError
 from dreamcli.events import FileDone
-from dreamcli.io.formats import ANIMATIONS, IMAGE_EXTENSIONS, TEMPLATE_FIELDS, check_output
+from dreamcli.io.formats import ANIMATIONS, DEFAULT_TEMPLATE, IMAGE_EXTENSIONS, TEMPLATE_FIELDS, check_output
 from dreamcli.io.metadata import is_dream
 
 
@@ -113,7 +111,9 @@ def check_template(template: str) -> None:
             f"output name template {template!r} uses {{{sorted(unknown)[0]}}}; the fields are {fields}"
         )
     try:
-        template.format(stem="photo", ext="jpg", preset="classic", layer="inception_4c", index=1)
+        template.format(
+            stem="photo", ext="jpg", preset="classic", layer="inception_4c", index=1, channels="0"
+        )
     except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
         raise SettingsError(
             f"output name template {template!r} is not valid ({exc}); {{index}} is a number "
@@ -122,14 +122,42 @@ def check_template(template: str) -> None:
 
 
 def output_name(template: str, source: Path, index: int, preset: str | None, settings: Settings) -> str:
-    layer = str(settings.layers[0].name).replace("/", "-").replace(".", "-")
+    first = settings.layers[0]
+    layer = str(first.name).replace("/", "-").replace(".", "-")
     return template.format(
         stem=source.stem,
         ext=source.suffix.lstrip(".").lower(),
         preset=preset or "custom",
         layer=layer,
         index=index,
+        channels=channel_text(first.channels),
     )
+
+
+def channel_text(channels: Sequence[int] | None) -> str:
+    """Channels for a file name: ``(0, 1, 2, 3, 12)`` -> ``0-3+12``; none -> ``all``."""
+    if not channels:
+        return "all"
+    runs: list[list[int]] = []
+    for c in channels:
+        if runs and c == runs[-1][-1] + 1:
+            runs[-1].append(c)
+        else:
+            runs.append([c])
+    return "+".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs)
+
+
+def default_template(guided: bool = False, classes: Sequence[str] = (), channels: bool = False) -> str:
+    """The default ``--name`` of each kind of dream, so that a guided dream, a class dream or a
+    channel dream after a plain one writes a new file instead of skipping."""
+    if guided:
+        return "{stem}_guided.png"
+    if classes:
+        slug = "+".join(re.sub(r"[^A-Za-z0-9_-]+", "-", name.strip()).strip("-") for name in classes)
+        return f"{{stem}}_class-{slug[:80]}.png"
+    if channels:
+        return "{stem}_{layer}-{channels}.png"
+    return DEFAULT_TEMPLATE
 
 
 def plan_jobs(
@@ -234,99 +262,37 @@ def same_file(a: Path, b: Path) -> bool:
 # ---------------------------------------------------------------- one picture or animation
 
 
-@dataclass
-class Start:
-    """What a run dreams from: one photo, or noise/grey of a size."""
-
-    photo: Path | None = None
-    kind: str = "photo"  # photo, noise or grey
-    size: tuple[int, int] | None = None  # (width, height) for noise/grey
-
-    @classmethod
-    def from_inputs(cls, names: Sequence[str], kind: str, size: tuple[int, int] | None, what: str) -> Start:
-        if kind == "photo" and len(names) != 1:
-            raise SettingsError(f"{what}: give exactly one INPUT (or --start noise and none)")
-        if kind != "photo" and names:
-            raise SettingsError(f"--start {kind} dreams without a photo: leave out INPUT")
-        return cls(Path(names[0]) if names else None, kind, size)
-
-    @property
-    def stem(self) -> str:
-        return self.photo.stem if self.photo else self.kind
-
-    @property
-    def folder(self) -> Path:
-        return self.photo.parent if self.photo else Path(".")
-
-
-def seeded(settings: Settings, default: int | None = None) -> Settings:
-    """``settings`` with a seed, so that the metadata reproduces the picture: the one given,
-    else ``default``, else a random one."""
-    if settings.seed is not None:
-        return settings
-    return dataclasses.replace(settings, seed=default if default is not None else random.randrange(2**32))
-
-
-def _named(output: Path | None, into_folder: bool, default: Path) -> Path:
-    """``-o`` as given, or ``default``'s name inside it when it is a folder."""
-    if output is None:
-        return default
-    return output / default.name if into_folder or output.is_dir() else output
-
-
-def image_output(output: Path | None, start: Start, suffix: str, into_folder: bool = False) -> Path:
-    path = _named(output, into_folder, start.folder / f"{start.stem}_{suffix}.png")
-    check_output(path)
-    return path
-
-
-@dataclass
-class View:
-    """A view: a sweep over variants, a channel grid, or one dream (guided, of a class, from noise)."""
-
-    start: Start
-    settings: Settings
-    variants: list[tuple[str, Settings]] = field(default_factory=list)  # a sweep when not empty
-    channel_grid: LayerSpec | None = None
-    guide: Path | None = None
-    heatmap: bool = False
-    output: Path | None = None
-    into_folder: bool = False  # -o ends with /: the picture goes inside, with its default name
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def kind(self) -> str:
-        return "channels" if self.channel_grid else "sweep" if self.variants else "dream"
-
-
-def animation_output(output: Path | None, default: Path, allowed: set[str]) -> Path:
+def single_output(
+    output: Path | None, into_folder: bool, default: Path, allowed: set[str] | None = None
+) -> Path:
+    """Where a command that writes one file (a sheet, a zoom, a video, an atlas, a feature
+    picture) writes it: ``-o`` as given, or ``default``'s name inside it when it is a folder
+    (``-o out/``), else ``default``.  ``allowed``: the extensions it may have ('' = a folder);
+    an image format otherwise."""
     path = output or default
-    if path.suffix.lower() not in allowed:
+    if output is not None and (into_folder or output.is_dir()):
+        path = output / default.name
+    if allowed is None:
+        check_output(path)
+    elif path.suffix.lower() not in allowed:
         choices = ", ".join(sorted(s.lstrip(".") or "a folder" for s in allowed))
         raise SettingsError(f"cannot write {path}: use one of {choices}")
     return path
 
 
-@dataclass
-class Zoom:
-    start: Start
-    settings: Settings
-    frames: int
-    zoom: float = 1.05
-    rotate: float = 0.0
-    pan: tuple[float, float] = (0.0, 0.0)
-    fps: float = 12.0
-    output: Path | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-
-def zoom_output(zoom: Zoom) -> Path:
-    default = zoom.start.folder / f"{zoom.start.stem}_zoom.gif"
-    return animation_output(zoom.output, default, {*ANIMATIONS, ""})
+def zoom_output(output: Path | None, into_folder: bool, photo: Path | None) -> Path:
+    default = (photo.parent / f"{photo.stem}_zoom.gif") if photo else Path("noise_zoom.gif")
+    return single_output(output, into_folder, default, {*ANIMATIONS, ""})
 
 
 def video_output(source: Path, output: Path | None, into_folder: bool = False) -> Path:
     if not source.is_file():
         raise DreamError(f"{source} does not exist; check the path")
-    default = source.with_name(f"{source.stem}_dream.mp4")
-    return animation_output(_named(output, into_folder, default), default, {".mp4"})
+    return single_output(output, into_folder, source.with_name(f"{source.stem}_dream.mp4"), {".mp4"})
+
+
+def one_photo(names: Sequence[str], command: str) -> Path:
+    """The one photo a command takes (a sheet, a zoom of a photo, a video)."""
+    if len(names) != 1:
+        raise SettingsError(f"dream {command} takes one INPUT; got {len(names)}")
+    return Path(names[0])

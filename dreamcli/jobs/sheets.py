@@ -6,6 +6,7 @@ These produce pictures (tensors or contact sheets); the CLI decides where they g
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,8 +20,11 @@ from dreamcli.engine.featurevis import visualize
 from dreamcli.engine.objectives import Activations, ChannelPerImage, Objective, RandomAffine, guide_features
 from dreamcli.engine.octaves import dream
 from dreamcli.engine.steps import resize
-from dreamcli.events import Report, ignore
-from dreamcli.io.images import fit_label, label_font, to_pil
+from dreamcli.events import FileStarted, Report, ignore
+from dreamcli.io.atomic import remove_stale_parts
+from dreamcli.io.images import fit_label, label_font, read_image, to_pil, write_pil
+from dreamcli.jobs.requests import SheetRequest
+from dreamcli.models import Loaded
 from dreamcli.run_options import RunOptions
 
 
@@ -170,3 +174,45 @@ def contact_sheet(
         text_w = draw.textlength(text, font=font)
         draw.text((x + (width - text_w) / 2, y + height + 5), text, fill="black", font=font)
     return sheet
+
+
+# ---------------------------------------------------------------------------------------------
+# The sheet job: one photo, one dream per variant, one labelled contact sheet
+
+
+def run_sheet(model: Loaded, request: SheetRequest, options: RunOptions, report: Report = ignore) -> Path:
+    """Dream the sheet and write it (with every variant's settings in its metadata)."""
+    settings = request.settings.seeded()
+    variants = [(label, v.seeded(default=settings.seed)) for label, v in request.variants]
+    image = read_image(request.photo, settings.max_size).rgb
+    meta = dict(request.metadata, sheet="channels" if request.channels else "sweep")
+    meta.update(settings=settings.to_dict(), input=request.photo.name)
+    prepare_folder(request.output)
+    if request.channels is not None:
+        spec = request.channels
+        channels = spec.channels or tuple(range(64))
+        report(FileStarted(f"{spec.name} channels", 1, 1))
+        module = model.resolve(spec.name)
+        tiles = channel_grid(
+            model.module, image, module, channels, model.resolved(settings), options=options, report=report
+        )
+        labelled = [(f"{spec.name} [{c}]", picture) for c, (_, picture) in zip(channels, tiles, strict=True)]
+        columns = min(request.columns, len(labelled))
+        sheet = contact_sheet(labelled, columns=columns, width=request.tile_width // 2)
+    else:
+        meta["variants"] = [{"label": label, "settings": v.to_dict()} for label, v in variants]
+        tiles = [("input", image)]
+        for position, (label, variant) in enumerate(variants, start=1):
+            report(FileStarted(label, position, len(variants)))
+            tiles += sweep(
+                model.module, image, [(label, model.resolved(variant))], options=options, report=report
+            )
+        sheet = contact_sheet(tiles, width=request.tile_width)
+    write_pil(request.output, sheet, meta)
+    return request.output
+
+
+def prepare_folder(path: Path) -> None:
+    """Make the output's folder, and clear what killed runs left in it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_parts(path.parent)

@@ -1,0 +1,342 @@
+"""The default command: ``dream INPUT... [flags]`` dreams files, folders and stdin.
+
+Every input is dreamed alike: a plain DeepDream, or per file guided by a
+picture (``--guide``), toward classes (``--class``), with a heat map beside it
+(``--heatmap``).  Settings are merged here (defaults < preset < typed flags),
+the plan (inputs, output names, skips) is made before torch loads, and the
+batch runs here or on a Ray cluster.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import click
+
+from dreamcli import __version__, models
+from dreamcli import presets as preset_files
+from dreamcli.cli import common
+from dreamcli.cli.common import Chosen, Machine, Span, flag, together
+from dreamcli.config import LayerSpec
+from dreamcli.errors import EXIT_OK, SettingsError
+from dreamcli.events import Summary
+from dreamcli.io.formats import VIDEO_INPUTS
+from dreamcli.jobs import outputs as plan
+
+SAMPLE_CREDIT = "sample photo: 'coffee' by Rachel Michetti (CC0), from scikit-image"
+
+
+class DreamCommand(common.SectionedCommand):
+    """``dream``'s help: two usage lines, and the commands after the options."""
+
+    shown = ("Dreaming", "Other")
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_usage("dream", "[OPTIONS] [INPUT]...")
+        formatter.write("       dream COMMAND [ARGS]...  (dream COMMAND --help)\n")
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_options(ctx, formatter)
+        from dreamcli.cli import COMMANDS
+
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, line) for name, (_, line) in COMMANDS.items()])
+
+
+many_files = together(
+    flag(
+        "--name",
+        "template",
+        section="Many files",
+        help="Output name: {stem} {ext} {preset} {layer} {channels} {index}; the extension sets the format. "
+        "[default: {stem}_dream.png; _guided, _class-NAME, _LAYER-CHANNELS for those dreams]",
+    ),
+    flag(
+        "--batch-size",
+        section="Many files",
+        span=Span(int, 1, 1024),
+        default=1,
+        show_default=True,
+        help="Dream up to this many same-size images together (faster on a GPU; uses more memory).",
+    ),
+    flag(
+        "-r",
+        "--recursive",
+        section="Many files",
+        is_flag=True,
+        help="Walk folders recursively, keeping sub-folders.",
+    ),
+    flag(
+        "--shard", section="Many files", metavar="K/N", help="Dream only the K-th of N shares of the inputs."
+    ),
+    flag(
+        "--json",
+        "as_json",
+        section="Many files",
+        is_flag=True,
+        help="Print one JSON line per file on stdout.",
+    ),
+    flag(
+        "-0",
+        "--null",
+        section="Many files",
+        is_flag=True,
+        help="With INPUT -: the paths on stdin end with NUL, not newline (find -print0).",
+    ),
+    flag(
+        "--ray",
+        section="Many files",
+        metavar="auto|local|ADDRESS",
+        help="Dream the batch on a Ray cluster: ray start's / RAY_ADDRESS's (auto), a new one here (local), "
+        "or a head node's address. Needs: pip install 'dreamcli[ray]'.",
+    ),
+    flag(
+        "--ray-workers",
+        section="Many files",
+        span=Span(int, 1, 100_000),
+        help="Ray workers (with --ray)  [default: one per GPU, else one]",
+    ),
+    flag(
+        "--include-dreams",
+        section="Many files",
+        is_flag=True,
+        help="Also take pictures dreamcli made when walking folders (left out by default).",
+    ),
+)
+
+per_file = together(
+    flag(
+        "--class",
+        "classes",
+        section="Per file",
+        multiple=True,
+        metavar="NAME|INDEX",
+        help="Dream toward a class of the network (e.g. dumbbell, 543); repeat for several.",
+    ),
+    flag(
+        "--guide",
+        section="Per file",
+        type=click.Path(path_type=Path),
+        help="Dream of this picture's features (Google's guided objective).",
+    ),
+    flag(
+        "--heatmap",
+        section="Per file",
+        is_flag=True,
+        help="Also write where the layer fires on the input (_heatmap).",
+    ),
+)
+
+
+@click.command(cls=DreamCommand, name="dream", context_settings={"max_content_width": 100})
+@click.argument("inputs", nargs=-1, metavar="[INPUT]...", type=click.Path())
+@common.output_flag("Output file; a folder (end it with /) for several inputs.")
+@common.dream_flags()
+@common.quiet_flag()
+@flag("--sample", section="Dreaming", is_flag=True, help="Dream the sample photo that ships with dreamcli.")
+@flag(
+    "--overwrite", section="Many files", is_flag=True, help="Replace existing outputs (default: skip them)."
+)
+@per_file
+@common.model_flags()
+@common.tile_flag()
+@many_files
+@flag(
+    "--show-settings",
+    section="Other",
+    is_flag=True,
+    help="Print the final settings as preset YAML, then exit.",
+)
+@common.version_flag()
+@common.help_all_flag()
+@click.pass_context
+def command(ctx: click.Context, **params: Any) -> None:
+    """Dream on images: the 2015 DeepDream, on GoogLeNet or another --model.
+
+    INPUT is an image file, a folder of images, or - to read paths from
+    standard input. Examples:
+
+    \b
+      dream photo.jpg --layer inception_4c
+      dream photo.jpg --preset eyes -o eyes.png
+      dream photos/ -r -o dreams/ --preset preview
+    """
+    from dreamcli.cli import run
+
+    ctx.exit(run(_dream, ctx, params))
+
+
+def _dream(ctx: click.Context, params: dict[str, Any]) -> int:
+    chosen = common.chosen_settings(ctx, params)
+    settings = chosen.settings
+    classes: tuple[str, ...] = params["classes"]
+    if classes:
+        network = chosen.network
+        extra = tuple(
+            LayerSpec(str(network.logits), channels=(network.class_index(name),)) for name in classes
+        )
+        # --class replaces the preset's layers unless --layer was typed too.
+        kept = settings.layers if params["layers"] else ()
+        settings = dataclasses.replace(settings, layers=kept + extra)
+        chosen = dataclasses.replace(chosen, settings=settings)
+    if params["show_settings"]:
+        return _show_settings(ctx, chosen, params)
+    guide: Path | None = params["guide"]
+    if guide is not None and not guide.is_file():
+        raise click.BadParameter(f"{guide} is not a file; give a picture to dream of", param_hint="--guide")
+    if params["ray_workers"] is not None and not params["ray"]:
+        raise click.BadParameter(
+            "sets the workers of --ray; add --ray or leave it out", param_hint="--ray-workers"
+        )
+    names = list(params["inputs"])
+    machine = Machine.of(params)
+    if params["sample"]:
+        names.append(sample_path())
+        if params["output"] is None and len(names) == 1:  # not beside the photo, inside the package
+            params = {**params, "output": "./"}
+        machine.say(f"Dreaming the {SAMPLE_CREDIT}")
+    if not names:
+        raise click.UsageError("give an image, a folder, or - (try 'dream --sample' or 'dream --help')")
+    if params["ray"]:
+        from dreamcli.jobs.ray_batch import require_ray
+
+        require_ray()  # without the extra: which command installs it, before any work
+    return _batch(chosen, names, params, machine)
+
+
+def sample_path() -> str:
+    return str(resources.files("dreamcli.data") / "sample.jpg")
+
+
+def _show_settings(ctx: click.Context, chosen: Chosen, params: dict[str, Any]) -> int:
+    description = chosen.preset.description if chosen.preset else ""
+    changed = [name for name in common.DREAM_FIELDS + common.PICTURE_FIELDS if common.typed(ctx, name)]
+    changed += ["layers"] if params["layers"] or params["classes"] else []
+    if chosen.preset and changed:
+        description += f" (Changed from the {chosen.preset.name} preset: {', '.join(changed)}.)"
+    click.echo(preset_files.dump(chosen.settings, description.strip()), nl=False)
+    return EXIT_OK
+
+
+def _batch(chosen: Chosen, names: list[str], params: dict[str, Any], machine: Machine) -> int:
+    output, into_folder = common.output_path(params["output"])
+    found = plan.collect_inputs(
+        _with_stdin(names, params["null"]), params["recursive"], dreams=params["include_dreams"]
+    )
+    settings = chosen.settings
+    template = params["template"] or plan.default_template(
+        guided=params["guide"] is not None,
+        classes=params["classes"],
+        channels=any(spec.channels for spec in settings.layers),
+    )
+    jobs = plan.plan_jobs(found, output, template, settings, chosen.preset_name, into_folder)
+    if params["shard"]:
+        jobs = plan.take_shard(jobs, *plan.parse_shard(params["shard"]))
+    display = machine.display(many=len(jobs) > 1, as_json=params["as_json"])
+    machine.check_device()
+    todo, settled = plan.triage(jobs, params["overwrite"])
+    for job in todo:
+        if job.source.suffix.lower() in VIDEO_INPUTS:
+            raise click.UsageError(f"{job.source} is a video: dream it with 'dream video {job.source}'")
+    if not todo:  # nothing to dream: say so at once, without loading torch or the model
+        summary = Summary()
+        for result in settled:
+            summary.add(result)
+            display(result)
+        return display.finish(summary, found)
+    if params["ray"]:
+        return _ray(chosen, jobs, found, display, params, machine)
+    from dreamcli.jobs import batch
+
+    options = machine.run_options(reproducible=settings.seed is not None)
+    loaded = machine.load(chosen.network, options)
+    runner = batch.Batch(
+        loaded,
+        settings,
+        options,
+        report=display,
+        overwrite=params["overwrite"],
+        batch_size=params["batch_size"],
+        metadata=dict(machine.metadata(loaded, options, chosen.preset_name), guide=_shown(params["guide"])),
+        guide=_guide(loaded, params["guide"], settings) if params["guide"] else None,
+        heatmap=params["heatmap"],
+    )
+    summary = runner.run(jobs)
+    display.close()
+    return display.finish(summary, found)
+
+
+def _shown(path: Path | None) -> str | None:
+    return str(path) if path is not None else None
+
+
+def _guide(loaded: models.Loaded, path: Path, settings: Any) -> dict:
+    """The guide picture's features at the dream's layers, computed once for every file."""
+    from dreamcli.io.images import read_image
+    from dreamcli.jobs.sheets import guide_for
+
+    layers = [spec.name for spec in loaded.resolved(settings).layers]
+    return guide_for(loaded.module, read_image(path).rgb, layers)
+
+
+def _ray(chosen: Chosen, jobs, found, display, params: dict[str, Any], machine: Machine) -> int:
+    """The batch on a Ray cluster: the same plan, names, skips, errors and summary."""
+    from dreamcli.jobs import ray_batch
+
+    if params["guide"] or params["heatmap"]:
+        raise click.BadParameter(
+            "dreams plain or class dreams; --guide and --heatmap run here", param_hint="--ray"
+        )
+    if params["ray"] == "local":  # the workers run here: what they would fail on fails now, once
+        machine.run_options(reproducible=False)  # a device this machine lacks
+        if params["weights"] is None:  # the download, into the cache the workers read
+            from dreamcli.models.weights import download
+
+            download(chosen.network, progress=not params["quiet"])
+    ray = ray_batch.connect(params["ray"])
+    threads = 0  # on a cluster: the CPUs Ray gives each worker
+    if params["ray"] == "local":
+        # This machine's threads shared by its workers: one worker uses what a local run
+        # would (so pixels match a local run), two split them rather than fight over them.
+        import torch
+
+        threads = max(1, torch.get_num_threads() // (params["ray_workers"] or 1))
+    spec = ray_batch.WorkerSpec(
+        network=chosen.network.name,
+        weights=str(params["weights"].resolve()) if params["weights"] else None,
+        settings=chosen.settings.to_dict(),
+        metadata={"version": __version__, "preset": chosen.preset_name},
+        device=params["device"],
+        precision=params["precision"],
+        tile_size=params["tile_size"],
+        reproducible=chosen.settings.seed is not None,
+        overwrite=params["overwrite"],
+        batch_size=params["batch_size"],
+        threads=threads,
+    )
+    summary = ray_batch.run(ray, jobs, spec, params["ray_workers"], report=display)
+    display.close()
+    return display.finish(summary, found)
+
+
+def _with_stdin(names: list[str], null: bool) -> list[str]:
+    """``-`` stands for the paths on standard input: one per line, or NUL-separated with -0."""
+    if "-" not in names:
+        return names
+    data = sys.stdin.buffer.read()
+    # Without -0 only the line ending goes: spaces at either end may be part of a name.
+    raw = data.split(b"\0") if null else [line.removesuffix(b"\r") for line in data.split(b"\n")]
+    # os.fsdecode keeps bytes that are not UTF-8 (surrogateescape), so any name works.
+    return [n for n in names if n != "-"] + [os.fsdecode(path) for path in raw if path]
+
+
+def check_network_layer(network: models.Network, spec: LayerSpec) -> str:
+    try:
+        return network.layers.check(spec)
+    except SettingsError as exc:
+        raise click.BadParameter(f"{exc} (model {network.name})", param_hint="--layer") from None

@@ -1,0 +1,104 @@
+"""``dream features``: feature pictures from noise, of a layer, channels or classes."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import click
+
+from dreamcli.cli import common
+from dreamcli.cli.common import Machine, flag
+from dreamcli.cli.zoom import check_size
+from dreamcli.config import LayerSpec
+from dreamcli.jobs import outputs as plan
+from dreamcli.jobs.requests import PARAMS, FeatureRequest
+
+
+@click.command(name="features", cls=common.SectionedCommand, context_settings={"max_content_width": 100})
+@common.layer_flag(section="Other")
+@flag(
+    "--class",
+    "classes",
+    multiple=True,
+    metavar="NAME|INDEX",
+    help="A class of the network to picture (e.g. goldfish, 1); repeat for several.",
+)
+@flag(
+    "--param",
+    type=click.Choice(PARAMS),
+    default=common.default_of(FeatureRequest, "param"),
+    show_default=True,
+    help="fft: a decorrelated spectrum through random transformations (Distill's Feature "
+    "Visualization); pixel: the 2015 way, DeepDream's steps from near-grey noise.",
+)
+@flag("--each", is_flag=True, help="One picture per channel, layer or class, on a labelled sheet.")
+@flag(
+    "--size",
+    metavar="WxH",
+    callback=check_size,
+    help="Picture size.  [default: 512x512; 224x224 per sheet tile]",
+)
+@common.output_flag(
+    "Output picture, or a folder ending with /.  [default: features_LAYER.png here]", section="Other"
+)
+@common.preset_flag(section="Other")
+@common.field_flag("octaves", section="Other")
+@common.field_flag("iterations", section="Other")
+@common.field_flag("step_size", section="Other")
+@common.field_flag("seed", section="Other")
+@common.overwrite_flag(section="Other")
+@common.quiet_flag(section="Other")
+@common.model_flags()
+@common.help_all_flag()
+@click.pass_context
+def command(ctx: click.Context, **params: Any) -> None:
+    """What a layer, a channel or a class looks like to the network, made from noise.
+
+    \b
+      dream features --layer inception_4d --size 768x512
+      dream features --layer "inception_4c[0-15]" --each -o channels.png
+      dream features --class goldfish
+    """
+    from dreamcli.cli import run
+
+    ctx.exit(run(_features, ctx, params))
+
+
+def _features(ctx: click.Context, params: dict[str, Any]) -> int:
+    chosen = common.chosen_settings(ctx, params, fields=("octaves", "iterations", "step_size", "seed"))
+    settings, network = chosen.settings, chosen.network
+    if params["classes"]:
+        extra = tuple(
+            LayerSpec(str(network.logits), channels=(network.class_index(c),)) for c in params["classes"]
+        )
+        settings = dataclasses.replace(settings, layers=(settings.layers if params["layers"] else ()) + extra)
+    if params["classes"]:
+        template = plan.default_template(classes=params["classes"]).replace("{stem}_", "features_")
+    else:
+        template = (
+            "features_{layer}-{channels}.png" if settings.layers[0].channels else "features_{layer}.png"
+        )
+    name = plan.output_name(template, Path("features"), 1, chosen.preset_name, settings)
+    output, into_folder = common.output_path(params["output"])
+    path = plan.single_output(output, into_folder, Path(name))
+    machine = Machine.of(params)
+    if machine.kept(path, params["overwrite"]):
+        return 0
+    from dreamcli.jobs.features import run_features
+
+    options = machine.run_options(reproducible=True)
+    with machine.display() as display:
+        loaded = machine.load(network, options)
+        request = FeatureRequest(
+            settings,
+            path,
+            size=params["size"],
+            param=params["param"],
+            each=params["each"],
+            metadata=machine.metadata(loaded, options, chosen.preset_name),
+        )
+        run_features(loaded, request, options, display)
+    machine.say(f"Wrote {path}")
+    return 0

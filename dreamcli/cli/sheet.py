@@ -1,0 +1,117 @@
+"""``dream sheet PHOTO``: one photo dreamed per layer, per preset or per channel, on one sheet."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import click
+
+from dreamcli.cli import common
+from dreamcli.cli.common import Machine, flag
+from dreamcli.config import LayerSpec
+from dreamcli.errors import SettingsError
+from dreamcli.jobs import outputs as plan
+
+
+@click.command(name="sheet", cls=common.SectionedCommand, context_settings={"max_content_width": 100})
+@click.argument("inputs", nargs=-1, metavar="PHOTO", type=click.Path())
+@flag(
+    "--layers", "sweep", metavar="'LAYER LAYER ...'", help="One dream per layer (spaces or commas between)."
+)
+@flag("--presets", "preset_list", metavar="'PRESET ...'", help="One dream per preset.")
+@flag(
+    "--channels",
+    metavar="LAYER[CHANNELS]",
+    help="One dream per channel, e.g. 'inception_4c[0-63]' (default: the first 64).",
+)
+@common.output_flag(
+    "Output file, or a folder ending with /.  [default: PHOTO_sheet.png beside it]", section="Other"
+)
+@common.dream_flags()
+@flag("--sample", is_flag=True, help="Use the sample photo that ships with dreamcli.")
+@common.overwrite_flag(section="Other")
+@common.quiet_flag(section="Other")
+@common.model_flags()
+@common.tile_flag()
+@common.help_all_flag()
+@click.pass_context
+def command(ctx: click.Context, **params: Any) -> None:
+    """One photo dreamed once per layer, per preset or per channel, on a labelled sheet.
+
+    \b
+      dream sheet photo.jpg --layers "conv2/3x3_reduce inception_3b inception_4c inception_5b"
+      dream sheet photo.jpg --presets "brushstrokes eyes classic animals" -o styles.png
+      dream sheet photo.jpg --channels "inception_4c[0-15]"
+    """
+    from dreamcli.cli import run
+
+    ctx.exit(run(_sheet, ctx, params))
+
+
+def _sheet(ctx: click.Context, params: dict[str, Any]) -> int:
+    wanted = [key for key in ("sweep", "preset_list", "channels") if params.get(key)]
+    if len(wanted) != 1:
+        raise click.UsageError("give one of --layers, --presets or --channels")
+    chosen = common.chosen_settings(ctx, params)
+    network, settings = chosen.network, chosen.settings
+    names = list(params["inputs"])
+    if params["sample"]:
+        from dreamcli.cli.dreaming import SAMPLE_CREDIT, sample_path
+
+        names.append(sample_path())
+        Machine.of(params).say(f"Dreaming the {SAMPLE_CREDIT}")
+    photo = plan.one_photo(names, "sheet")
+    output, into_folder = common.output_path(params["output"])
+    folder = Path(".") if params["sample"] else photo.parent  # not inside the package
+    path = plan.single_output(output, into_folder, folder / f"{photo.stem}_sheet.png")
+    variants: list = []
+    channels = None
+    if params.get("sweep"):
+        for text in params["sweep"].replace(",", " ").split():
+            spec = LayerSpec.parse(text)
+            _check(network, spec)
+            variants.append((str(spec), dataclasses.replace(settings, layers=(spec,))))
+    elif params.get("preset_list"):
+        typed_values = {
+            n: params[n] for n in common.DREAM_FIELDS + common.PICTURE_FIELDS if common.typed(ctx, n)
+        }
+        for name in params["preset_list"].replace(",", " ").split():
+            preset = common.load_preset(name)
+            model = preset.values.get("model", network.name) if preset else network.name
+            if model != network.name:
+                raise SettingsError(
+                    f"--presets: preset {name} dreams with {model}, the sheet with "
+                    f"{network.name}; one sheet takes one model (--model chooses it)"
+                )
+            variants.append((name, common.merge(preset, params["layers"], typed_values, network)))
+    else:
+        channels = LayerSpec.parse(params["channels"])
+        _check(network, channels)
+    machine = Machine.of(params)
+    if machine.kept(path, params["overwrite"]):
+        return 0
+    from dreamcli.jobs.sheets import SheetRequest, run_sheet
+
+    options = machine.run_options(reproducible=settings.seed is not None)
+    with machine.display(many=len(variants) > 1) as display:
+        loaded = machine.load(network, options)
+        request = SheetRequest(
+            photo,
+            settings,
+            path,
+            tuple(variants),
+            channels,
+            metadata=machine.metadata(loaded, options, chosen.preset_name),
+        )
+        written = run_sheet(loaded, request, options, display)
+    machine.say(f"Wrote {written}")
+    return 0
+
+
+def _check(network, spec: LayerSpec) -> None:
+    try:
+        network.layers.check(spec)
+    except SettingsError as exc:
+        raise click.BadParameter(f"{exc} (model {network.name})") from None

@@ -1,0 +1,71 @@
+"""``dream video CLIP``: dream every frame, carrying the dream from frame to frame."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from dreamcli.cli import common
+from dreamcli.cli.common import Machine, Span, default_of, flag
+from dreamcli.jobs import outputs as plan
+from dreamcli.jobs.requests import VideoRequest
+
+
+@click.command(name="video", cls=common.SectionedCommand, context_settings={"max_content_width": 100})
+@click.argument("clip", metavar="CLIP", type=click.Path(path_type=Path))
+@flag(
+    "--blend",
+    span=Span(float, 0, 1),
+    default=default_of(VideoRequest, "blend"),
+    show_default=True,
+    help="How much of the previous frame's dream carries into the next.",
+)
+@flag("--flow", is_flag=True, help="Move the carried dream along the optical flow (OpenCV).")
+@common.output_flag(
+    "The dreamed MP4, or a folder ending with /.  [default: CLIP_dream.mp4 beside it]", section="Other"
+)
+@common.dream_flags()
+@common.overwrite_flag(section="Other")
+@common.quiet_flag(section="Other")
+@common.model_flags()
+@common.tile_flag()
+@common.help_all_flag()
+@click.pass_context
+def command(ctx: click.Context, **params: Any) -> None:
+    """Dream every frame of a video (MP4, MOV, MKV, WebM, AVI); the audio is copied. Needs the
+    video extra: pip install 'dreamcli[video]'.
+
+    \b
+      dream video clip.mp4 -o clip_dream.mp4 --preset subtle --blend 0.6 --flow
+    """
+    from dreamcli.cli import run
+
+    ctx.exit(run(_video, ctx, params))
+
+
+def _video(ctx: click.Context, params: dict[str, Any]) -> int:
+    chosen = common.chosen_settings(ctx, params)
+    source: Path = params["clip"]
+    output = plan.video_output(source, *common.output_path(params["output"]))
+    machine = Machine.of(params)
+    if machine.kept(output, params["overwrite"]):
+        return 0
+    from dreamcli.jobs import animations
+
+    animations.probe_video(source)  # a bad file fails before the model loads
+    options = machine.run_options(reproducible=chosen.settings.seed is not None)
+    with machine.display() as display:
+        loaded = machine.load(chosen.network, options)
+        request = VideoRequest(
+            chosen.settings,
+            source,
+            output,
+            blend=params["blend"],
+            flow=params["flow"],
+            metadata=machine.metadata(loaded, options, chosen.preset_name),
+        )
+        info = animations.run_video(loaded, request, options, display)
+    machine.say(f"Wrote {output} ({info.frames} frames at {info.fps:g} fps)")
+    return 0
