@@ -36,7 +36,7 @@ def resolve_layer(name: str, module_names: Iterable[str], aliases: Mapping[str, 
             return folded[candidate.casefold()]
     known = sorted(set(aliases) | set(module_names))
     close = difflib.get_close_matches(name.replace("-", "/"), known, n=3, cutoff=0.6)
-    hint = f"did you mean {', '.join(close)}?" if close else "run 'dream --list-layers' to see them all"
+    hint = f"did you mean {', '.join(close)}?" if close else "run 'dream list layers' to see them all"
     raise SettingsError(f"unknown layer {name!r}: {hint}")
 
 
