@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from dreamcli.config import LayerSpec, Settings
-from dreamcli.errors import DreamError, SettingsError
+from dreamcli.errors import DreamError, SettingsError, brief
 from dreamcli.events import FileDone
-from dreamcli.io.formats import ANIMATIONS, IMAGE_EXTENSIONS, TEMPLATE_FIELDS, check_output
+from dreamcli.io.formats import ANIMATIONS, IMAGE_EXTENSIONS, TEMPLATE_FIELDS, check_output, shown
 from dreamcli.io.metadata import is_dream
 
 
@@ -122,14 +122,41 @@ def check_template(template: str) -> None:
 
 
 def output_name(template: str, source: Path, index: int, preset: str | None, settings: Settings) -> str:
-    layer = str(settings.layers[0].name).replace("/", "-").replace(".", "-")
-    return template.format(
-        stem=source.stem,
-        ext=source.suffix.lstrip(".").lower(),
-        preset=preset or "custom",
-        layer=layer,
-        index=index,
-    )
+    """``template`` filled in for ``source``.  A folder (``/``) or a ``..`` in the result must
+    come from the template as typed: a field's value (a file's stem, a preset name read from
+    a picture) never puts the output in another folder."""
+    values = {
+        "stem": source.stem,
+        "ext": source.suffix.lstrip(".").lower(),
+        "preset": preset or "custom",
+        "layer": str(settings.layers[0].name).replace("/", "-").replace(".", "-"),
+        "index": index,
+    }
+    formatter = string.Formatter()
+    pieces: list[tuple[str, bool]] = []  # (text, typed by the user)
+    for literal, name, spec, conversion in formatter.parse(template):
+        pieces.append((literal, True))
+        if name is not None:
+            value = formatter.convert_field(values[name], conversion)
+            pieces.append((formatter.format_field(value, formatter.format(spec, **values)), False))
+    components: list[list[tuple[str, bool]]] = [[]]
+    for text, typed in pieces:
+        if not typed and any(sep and sep in text for sep in ("/", os.sep, os.altsep, "\0")):
+            raise SettingsError(
+                f"--name {brief(template)}: a field's value for {shown(source)} holds a folder or "
+                f"NUL ({brief(text)}); put folders in the template itself"
+            )
+        for i, part in enumerate(text.split("/") if typed else [text]):
+            if i:
+                components.append([])
+            components[-1].append((part, typed))
+    for component in components:
+        if "".join(text for text, _ in component) == ".." and not all(typed for _, typed in component):
+            raise SettingsError(
+                f"--name {brief(template)}: the name of {shown(source)} would climb out of the output "
+                "folder ('..' from a field's value); choose another --name"
+            )
+    return "".join(text for text, _ in pieces)
 
 
 def plan_jobs(

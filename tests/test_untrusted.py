@@ -1,0 +1,247 @@
+"""Untrusted input, round 3: a picture's metadata, weights, presets, names and other runs."""
+
+import json
+import os
+import struct
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import PngImagePlugin
+
+from dreamcli import presets
+from dreamcli.config import Settings
+from dreamcli.errors import SettingsError, WeightsError
+from dreamcli.io.metadata import EXIF_IMAGE_DESCRIPTION, read_metadata
+
+from conftest import cli_invoker, save_photo
+
+TINY = ["--octaves", "1", "--iterations", "1", "--layer", "conv2/3x3", "--seed", "0"]
+
+
+@pytest.fixture
+def run(weights_file):
+    return cli_invoker(weights_file, *TINY, catch_exceptions=True)
+
+
+def clean(result, code):
+    """The run ended with ``code``, without a traceback."""
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    return result.output
+
+
+def png_with_text(path: Path, text: str, key: str = "dreamcli") -> Path:
+    info = PngImagePlugin.PngInfo()
+    info.add_text(key, text)
+    save_photo(path, 40, 32, pnginfo=info)
+    return path
+
+
+def exif_description(kind: int, count: int, payload: bytes) -> bytes:
+    """Raw EXIF whose ImageDescription has any TIFF type (Pillow would write text only)."""
+    field, extra = (payload.ljust(4, b"\0"), b"") if len(payload) <= 4 else (struct.pack("<I", 26), payload)
+    entry = struct.pack("<HHI", EXIF_IMAGE_DESCRIPTION, kind, count) + field
+    return b"Exif\0\0II*\0" + struct.pack("<IH", 8, 1) + entry + struct.pack("<I", 0) + extra
+
+
+def jpeg_with_description(path: Path, value) -> Path:
+    if isinstance(value, str):
+        raw = exif_description(2, len(value) + 1, value.encode() + b"\0")
+    elif isinstance(value, bytes):
+        raw = exif_description(7, len(value), value)
+    elif isinstance(value, tuple):  # a RATIONAL
+        raw = exif_description(5, 1, struct.pack("<II", *value))
+    else:
+        short = value < 65536
+        raw = exif_description(3 if short else 4, 1, struct.pack("<H" if short else "<I", value))
+    save_photo(path, 40, 32, exif=raw)
+    return path
+
+
+def dream_metadata(**extra) -> str:
+    settings = Settings(layers=["conv2/3x3"], octaves=1, iterations=1, seed=0).to_dict()
+    return json.dumps({"settings": settings, **extra})
+
+
+# ---------------------------------------------------------------- 1. metadata writes outside -o
+
+
+def test_a_pictures_preset_field_cannot_put_the_output_outside_the_folder(run, tmp_path):
+    hostile = png_with_text(tmp_path / "hostile.png", dream_metadata(preset="../../escaped"))
+    (tmp_path / "in").mkdir()
+    photo = save_photo(tmp_path / "in" / "photo.png", 40, 32)
+    out = tmp_path / "deep" / "out"
+    output = clean(run(photo, "-o", f"{out}/", "--preset", hostile, "--name", "{preset}_{stem}.png"), 0)
+    made = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*_photo.png"))
+    assert made == ["deep/out/hostile_photo.png"], (made, output)
+    written = read_metadata(out / "hostile_photo.png")
+    assert written["preset"] == "hostile"
+
+
+def test_from_picture_keeps_only_a_plain_preset_name(tmp_path):
+    for bad in ["../x", "a/b", "..", "", 7, ["x"], "x" * 5000]:
+        picture = png_with_text(tmp_path / "made.png", dream_metadata(preset=bad))
+        assert presets.from_picture(picture).name == "made"
+    picture = png_with_text(tmp_path / "made.png", dream_metadata(preset="soft-2"))
+    assert presets.from_picture(picture).name == "soft-2"
+
+
+def test_a_pictures_unknown_model_is_refused_like_a_flag(tmp_path):
+    text = json.loads(dream_metadata())
+    text["settings"]["model"] = "nosuchnet"
+    picture = png_with_text(tmp_path / "made.png", json.dumps(text))
+    with pytest.raises(SettingsError, match="nosuchnet"):
+        presets.from_picture(picture)
+
+
+def test_a_name_template_that_climbs_out_only_by_a_fields_value_is_refused(run, tmp_path):
+    photo = save_photo(tmp_path / "...png", 40, 32, format="PNG")  # its stem is '..'
+    out = tmp_path / "a" / "out"
+    output = clean(run(photo, "-o", f"{out}/", "--name", "{stem}/x.png"), 2)
+    assert "climb out" in output and not (tmp_path / "a" / "x.png").exists()
+    # The same '..' typed in the template is the user's own choice.
+    clean(run(photo, "-o", f"{out}/", "--name", "../{stem}_typed.png"), 0)
+    assert (tmp_path / "a" / ".._typed.png").is_file()
+
+
+# ---------------------------------------------------------------- 2. non-finite and odd weights
+
+
+def _save_state(net, path: Path, change) -> Path:
+    state = {k: change(k, v) for k, v in net.state_dict().items()}
+    torch.save(state, path)
+    return path
+
+
+def test_nan_weights_are_refused_at_load_with_the_key(net, tmp_path):
+    from dreamcli import load_model
+
+    def poison(k, v):
+        return v * float("nan") if k == "conv1.conv.weight" else v
+
+    path = _save_state(net, tmp_path / "nan.pth", poison)
+    with pytest.raises(WeightsError, match=r"conv1\.conv\.weight holds NaN"):
+        load_model("googlenet", device="cpu", weights=path)
+
+
+def test_integer_weights_name_the_dtype_and_half_weights_work(net, tmp_path):
+    from dreamcli import load_model
+
+    def to_int(k, v):
+        return v.to(torch.int32) if k == "conv1.conv.weight" else v
+
+    path = _save_state(net, tmp_path / "int.pth", to_int)
+    with pytest.raises(WeightsError, match=r"conv1\.conv\.weight holds int32"):
+        load_model("googlenet", device="cpu", weights=path)
+    for dtype in (torch.float16, torch.bfloat16):
+        path = _save_state(
+            net, tmp_path / "half.pth", lambda k, v, d=dtype: v.to(d) if v.is_floating_point() else v
+        )
+        loaded = load_model("googlenet", device="cpu", weights=path)
+        assert all(p.dtype == torch.float32 for p in loaded.module.parameters())
+
+
+def test_a_dream_that_turns_non_finite_fails_that_file(run, tmp_path, monkeypatch):
+    import dreamcli.engine.octaves as octaves
+
+    real = octaves.StepPolicy.octave
+
+    def poisoned(self, image, *args, **kwargs):
+        return real(self, image, *args, **kwargs) * float("nan")
+
+    monkeypatch.setattr(octaves.StepPolicy, "octave", poisoned)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a.png", "b.png"):
+        save_photo(folder / name, 40, 32)
+    output = clean(run(folder, "-o", tmp_path / "out", "-q"), 1)
+    assert output.count("Error:") == 2 and "NaN or infinity at octave 1" in output
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+# ---------------------------------------------------------------- 3. metadata of any shape
+
+
+@pytest.mark.parametrize(
+    "value",
+    [7, 70000, (1, 2), b"\xff\xfe not text", "[" * 20_000 + "]" * 20_000, '{"settings": ' * 3000],
+    ids=["short", "long", "tuple", "bytes", "deep-list", "deep-object"],
+)
+def test_read_metadata_never_raises_on_an_exif_description(tmp_path, value):
+    picture = jpeg_with_description(tmp_path / "odd.jpg", value)
+    assert read_metadata(picture) is None
+
+
+def test_read_metadata_ignores_deep_and_huge_png_text(tmp_path):
+    assert read_metadata(png_with_text(tmp_path / "deep.png", "[" * 100_000)) is None
+    big = dream_metadata(pad="x" * (2 << 20))
+    assert read_metadata(png_with_text(tmp_path / "big.png", big)) is None
+    assert read_metadata(png_with_text(tmp_path / "ok.png", dream_metadata())) is not None
+
+
+def test_a_folder_with_odd_metadata_is_dreamed(run, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    jpeg_with_description(folder / "short.jpg", 7)
+    png_with_text(folder / "deep.png", "[" * 100_000)
+    output = clean(run(folder, "-o", tmp_path / "out", "-q"), 0)
+    assert sorted(os.listdir(tmp_path / "out")) == ["deep_dream.png", "short_dream.png"], output
+
+
+# ---------------------------------------------------------------- 5, 6. presets and huge values
+
+
+def test_a_yaml_alias_bomb_under_a_known_key_is_one_short_line(tmp_path):
+    anchors = ["&a0 [1, 1, 1, 1, 1, 1, 1, 1, 1]"]
+    anchors += [f"&a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 12)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text(f"octaves: [{', '.join(anchors)}]\n")  # 9**12 ones when written out
+    with pytest.raises(SettingsError) as info:
+        presets.load(path)
+    assert "bomb.yaml: octaves" in str(info.value) and len(str(info.value)) < 300
+
+
+def test_a_huge_preset_file_is_refused_before_parsing(tmp_path):
+    path = tmp_path / "huge.yaml"
+    path.write_text("description: " + "x" * (1 << 20) + "\n")
+    with pytest.raises(SettingsError, match="at most 64 KiB"):
+        presets.load(path)
+
+
+def test_a_deeply_nested_preset_is_one_line(tmp_path):
+    path = tmp_path / "deep.yaml"
+    path.write_text("layers: " + "[" * 10_000 + "]" * 10_000 + "\n")
+    with pytest.raises(SettingsError, match="deep.yaml"):
+        presets.load(path)
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--octaves", "9" * 400],
+        ["--octave-scale", "9" * 400],
+        ["--layer", "inception_4c[0-99999999999]"],
+        ["--layer", "inception_4c[0-9999999]"],
+        ["--layer", "inception_4c[0-70000]"],
+    ],
+    ids=["octaves", "octave-scale", "channels", "channels-middle", "channels-over-cap"],
+)
+def test_huge_numbers_are_usage_errors(weights_file, tmp_path, flags):
+    photo = save_photo(tmp_path / "p.png", 40, 32)
+    result = cli_invoker(weights_file, catch_exceptions=True)(photo, *flags)
+    output = clean(result, 2)
+    assert len(output.strip().splitlines()[-1]) < 300
+    if "[" in flags[1]:
+        assert "over 65535" in output  # refused before a list of that many channels is made
+
+
+def test_huge_numbers_in_a_preset_are_one_line(tmp_path):
+    path = tmp_path / "big.yaml"
+    path.write_text(f"octaves: {'9' * 4000}\n")
+    with pytest.raises(SettingsError, match="octaves"):
+        presets.load(path)
+    path.write_text(f"octaves: {'9' * 5000}\n")  # over Python's int-from-text limit
+    with pytest.raises(SettingsError, match="big.yaml"):
+        presets.load(path)
