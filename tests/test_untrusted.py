@@ -1,5 +1,6 @@
 """Untrusted input, round 3: a picture's metadata, weights, presets, names and other runs."""
 
+import base64
 import json
 import os
 import struct
@@ -245,3 +246,189 @@ def test_huge_numbers_in_a_preset_are_one_line(tmp_path):
     path.write_text(f"octaves: {'9' * 5000}\n")  # over Python's int-from-text limit
     with pytest.raises(SettingsError, match="big.yaml"):
         presets.load(path)
+
+
+# ---------------------------------------------------------------- 4. names the file system refuses
+
+
+def test_an_output_name_too_long_fails_that_file_on_every_run(run, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    save_photo(folder / ("a" * 250 + ".png"), 40, 32)  # 254 bytes; its dream's name would be 260
+    save_photo(folder / "b.png", 40, 32)
+    for _ in range(2):
+        output = clean(run(folder, "-o", tmp_path / "out"), 1)
+        errors = [line for line in output.splitlines() if line.startswith("Error:")]
+        assert len(errors) == 1 and "too long" in errors[0] and "--name" in errors[0], output
+    assert os.listdir(tmp_path / "out") == ["b_dream.png"]
+
+
+# ---------------------------------------------------------------- 8. --json for any name
+
+
+def test_json_lines_are_strict_json_and_give_back_the_bytes(run, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    name = os.fsdecode(b"caf\xe9.png")
+    save_photo(folder / name, 40, 32, format="PNG")
+    save_photo(folder / "plain.png", 40, 32)
+    output = run(folder, "-o", tmp_path / "out", "--json", "-q").stdout
+    records = [json.loads(line) for line in output.splitlines()]
+    assert len(records) == 2
+    for record in records:
+        for key in ("input", "output"):
+            record[key].encode("utf-8")  # no lone surrogates: any strict parser reads it
+    odd = next(r for r in records if "input_bytes" in r)
+    assert odd["input"].endswith("caf\ufffd.png")
+    assert base64.b64decode(odd["input_bytes"]) == os.fsencode(folder / name)
+    assert base64.b64decode(odd["output_bytes"]) == os.fsencode(
+        tmp_path / "out" / os.fsdecode(b"caf\xe9_dream.png")
+    )
+    plain = next(r for r in records if "input_bytes" not in r)
+    assert "output_bytes" not in plain and plain["input"] == str(folder / "plain.png")
+
+
+# ---------------------------------------------------------------- 9. Ctrl-C counts what was not reached
+
+
+def test_an_interrupted_batch_counts_the_files_not_reached(run, tmp_path, monkeypatch):
+    import dreamcli.jobs.batch
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a.png", "b.png", "c.png", "d.png"):
+        save_photo(folder / name, 40, 32)
+    real, calls = dreamcli.jobs.batch.dream, []
+
+    def interrupted_on_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dreamcli.jobs.batch, "dream", interrupted_on_second)
+    output = clean(run(folder, "-o", tmp_path / "out"), 130)
+    assert "1 done, 0 skipped, 0 failed, 3 not reached" in output
+
+
+# ---------------------------------------------------------------- 10. two runs into one folder
+
+
+def _claim_file(output: Path) -> Path:
+    return output.with_name(f".{output.name}.claim")
+
+
+def test_a_file_another_live_run_claimed_is_skipped(run, tmp_path):
+    from dreamcli.io import atomic
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a.png", "b.png"):
+        save_photo(folder / name, 40, 32)
+    out = tmp_path / "out"
+    out.mkdir()
+    _claim_file(out / "a_dream.png").write_text(f"{os.getppid()}@{atomic._HOST}\n")  # a live process
+    result = run(folder, "-o", out, "--json", "-q")
+    clean(result, 0)
+    records = {Path(r["input"]).name: r for r in map(json.loads, result.stdout.splitlines())}
+    assert records["a.png"]["status"] == "skipped"
+    assert records["a.png"]["error"] == "another run is dreaming it"
+    assert records["b.png"]["status"] == "done"
+    assert sorted(os.listdir(out)) == [".a_dream.png.claim", "b_dream.png"]  # ours released after the write
+
+
+def test_a_killed_runs_claim_expires(run, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from dreamcli.io import atomic
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a.png", "b.png", "c.png"):
+        save_photo(folder / name, 40, 32)
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    _claim_file(out / "a_dream.png").write_text(f"{int(dead.stdout)}@{atomic._HOST}\n")  # this host, gone
+    old = _claim_file(out / "b_dream.png")
+    old.write_text("1@another-host\n")  # another machine's, older than CLAIM_MAX_AGE_S
+    hours_ago = time.time() - atomic.CLAIM_MAX_AGE_S - 60
+    os.utime(old, (hours_ago, hours_ago))
+    _claim_file(out / "c_dream.png").write_text("1@another-host\n")  # another machine's, fresh
+    output = clean(run(folder, "-o", out), 0)
+    assert "2 done, 1 skipped, 0 failed" in output
+    assert sorted(os.listdir(out)) == [".c_dream.png.claim", "a_dream.png", "b_dream.png"]
+
+
+def test_two_batches_at_once_dream_each_file_once(tmp_path, weights_file, monkeypatch):
+    import dreamcli.jobs.batch as batch
+    from dreamcli import load_model
+    from dreamcli.jobs.outputs import collect_inputs, plan_jobs
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a.png", "b.png", "c.png"):
+        save_photo(folder / name, 40, 32)
+    settings = Settings(layers=["conv2/3x3"], octaves=1, iterations=1, seed=0)
+    model = load_model("googlenet", weights=weights_file, device="cpu")
+    jobs = plan_jobs(collect_inputs([folder]), tmp_path / "out", "{stem}_dream.png", settings)
+    real, dreamed, second = batch.dream, [], []
+
+    def dream_while_another_run_starts(module, image, **kwargs):
+        dreamed.append(1)
+        if not second:  # the other run starts while the first dreams its first file
+            second.append(None)
+            second[0] = batch.Batch(model, settings).run(jobs)
+        return real(module, image, **kwargs)
+
+    monkeypatch.setattr(batch, "dream", dream_while_another_run_starts)
+    first = batch.Batch(model, settings).run(jobs)
+    assert len(dreamed) == 3  # a once (by the first run), b and c once (by the second)
+    assert (first.done, first.skipped, second[0].done, second[0].skipped) == (1, 2, 2, 1)
+    assert sorted(os.listdir(tmp_path / "out")) == ["a_dream.png", "b_dream.png", "c_dream.png"]
+
+
+# ---------------------------------------------------------------- 11. what is in the way
+
+
+def test_a_folder_or_fifo_at_an_output_is_an_error_not_a_skip(run, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a.png", "b.png", "c.png"):
+        save_photo(folder / name, 40, 32)
+    out = tmp_path / "out"
+    (out / "a_dream.png").mkdir(parents=True)
+    os.mkfifo(out / "b_dream.png")
+    for flags in ([], ["--overwrite"]):
+        output = clean(run(folder, "-o", out, *flags), 1)
+        assert "a_dream.png is a folder; remove it or choose another --name" in output
+        assert "b_dream.png is a FIFO" in output
+        assert "0 skipped, 2 failed" in output
+
+
+def test_hidden_files_are_counted_but_not_dreamclis_own(run, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    save_photo(folder / "a.png", 40, 32)
+    save_photo(folder / "b.png", 40, 32)
+    save_photo(folder / ".secret.png", 40, 32)
+    (folder / ".notes").write_text("x")
+    (folder / ".a_dream.png.4242@host.abcdefgh.part").write_bytes(b"")
+    (folder / ".a_dream.png.claim").write_text("1@host\n")
+    (folder / ".a_zoom.gif.frames").mkdir()
+    (folder / ".a_zoom.gif.frames" / "00001.png").write_bytes(b"")
+    output = clean(run(folder, "-o", tmp_path / "out"), 0)
+    assert "2 done, 0 skipped, 0 failed; 2 hidden file(s) ignored" in output
+
+
+def test_a_nul_in_a_path_on_stdin_says_to_use_dash_0(run, tmp_path):
+    good = save_photo(tmp_path / "good.png", 40, 32)
+    text = f"{good}\n{tmp_path}/bad\0name.png\n"
+    output = clean(run("-", "-o", f"{tmp_path / 'out'}/", input=text.encode()), 1)
+    errors = [line for line in output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "NUL" in errors[0] and "-0" in errors[0], output
+    assert os.listdir(tmp_path / "out") == ["good_dream.png"]

@@ -26,9 +26,9 @@ def quiet_stdout() -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
-def skipped(output: Path) -> str:
-    """The one wording for an output that is kept."""
-    return f"Skipped {shown(output)} (exists; --overwrite replaces it)"
+def skipped(output: Path, reason: str | None = None) -> str:
+    """The one wording for an output that is kept (``reason``: other than that it exists)."""
+    return f"Skipped {shown(output)} ({reason or 'exists; --overwrite replaces it'})"
 
 
 class Display:
@@ -113,7 +113,9 @@ class Display:
             self._error(result.source, result.error, result.output)
         elif not self.quiet and not self.as_json and not self.many:
             self._write(
-                f"Wrote {shown(result.output)}" if result.status == "done" else skipped(result.output)
+                f"Wrote {shown(result.output)}"
+                if result.status == "done"
+                else skipped(result.output, result.error)
             )
 
     def _error(self, source: Path, error: str, output: Path | None = None) -> None:
@@ -161,14 +163,21 @@ class Display:
 
     def finish(self, summary: Summary, found) -> int:
         """The summary line of a batch, and its exit code; ``found`` is the plan's ``Inputs``."""
+        for result in getattr(found, "refused", ()):  # paths refused while planning fail here
+            summary.add(result)
+            self(result)
         left_out = []
         if found.not_images:
             left_out.append(f"{len(found.not_images)} non-image file(s) ignored")
         if found.dreams:
             left_out.append(f"{len(found.dreams)} earlier dream(s) left out (--include-dreams takes them)")
+        if getattr(found, "hidden", None):
+            left_out.append(f"{len(found.hidden)} hidden file(s) ignored")
         total = summary.done + summary.skipped + summary.failed
         if not self.quiet and (self.many or not total):
             line = f"{summary.done} done, {summary.skipped} skipped, {summary.failed} failed"
+            if summary.not_reached:
+                line += f", {summary.not_reached} not reached"
             if not total and not summary.interrupted:
                 line = "No images to dream"
             click.echo("; ".join([line, *left_out]), err=True)

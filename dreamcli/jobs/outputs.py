@@ -10,8 +10,10 @@ tried, and a bad one fails with its own error.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import random
+import stat
 import string
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +23,7 @@ from typing import Any
 from dreamcli.config import LayerSpec, Settings
 from dreamcli.errors import DreamError, SettingsError, brief
 from dreamcli.events import FileDone
+from dreamcli.io.atomic import is_ours
 from dreamcli.io.formats import ANIMATIONS, IMAGE_EXTENSIONS, TEMPLATE_FIELDS, check_output, shown
 from dreamcli.io.metadata import is_dream
 
@@ -41,13 +44,16 @@ class Inputs:
     files: list[tuple[Path, Path | None]] = field(default_factory=list)
     not_images: list[Path] = field(default_factory=list)  # in folders, without an image extension
     dreams: list[Path] = field(default_factory=list)  # in folders, written by dreamcli: left out
+    hidden: list[Path] = field(default_factory=list)  # hidden files in folders, not dreamcli's own
+    refused: list[FileDone] = field(default_factory=list)  # paths no file can have: they fail alone
 
 
 def collect_inputs(args: Sequence[str | Path], recursive: bool = False, dreams: bool = False) -> Inputs:
     """Expand files and folders into image files, sorted by path within each folder.
 
-    Hidden files and folders are skipped (ours: ``.NAME.part`` temporaries,
-    ``.NAME.frames`` work folders).  With ``dreams`` False, pictures dreamcli
+    Hidden files and folders are skipped; hidden files not of dreamcli's making
+    (``.NAME.part`` temporaries, ``.NAME.claim`` claims) are counted in
+    ``Inputs.hidden`` (the files inside hidden folders are not).  With ``dreams`` False, pictures dreamcli
     wrote are left out of folders, so a second run does not dream its own
     outputs; they are counted in ``Inputs.dreams``.  A file reached twice by
     the same path is taken once; a link and its target are two inputs.
@@ -56,12 +62,23 @@ def collect_inputs(args: Sequence[str | Path], recursive: bool = False, dreams: 
     seen: set[str] = set()
     for arg in args:
         path = Path(arg)
+        if "\0" in str(arg):  # read from stdin without -0: a NUL cannot be in a file's name
+            reason = f"{path} holds a NUL byte; for NUL-separated paths on stdin add -0 (find -print0)"
+            found.refused.append(FileDone(path, path, "failed", error=reason))
+            continue
         if not path.is_dir():
             _add(found, seen, path, None)
             continue
         walker = path.rglob("*") if recursive else path.glob("*")
         for child in sorted(walker):
-            if child.is_dir() or any(part.startswith(".") for part in child.relative_to(path).parts):
+            parts = child.relative_to(path).parts
+            if any(part.startswith(".") for part in parts[:-1]):
+                continue  # inside a hidden folder (ours: .NAME.frames)
+            if child.is_dir():
+                continue
+            if parts[-1].startswith("."):
+                if not is_ours(parts[-1]):
+                    found.hidden.append(child)
                 continue
             if child.suffix.lower() not in IMAGE_EXTENSIONS:
                 found.not_images.append(child)
@@ -231,9 +248,41 @@ def skip_reason(job: Job, overwrite: bool) -> str | None:
     """Why ``job`` is not to be dreamed: "skip" (its output exists), an error, or None (dream it)."""
     if same_file(job.source, job.output):
         return f"{job.output} is the input itself; dreamcli never overwrites an input"
-    if not overwrite and job.output.exists():
-        return "skip"
-    return None
+    return output_problem(job.output, overwrite)
+
+
+def output_problem(output: Path, overwrite: bool = False) -> str | None:
+    """ "skip" when ``output`` is a picture already there (and not ``overwrite``), an error
+    when something else is in the way or the name cannot be, None when it may be written."""
+    too_long = (
+        f"cannot write {output}: the output name is too long for the file system; "
+        "choose a shorter one with --name"
+    )
+    if len(os.fsencode(output.name)) > _name_max(output.parent):
+        return too_long
+    try:
+        info = os.stat(output)
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            return too_long
+        return None  # not there (or a broken link, a link loop: the write replaces the link)
+    if stat.S_ISDIR(info.st_mode):
+        return f"{output} is a folder; remove it or choose another --name"
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a socket or device"
+        return f"{output} is {kind}, not a picture; remove it or choose another --name"
+    return None if overwrite else "skip"
+
+
+def _name_max(folder: Path) -> int:
+    """The longest file name (bytes) the file system of ``folder`` (or its nearest existing
+    parent, for a folder still to be made) takes."""
+    for place in (folder, *folder.parents):
+        try:
+            return os.pathconf(place, "PC_NAME_MAX")
+        except (OSError, ValueError, AttributeError):  # missing, or no pathconf (Windows)
+            continue
+    return 255
 
 
 def triage(jobs: Iterable[Job], overwrite: bool) -> tuple[list[Job], list[FileDone]]:
