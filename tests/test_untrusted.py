@@ -33,6 +33,13 @@ def clean(result, code):
     return result.output
 
 
+def photos_in(folder: Path, *names: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        save_photo(folder / name, 40, 32, format="PNG")
+    return folder
+
+
 def png_with_text(path: Path, text: str, key: str = "dreamcli") -> Path:
     info = PngImagePlugin.PngInfo()
     info.add_text(key, text)
@@ -153,10 +160,7 @@ def test_a_dream_that_turns_non_finite_fails_that_file(run, tmp_path, monkeypatc
         return real(self, image, *args, **kwargs) * float("nan")
 
     monkeypatch.setattr(octaves.StepPolicy, "octave", poisoned)
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for name in ("a.png", "b.png"):
-        save_photo(folder / name, 40, 32)
+    folder = photos_in(tmp_path / "in", "a.png", "b.png")
     output = clean(run(folder, "-o", tmp_path / "out", "-q"), 1)
     assert output.count("Error:") == 2 and "NaN or infinity at octave 1" in output
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
@@ -288,27 +292,8 @@ def test_json_lines_are_strict_json_and_give_back_the_bytes(run, tmp_path):
     assert "output_bytes" not in plain and plain["input"] == str(folder / "plain.png")
 
 
-# ---------------------------------------------------------------- 9. Ctrl-C counts what was not reached
-
-
-def test_an_interrupted_batch_counts_the_files_not_reached(run, tmp_path, monkeypatch):
-    import dreamcli.jobs.batch
-
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for name in ("a.png", "b.png", "c.png", "d.png"):
-        save_photo(folder / name, 40, 32)
-    real, calls = dreamcli.jobs.batch.dream, []
-
-    def interrupted_on_second(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(dreamcli.jobs.batch, "dream", interrupted_on_second)
-    output = clean(run(folder, "-o", tmp_path / "out"), 130)
-    assert "1 done, 0 skipped, 0 failed, 3 not reached" in output
+# ---------------------------------------------------------------- 9. Ctrl-C counts what was not reached:
+# tests/test_batch.py::test_ctrl_c_in_the_engine_stops_cleanly
 
 
 # ---------------------------------------------------------------- 10. two runs into one folder
@@ -321,10 +306,7 @@ def _claim_file(output: Path) -> Path:
 def test_a_file_another_live_run_claimed_is_skipped(run, tmp_path):
     from dreamcli.io import atomic
 
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for name in ("a.png", "b.png"):
-        save_photo(folder / name, 40, 32)
+    folder = photos_in(tmp_path / "in", "a.png", "b.png")
     out = tmp_path / "out"
     out.mkdir()
     _claim_file(out / "a_dream.png").write_text(f"{os.getppid()}@{atomic._HOST}\n")  # a live process
@@ -344,10 +326,7 @@ def test_a_killed_runs_claim_expires(run, tmp_path):
 
     from dreamcli.io import atomic
 
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for name in ("a.png", "b.png", "c.png"):
-        save_photo(folder / name, 40, 32)
+    folder = photos_in(tmp_path / "in", "a.png", "b.png", "c.png")
     out = tmp_path / "out"
     out.mkdir()
     dead = subprocess.run(
@@ -369,10 +348,7 @@ def test_two_batches_at_once_dream_each_file_once(tmp_path, weights_file, monkey
     from dreamcli import load_model
     from dreamcli.jobs.outputs import collect_inputs, plan_jobs
 
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for name in ("a.png", "b.png", "c.png"):
-        save_photo(folder / name, 40, 32)
+    folder = photos_in(tmp_path / "in", "a.png", "b.png", "c.png")
     settings = Settings(layers=["conv2/3x3"], octaves=1, iterations=1, seed=0)
     model = load_model("googlenet", weights=weights_file, device="cpu")
     jobs = plan_jobs(collect_inputs([folder]), tmp_path / "out", "{stem}_dream.png", settings)
@@ -396,10 +372,7 @@ def test_two_batches_at_once_dream_each_file_once(tmp_path, weights_file, monkey
 
 
 def test_a_folder_or_fifo_at_an_output_is_an_error_not_a_skip(run, tmp_path):
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for name in ("a.png", "b.png", "c.png"):
-        save_photo(folder / name, 40, 32)
+    folder = photos_in(tmp_path / "in", "a.png", "b.png", "c.png")
     out = tmp_path / "out"
     (out / "a_dream.png").mkdir(parents=True)
     os.mkfifo(out / "b_dream.png")
