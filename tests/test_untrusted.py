@@ -4,6 +4,9 @@ import base64
 import json
 import os
 import struct
+import subprocess
+import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -320,8 +323,6 @@ def test_a_file_another_live_run_claimed_is_skipped(run, tmp_path):
 
 
 def test_a_killed_runs_claim_expires(run, tmp_path):
-    import subprocess
-    import sys
     import time
 
     from dreamcli.io import atomic
@@ -405,3 +406,50 @@ def test_a_nul_in_a_path_on_stdin_says_to_use_dash_0(run, tmp_path):
     errors = [line for line in output.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and "NUL" in errors[0] and "-0" in errors[0], output
     assert os.listdir(tmp_path / "out") == ["good_dream.png"]
+
+
+# ---------------------------------------------------------------- 7. quiet means quiet
+
+
+def _lzw_tiff_damaged(path: Path) -> Path:
+    save_photo(path, 40, 32, compression="tiff_lzw")
+    data = bytearray(path.read_bytes())
+    for i in range(200, 400):
+        data[i] ^= 0x5A
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_reading_metadata_raises_no_warning(tmp_path):
+    picture = tmp_path / "odd.jpg"
+    save_photo(picture, 40, 32, exif=exif_description(5, 2, struct.pack("<IIII", 1, 2, 3, 4)))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert read_metadata(picture) is None
+    assert caught == []
+
+
+def test_quiet_leaves_only_error_lines_on_stderr_even_from_libtiff(tmp_path, weights_file):
+    folder = photos_in(tmp_path / "in", "ok.png")
+    save_photo(folder / "odd.jpg", 40, 32, exif=exif_description(5, 2, struct.pack("<IIII", 1, 2, 3, 4)))
+    _lzw_tiff_damaged(folder / "bad.tif")
+    argv = [folder, "-o", tmp_path / "out", "--weights", weights_file, *TINY, "-q"]
+    done = subprocess.run(
+        [sys.executable, "-m", "dreamcli", *map(str, argv)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "bad.tif" in lines[0], done.stderr
+
+
+def test_a_library_warning_is_a_note_or_nothing_under_quiet(capsys):
+    from dreamcli.cli.display import Display
+
+    for quiet, text in ((True, "said under -q"), (False, "said aloud")):
+        with Display(quiet, False, False):
+            warnings.warn_explicit(text, UserWarning, "/usr/lib/python3/site-packages/PIL/x.py", 7)
+    err = capsys.readouterr().err
+    assert err == "Note: said aloud\n"

@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -24,6 +25,12 @@ def quiet_stdout() -> None:
     the flush at exit does not fail; a test's buffer has no file descriptor to point."""
     with contextlib.suppress(OSError, ValueError, AttributeError):
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def warning_text(message, category) -> str:
+    """A Python warning as dreamcli says it: its message, first line, no file or line number."""
+    text = str(message).strip().splitlines()[0] if str(message).strip() else category.__name__
+    return text[:200]
 
 
 def skipped(output: Path, reason: str | None = None) -> str:
@@ -41,6 +48,13 @@ class Display:
         self.stage = ""  # the stage the steps bar shows, for work in stages
         self.notes: set[str] = set()
         self.stdout_closed = False  # the reader of --json went away (e.g. | head): the run goes on
+        # A library's warning (Pillow's, torch's) that reaches no caller of ours: a Note: line
+        # without the library's file and line, or nothing under -q.
+        self._showwarning = warnings.showwarning
+        warnings.showwarning = self._warning
+
+    def _warning(self, message, category, filename, lineno, file=None, line=None) -> None:
+        self(Note(warning_text(message, category)))
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, FrameDone):
@@ -156,6 +170,8 @@ class Display:
         self.close()
 
     def close(self) -> None:
+        if warnings.showwarning == self._warning:
+            warnings.showwarning = self._showwarning
         for bar in (self.steps, self.files):
             if bar is not None:
                 bar.close()
