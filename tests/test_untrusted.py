@@ -6,17 +6,23 @@ import os
 import struct
 import subprocess
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import PngImagePlugin
 
 from dreamcli import presets
-from dreamcli.config import Settings
+from dreamcli.cli import main
+from dreamcli.config import FIELDS, Settings
 from dreamcli.errors import SettingsError, WeightsError
-from dreamcli.io.metadata import EXIF_IMAGE_DESCRIPTION, read_metadata
+from dreamcli.io.metadata import EXIF_IMAGE_DESCRIPTION, METADATA_KEY, read_metadata
 
 from conftest import cli_invoker, save_photo
 
@@ -453,3 +459,101 @@ def test_a_library_warning_is_a_note_or_nothing_under_quiet(capsys):
             warnings.warn_explicit(text, UserWarning, "/usr/lib/python3/site-packages/PIL/x.py", 7)
     err = capsys.readouterr().err
     assert err == "Note: said aloud\n"
+
+
+# ---------------------------------------------------------------- fuzzing what a file can hold
+# A picture's metadata (PNG text chunks, EXIF ImageDescription of any type) and preset files:
+# nothing escapes as an exception; the CLI exits 0, 1 or 2, never with a traceback.
+
+FUZZ = settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=20,
+)
+keys = st.sampled_from([*FIELDS, "layers", "model", "description", "preset", "settings"]) | st.text(
+    max_size=8
+)
+# Text a picture may carry: anything, JSON of any shape, or dreamcli's own shape with odd values.
+metadata_text = st.one_of(
+    st.text(max_size=200),
+    json_values.map(json.dumps),
+    st.dictionaries(keys, json_values, max_size=5).map(lambda s: json.dumps({"settings": s, "preset": "x"})),
+    st.integers(1, 3000).map(lambda n: "[" * n),
+)
+# An EXIF ImageDescription of any TIFF type: BYTE, ASCII, SHORT, LONG, RATIONAL, UNDEFINED, SLONG...
+exif_fields = st.tuples(
+    st.sampled_from([1, 2, 3, 4, 5, 7, 9, 10, 11, 12]), st.integers(0, 64), st.binary(max_size=64)
+)
+# A preset: YAML text of any shape, or a mapping of known keys to any values.
+preset_text = st.one_of(
+    st.text(max_size=300),
+    st.dictionaries(keys, json_values, max_size=6).map(lambda d: yaml.safe_dump(d, allow_unicode=True)),
+    st.sampled_from(
+        ["a: &a [1]\nb: *a\n", "layers: " + "[" * 5000, "octaves: !!python/object:os.system {}\n"]
+    ),
+)
+
+
+def png_with_chunk(path: Path, text: str, itxt: bool) -> Path:
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt(METADATA_KEY, text) if itxt else info.add_text(
+        METADATA_KEY, text.encode("latin-1", "replace")
+    )
+    return save_photo(path, 32, 32, pnginfo=info)
+
+
+def cli(*args) -> None:
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=True)
+    assert result.exit_code in (0, 1, 2), (result.exit_code, result.output, result.exception)
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+
+
+def through_the_cli(picture: Path) -> None:
+    """The picture in a folder walk (its output exists: no model is loaded) and as a preset."""
+    out = picture.parent.parent / "out"
+    out.mkdir(exist_ok=True)
+    save_photo(out / f"{picture.stem}_dream.png", 32, 32)
+    cli(picture.parent, "-o", out, "-q")
+    cli("--preset", picture, "--show-settings")
+
+
+@FUZZ
+@given(text=metadata_text, itxt=st.booleans())
+def test_png_text_chunks_never_break_reading_or_the_cli(text, itxt):
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "in").mkdir()
+        picture = png_with_chunk(Path(tmp) / "in" / "fuzz.png", text, itxt)
+        data = read_metadata(picture)
+        assert data is None or isinstance(data.get("settings"), dict)
+        through_the_cli(picture)
+
+
+@FUZZ
+@given(field=exif_fields, text=metadata_text)
+def test_exif_descriptions_of_any_type_never_break_reading_or_the_cli(field, text):
+    kind, count, payload = field
+    if kind == 2:  # ASCII: give it the text too, NUL-terminated
+        payload = text.encode("utf-8")[:2000] + b"\0"
+        count = len(payload)
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "in").mkdir()
+        picture = Path(tmp) / "in" / "fuzz.jpg"
+        save_photo(picture, 32, 32, exif=exif_description(kind, count, payload))
+        read_metadata(picture)
+        through_the_cli(picture)
+
+
+@FUZZ
+@given(text=preset_text)
+def test_preset_files_raise_only_settings_errors(text):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "fuzz.yaml"
+        path.write_text(text, encoding="utf-8", errors="surrogatepass")
+        try:
+            presets.load(path)
+        except SettingsError as exc:
+            assert "\n" not in str(exc) and len(str(exc)) < 1000
+        cli("--preset", path, "--show-settings")
