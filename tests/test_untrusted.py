@@ -484,7 +484,9 @@ metadata_text = st.one_of(
 )
 # An EXIF ImageDescription of any TIFF type: BYTE, ASCII, SHORT, LONG, RATIONAL, UNDEFINED, SLONG...
 exif_fields = st.tuples(
-    st.sampled_from([1, 2, 3, 4, 5, 7, 9, 10, 11, 12]), st.integers(0, 64), st.binary(max_size=64)
+    st.sampled_from([1, 2, 3, 4, 5, 7, 9, 10, 11, 12]),
+    st.integers(0, 2) | st.integers(0, 64),  # mostly one value: the shape a reader meets
+    st.binary(min_size=16, max_size=64),
 )
 # A preset: YAML text of any shape, or a mapping of known keys to any values.
 preset_text = st.one_of(
