@@ -559,3 +559,14 @@ def test_preset_files_raise_only_settings_errors(text):
         except SettingsError as exc:
             assert "\n" not in str(exc) and len(str(exc)) < 1000
         cli("--preset", path, "--show-settings")
+
+
+def test_a_huge_unknown_layer_name_is_cut_in_its_message(run, tmp_path):
+    path = tmp_path / "long.yaml"
+    path.write_text(f"layers: [{'x' * 50_000}]\nmodel: {'g' * 10_000}\n")
+    with pytest.raises(SettingsError) as info:
+        presets.load(path)
+    assert "unknown model" in str(info.value) and len(str(info.value)) < 500
+    path.write_text(f"layers: [{'x' * 50_000}]\n")
+    output = clean(run(save_photo(tmp_path / "p.png", 40, 32), "--preset", path, "--layer", "x" * 50_000), 2)
+    assert "unknown layer" in output and len(output) < 1000
