@@ -93,7 +93,7 @@ def decode_image(path: str | Path, max_size: int | None = None) -> Picture:
 def quiet_libtiff() -> None:
     """Silence libtiff's own error messages (``tempfile.tif: Using code not yet in table.``),
     which it writes to the process's stderr, below Python: Pillow still raises for a damaged
-    TIFF, and dreamcli says so in one line.  Pillow already silences libtiff's warnings.
+    TIFF, and dreamcli says so in one line.  Its warnings go the same way.
 
     The libtiff that Pillow loaded is found in ``/proc/self/maps`` (Linux); elsewhere, or if
     anything is not as expected, nothing is changed.
@@ -105,9 +105,10 @@ def quiet_libtiff() -> None:
     with contextlib.suppress(Exception), open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
         libraries = {line.split()[-1] for line in maps if "libtiff" in line and "/" in line}
         for library in libraries:
-            handler = ctypes.CDLL(library).TIFFSetErrorHandler
-            handler.restype, handler.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
-            handler(None)  # libtiff: no handler, no message
+            lib = ctypes.CDLL(library)
+            for handler in (lib.TIFFSetErrorHandler, lib.TIFFSetWarningHandler):
+                handler.restype, handler.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
+                handler(None)  # libtiff: no handler, no message
 
 
 def fit(picture: Picture, max_size: int | None) -> Picture:
