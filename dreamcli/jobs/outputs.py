@@ -103,7 +103,7 @@ def parse_shard(text: str) -> tuple[int, int]:
     k, n = k.strip(), n.strip()
     # isdecimal, not isdigit: "²" is a digit that int() refuses.
     if not slash or not k.isdecimal() or not n.isdecimal() or not 1 <= int(k) <= int(n):
-        raise SettingsError(f"shard {text!r} is not valid: write K/N with 1 <= K <= N, e.g. 2/4")
+        raise SettingsError(f"shard {brief(text)} is not valid: write K/N with 1 <= K <= N, e.g. 2/4")
     return int(k), int(n)
 
 
@@ -123,17 +123,17 @@ def check_template(template: str) -> None:
     try:
         names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
     except ValueError as exc:
-        raise SettingsError(f"output name template {template!r} is not valid: {exc}") from None
+        raise SettingsError(f"output name template {brief(template)} is not valid: {exc}") from None
     unknown = names - set(TEMPLATE_FIELDS)
     if unknown:
         raise SettingsError(
-            f"output name template {template!r} uses {{{sorted(unknown)[0]}}}; the fields are {fields}"
+            f"output name template {brief(template)} uses {{{sorted(unknown)[0]}}}; the fields are {fields}"
         )
     try:
         template.format(stem="photo", ext="jpg", preset="classic", layer="inception_4c", index=1)
     except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
         raise SettingsError(
-            f"output name template {template!r} is not valid ({exc}); {{index}} is a number "
+            f"output name template {brief(template)} is not valid ({exc}); {{index}} is a number "
             f"(e.g. {{index:04d}}), the other fields are text"
         ) from None
 
