@@ -49,11 +49,14 @@ def photos_in(folder: Path, *names: str) -> Path:
     return folder
 
 
-def png_with_text(path: Path, text: str, key: str = "dreamcli") -> Path:
+def png_with_text(path: Path, text: str, itxt: bool = False) -> Path:
+    """A PNG whose ``dreamcli`` chunk holds ``text``: tEXt (Latin-1) or iTXt (UTF-8)."""
     info = PngImagePlugin.PngInfo()
-    info.add_text(key, text)
-    save_photo(path, 40, 32, pnginfo=info)
-    return path
+    if itxt:
+        info.add_itxt(METADATA_KEY, text)
+    else:
+        info.add_text(METADATA_KEY, text.encode("latin-1", "replace"))
+    return save_photo(path, 40, 32, pnginfo=info)
 
 
 def exif_description(kind: int, count: int, payload: bytes) -> bytes:
@@ -498,14 +501,6 @@ preset_text = st.one_of(
 )
 
 
-def png_with_chunk(path: Path, text: str, itxt: bool) -> Path:
-    info = PngImagePlugin.PngInfo()
-    info.add_itxt(METADATA_KEY, text) if itxt else info.add_text(
-        METADATA_KEY, text.encode("latin-1", "replace")
-    )
-    return save_photo(path, 32, 32, pnginfo=info)
-
-
 def cli(*args) -> None:
     result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=True)
     assert result.exit_code in (0, 1, 2), (result.exit_code, result.output, result.exception)
@@ -527,7 +522,7 @@ def through_the_cli(picture: Path) -> None:
 def test_png_text_chunks_never_break_reading_or_the_cli(text, itxt):
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "in").mkdir()
-        picture = png_with_chunk(Path(tmp) / "in" / "fuzz.png", text, itxt)
+        picture = png_with_text(Path(tmp) / "in" / "fuzz.png", text, itxt)
         data = read_metadata(picture)
         assert data is None or isinstance(data.get("settings"), dict)
         through_the_cli(picture)
