@@ -16,9 +16,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dreamcli.errors import SettingsError
+from dreamcli.errors import SettingsError, brief
 
 LAYER_SYNTAX = "NAME[CHANNELS][:WEIGHT], e.g. inception_4c, inception_3b:0.5, inception_4c[0-7,12]:2"
+
+# No network has more channels in a layer; a larger index is a typo (or hostile).
+MAX_CHANNEL = 65535
 
 _LAYER_RE = re.compile(
     r"^(?P<name>[^\[\]:\s]+)"
@@ -40,10 +43,10 @@ class LayerSpec:
         """Parse ``NAME[CHANNELS][:WEIGHT]``; channels are a list of indices and ranges."""
         match = _LAYER_RE.match(str(text).strip())
         if not match:
-            raise SettingsError(f"layer {text!r} is not valid: write {LAYER_SYNTAX}")
+            raise SettingsError(f"layer {brief(text)} is not valid: write {LAYER_SYNTAX}")
         weight = float(match["weight"]) if match["weight"] is not None else 1.0
         if weight == 0 or not math.isfinite(weight):
-            raise SettingsError(f"layer {text!r}: the weight must be a non-zero number")
+            raise SettingsError(f"layer {brief(text)}: the weight must be a non-zero number")
         channels = _parse_channels(match["channels"], text) if match["channels"] else None
         return cls(match["name"], weight, channels)
 
@@ -64,10 +67,15 @@ def _parse_channels(text: str, whole: str) -> tuple[int, ...]:
     for part in text.replace(" ", "").split(","):
         low, dash, high = part.partition("-")
         if not low.isdigit() or (dash and not high.isdigit()):
-            raise SettingsError(f"layer {whole!r}: channels are indices or ranges like [0-7,12]")
+            raise SettingsError(f"layer {brief(whole)}: channels are indices or ranges like [0-7,12]")
+        # Checked before any list is made: [0-99999999999] would fill the memory first.
+        if len(low) > 6 or len(high) > 6 or max(int(low), int(high or 0)) > MAX_CHANNEL:
+            raise SettingsError(f"layer {brief(whole)}: channel {brief(part)} is over {MAX_CHANNEL}")
         first, last = int(low), int(high) if dash else int(low)
         if last < first:
-            raise SettingsError(f"layer {whole!r}: channel range {part} runs backwards")
+            raise SettingsError(f"layer {brief(whole)}: channel range {brief(part)} runs backwards")
+        if len(channels) + last - first >= MAX_CHANNEL + 1:
+            raise SettingsError(f"layer {brief(whole)}: more than {MAX_CHANNEL + 1} channels listed")
         channels.extend(range(first, last + 1))
     return tuple(dict.fromkeys(channels))
 
@@ -106,17 +114,22 @@ class Field:
             if (self.kind is bool and not isinstance(value, bool)) or (
                 self.kind is str and value not in self.choices
             ):
-                raise SettingsError(f"{self.name}: expected {self.allowed()}, got {value!r}")
+                raise SettingsError(f"{self.name}: expected {self.allowed()}, got {brief(value)}")
             return value
         ok_type = int if self.kind is int else (int, float)
         if isinstance(value, bool) or not isinstance(value, ok_type):
             kind = "a whole number" if self.kind is int else "a number"
-            raise SettingsError(f"{self.name}: expected {kind} ({self.allowed()}), got {value!r}")
-        value = self.kind(value)
+            raise SettingsError(f"{self.name}: expected {kind} ({self.allowed()}), got {brief(value)}")
+        try:
+            value = self.kind(value)
+        except OverflowError:  # an integer too large for a float: out of any range
+            shown = brief(value)
+            raise SettingsError(f"{self.name}: {shown} is out of range; use {self.allowed()}") from None
         too_low = self.low is not None and (value <= self.low if self.low_open else value < self.low)
         too_high = self.high is not None and value > self.high
         if too_low or too_high or (self.kind is float and not math.isfinite(value)):
-            raise SettingsError(f"{self.name}: {value:g} is out of range; use {self.allowed()}")
+            shown = f"{value:g}" if self.kind is float or abs(value) < 10**15 else brief(value)
+            raise SettingsError(f"{self.name}: {shown} is out of range; use {self.allowed()}")
         return value
 
 
@@ -190,7 +203,7 @@ class Settings:
         for name, field in FIELDS.items():
             object.__setattr__(self, name, field.check(getattr(self, name)))
         if not isinstance(self.model, str) or not re.fullmatch(r"[a-z0-9_]+", self.model):
-            raise SettingsError(f"model: expected a network's name like googlenet, got {self.model!r}")
+            raise SettingsError(f"model: expected a network's name like googlenet, got {brief(self.model)}")
         layers = tuple(spec if isinstance(spec, LayerSpec) else LayerSpec.parse(spec) for spec in self.layers)
         if not layers:
             raise SettingsError("layers: give at least one layer")
@@ -205,7 +218,7 @@ class Settings:
                 hint = difflib.get_close_matches(str(key), known, n=1)
                 did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
                 raise SettingsError(
-                    f"unknown key {key!r}{did_you_mean}; known keys: {', '.join(sorted(known))}"
+                    f"unknown key {brief(key)}{did_you_mean}; known keys: {', '.join(sorted(known))}"
                 )
         values = dict(data)
         if "layers" in values:

@@ -6,6 +6,9 @@ the CLI prints it as ``Error: <message>`` and exits with ``exit_code``.
 
 from __future__ import annotations
 
+import reprlib
+from typing import Any
+
 # Exit codes, documented in README.md ("Troubleshooting / exit codes").
 EXIT_OK = 0
 EXIT_FAILED = 1  # a file could not be dreamed, or the model could not be loaded
@@ -56,3 +59,24 @@ def describe(exc: BaseException) -> str:
     """An unexpected error as one line: its type and the first line of its message."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+# A value read from a file (a preset, a picture's metadata) may be huge: a YAML alias bomb,
+# a 50 MB string, an integer of a million digits.  Messages show at most this much of it.
+BRIEF_CHARS = 60
+_BRIEF = reprlib.Repr()
+_BRIEF.maxlevel, _BRIEF.maxstring, _BRIEF.maxother = 2, BRIEF_CHARS, BRIEF_CHARS
+_BRIEF.maxlist = _BRIEF.maxtuple = _BRIEF.maxdict = _BRIEF.maxset = 4
+
+
+def brief(value: Any, limit: int = BRIEF_CHARS) -> str:
+    """``repr(value)`` for a message, cut to about ``limit`` characters, in time and memory
+    bounded whatever ``value`` is (nested lists that share themselves, huge numbers)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        digits = int(value.bit_length() * 0.30103) + 1  # log10(2): no str() of a huge int
+        return f"a {'negative ' if value < 0 else ''}number of about {digits} digits"
+    try:
+        text = _BRIEF.repr(value)
+    except Exception:  # a repr that raises: say what it is instead
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -7,6 +7,7 @@ bars, ``Note:`` lines and JSON lines (``dreamcli.cli.display``).
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,14 +53,38 @@ class FileDone:
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The ``--json`` line."""
-        return {
-            "input": str(self.source),
-            "output": str(self.output),
-            "status": self.status,
-            "seconds": round(self.seconds, 3),
-            "error": self.error,
-        }
+        """The ``--json`` line: strict JSON for any file name.  A name that is not UTF-8 comes
+        with its bytes too (``input_bytes``, ``output_bytes``: base64 of ``os.fsencode``)."""
+        line: dict[str, Any] = {}
+        for key, path in (("input", self.source), ("output", self.output)):
+            line[key], raw = _text(str(path))
+            if raw is not None:
+                line[f"{key}_bytes"] = base64.b64encode(raw).decode("ascii")
+        line.update(
+            status=self.status,
+            seconds=round(self.seconds, 3),
+            error=None if self.error is None else _text(self.error)[0],
+        )
+        return line
+
+
+def _text(text: str) -> tuple[str, bytes | None]:
+    """``text`` with the bytes that are not UTF-8 (kept by ``os.fsdecode`` as lone surrogates,
+    which strict JSON refuses) as U+FFFD, and those bytes when there were any."""
+    try:
+        text.encode("utf-8")
+        return text, None
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "surrogateescape") if _escaped(text) else text.encode("utf-8", "replace")
+        return raw.decode("utf-8", "replace"), raw
+
+
+def _escaped(text: str) -> bool:
+    try:
+        text.encode("utf-8", "surrogateescape")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -96,6 +121,7 @@ class Summary:
     skipped: int = 0
     failed: int = 0
     interrupted: int = 0  # 130 for Ctrl-C, 143 for SIGTERM; 0 when the batch ran to its end
+    not_reached: int = 0  # files an interrupted batch never came to
     results: list[FileDone] = field(default_factory=list)
 
     def add(self, result: FileDone) -> None:

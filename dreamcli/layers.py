@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from dreamcli.config import LayerSpec
-from dreamcli.errors import SettingsError
+from dreamcli.errors import SettingsError, brief
 
 
 def resolve_layer(name: str, module_names: Iterable[str], aliases: Mapping[str, str] | None = None) -> str:
@@ -37,7 +37,7 @@ def resolve_layer(name: str, module_names: Iterable[str], aliases: Mapping[str, 
     known = sorted(set(aliases) | set(module_names))
     close = difflib.get_close_matches(name.replace("-", "/"), known, n=3, cutoff=0.6)
     hint = f"did you mean {', '.join(close)}?" if close else "run 'dream list layers' to see them all"
-    raise SettingsError(f"unknown layer {name!r}: {hint}")
+    raise SettingsError(f"unknown layer {brief(name)}: {hint}")
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import yaml
 
 from dreamcli import models
 from dreamcli.config import Settings
-from dreamcli.errors import SettingsError
+from dreamcli.errors import SettingsError, brief, describe
 from dreamcli.io.formats import IMAGE_EXTENSIONS
 from dreamcli.io.metadata import read_metadata
 
@@ -26,6 +26,9 @@ ENV_VAR = "DREAMCLI_PRESETS"
 SUFFIXES = (".yaml", ".yml")
 # A preset name is a plain file stem: it can never climb out of a presets folder.
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# A preset is a few lines; a larger file is a mistake (or a YAML bomb), refused before it is parsed.
+MAX_BYTES = 64 * 1024
+MAX_NAME = 100  # characters of a preset name read from a picture
 
 
 @dataclass(frozen=True)
@@ -90,14 +93,14 @@ def find(name_or_path: str, folders: list[tuple[str, Path]]) -> Preset:
         return load(path, "file")
     if not NAME_RE.match(name_or_path):
         raise SettingsError(
-            f"preset name {name_or_path!r} is not valid: a name has letters, digits, '-', '_' and '.' "
+            f"preset name {brief(name_or_path)} is not valid: a name has letters, digits, '-', '_' and '.' "
             "and no folders; to use a file, give its path ending in .yaml"
         )
     known = available(folders)
     if name_or_path not in known:
         close = difflib.get_close_matches(name_or_path, known, n=3)
         hint = f"did you mean {', '.join(close)}?" if close else "run 'dream --list-presets' to see them"
-        raise SettingsError(f"unknown preset {name_or_path!r}: {hint}")
+        raise SettingsError(f"unknown preset {brief(name_or_path)}: {hint}")
     label, path = known[name_or_path][0]
     return load(path, label)
 
@@ -105,16 +108,28 @@ def find(name_or_path: str, folders: list[tuple[str, Path]]) -> Preset:
 def load(path: Path, origin: str = "file") -> Preset:
     """Read and validate one preset file; every error names the file and the key."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        with path.open("rb") as file:
+            raw = file.read(MAX_BYTES + 1)
+        if len(raw) > MAX_BYTES:
+            raise SettingsError(
+                f"{path}: a preset file is at most {MAX_BYTES // 1024} KiB; this is not a preset"
+            )
+        data = yaml.safe_load(raw.decode("utf-8"))
+    except RecursionError:
+        raise SettingsError(f"{path}: nested too deeply; a preset maps keys to plain values") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        problem = getattr(exc, "problem", None) or describe(exc)
         raise SettingsError(
-            f"{path}: not valid YAML{where} ({problem}); only plain keys and values are allowed"
+            f"{path}: not valid YAML{where} ({problem[:120]}); only plain keys and values are allowed"
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise SettingsError(f"{path}: cannot be read ({exc})") from None
+        raise SettingsError(f"{path}: cannot be read ({describe(exc)[:120]})") from None
+    except (ValueError, TypeError, OverflowError) as exc:  # PyYAML's own constructors (a date, an int)
+        raise SettingsError(
+            f"{path}: not valid YAML ({describe(exc)[:120]}); only plain keys and values are allowed"
+        ) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -122,7 +137,7 @@ def load(path: Path, origin: str = "file") -> Preset:
     values = {str(k): v for k, v in data.items()}
     description = values.pop("description", "")
     if not isinstance(description, str):
-        raise SettingsError(f"{path}: description: expected text, got {description!r}")
+        raise SettingsError(f"{path}: description: expected text, got {brief(description)}")
     try:
         Settings.from_mapping(values)
         if "model" in values:
@@ -139,12 +154,21 @@ def from_picture(path: Path) -> Preset:
     metadata = read_metadata(path)
     if metadata is None:
         raise SettingsError(f"{path} holds no dreamcli settings; give a picture dreamcli made, or a preset")
+    # Everything read back from a picture is checked like a typed flag: the file may be hostile.
     try:
-        Settings.from_mapping(metadata["settings"])
+        recorded = Settings.from_mapping(metadata["settings"])
+        models.get(recorded.model)
     except SettingsError as exc:
         raise SettingsError(f"{path}: its recorded settings are not valid here ({exc})") from None
-    name = metadata.get("preset") or path.stem
+    name = metadata.get("preset")
+    if not _plain_name(name):  # {preset} of --name and the new picture's metadata take it
+        name = path.stem if _plain_name(path.stem) else "picture"
     return Preset(name, path, "picture", f"the settings of {path.name}", dict(metadata["settings"]))
+
+
+def _plain_name(name: Any) -> bool:
+    """A preset name as ``find`` takes one: no folders, no ``..``, not too long for a file name."""
+    return isinstance(name, str) and len(name) <= MAX_NAME and NAME_RE.match(name) is not None
 
 
 def dump(settings: Settings, description: str = "") -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dreamcli.errors import SettingsError
+from dreamcli.errors import SettingsError, brief
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # What a view or a zoom dreams from when it has no photo (--start).
@@ -42,9 +42,9 @@ class RunOptions:
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise SettingsError(
-                f"precision {self.precision!r} is unknown; use one of {', '.join(PRECISIONS)}"
+                f"precision {brief(self.precision)} is unknown; use one of {', '.join(PRECISIONS)}"
             )
         if self.tile_size is not None and self.tile_size < 32:
             raise SettingsError(f"tile size {self.tile_size} is too small; use 32 or more")
         if self.memory is not None and self.memory < 0:
-            raise SettingsError(f"memory budget {self.memory!r} must be a number of bytes, 0 or more")
+            raise SettingsError(f"memory budget {brief(self.memory)} must be a number of bytes, 0 or more")

@@ -203,7 +203,7 @@ def test_ctrl_c_in_the_engine_stops_cleanly(run, tmp_path, monkeypatch):
     result = run(photos, "-o", tmp_path / "out")
     assert result.exit_code == 130
     assert os.listdir(tmp_path / "out") == ["a_dream.png"]
-    assert "1 done, 0 skipped, 0 failed" in result.output and "Interrupted" in result.output
+    assert "1 done, 0 skipped, 0 failed, 2 not reached" in result.output and "Interrupted" in result.output
 
 
 def test_sigint_to_a_real_process_leaves_no_partial_file(tmp_path, weights_file):

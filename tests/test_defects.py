@@ -1,5 +1,6 @@
 """What a new user and a demanding script found (issue 14): each case failed before its fix."""
 
+import base64
 import json
 import os
 import signal
@@ -279,7 +280,8 @@ def test_names_that_are_not_utf8_or_hold_newlines_map_back_from_errors_and_json(
     result = run(folder, "-o", tmp_path / "out", "--json")
     assert result.exit_code == 1
     (record,) = map(json.loads, result.stdout.splitlines())
-    assert os.fsencode(record["input"]) == os.fsencode(str(folder / odd))  # the exact bytes
+    assert base64.b64decode(record["input_bytes"]) == os.fsencode(str(folder / odd))  # the exact bytes
+    assert record["input"].endswith("/in/caf\ufffd\nbad.png")  # strict JSON: no lone surrogate
     (line,) = errors(result)  # one line, with the name quoted as bash would
     assert line.startswith("Error: $'/") and "/in/caf\\xe9\\x0abad.png' is not an image" in line
 

@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -26,9 +27,15 @@ def quiet_stdout() -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
-def skipped(output: Path) -> str:
-    """The one wording for an output that is kept."""
-    return f"Skipped {shown(output)} (exists; --overwrite replaces it)"
+def warning_text(message, category) -> str:
+    """A Python warning as dreamcli says it: its message, first line, no file or line number."""
+    text = str(message).strip().splitlines()[0] if str(message).strip() else category.__name__
+    return text[:200]
+
+
+def skipped(output: Path, reason: str | None = None) -> str:
+    """The one wording for an output that is kept (``reason``: other than that it exists)."""
+    return f"Skipped {shown(output)} ({reason or 'exists; --overwrite replaces it'})"
 
 
 class Display:
@@ -41,6 +48,13 @@ class Display:
         self.stage = ""  # the stage the steps bar shows, for work in stages
         self.notes: set[str] = set()
         self.stdout_closed = False  # the reader of --json went away (e.g. | head): the run goes on
+        # A library's warning (Pillow's, torch's) that reaches no caller of ours: a Note: line
+        # without the library's file and line, or nothing under -q.
+        self._showwarning = warnings.showwarning
+        warnings.showwarning = self._warning
+
+    def _warning(self, message, category, filename, lineno, file=None, line=None) -> None:
+        self(Note(warning_text(message, category)))
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, FrameDone):
@@ -113,7 +127,9 @@ class Display:
             self._error(result.source, result.error, result.output)
         elif not self.quiet and not self.as_json and not self.many:
             self._write(
-                f"Wrote {shown(result.output)}" if result.status == "done" else skipped(result.output)
+                f"Wrote {shown(result.output)}"
+                if result.status == "done"
+                else skipped(result.output, result.error)
             )
 
     def _error(self, source: Path, error: str, output: Path | None = None) -> None:
@@ -154,6 +170,8 @@ class Display:
         self.close()
 
     def close(self) -> None:
+        if warnings.showwarning == self._warning:
+            warnings.showwarning = self._showwarning
         for bar in (self.steps, self.files):
             if bar is not None:
                 bar.close()
@@ -161,14 +179,21 @@ class Display:
 
     def finish(self, summary: Summary, found) -> int:
         """The summary line of a batch, and its exit code; ``found`` is the plan's ``Inputs``."""
+        for result in getattr(found, "refused", ()):  # paths refused while planning fail here
+            summary.add(result)
+            self(result)
         left_out = []
         if found.not_images:
             left_out.append(f"{len(found.not_images)} non-image file(s) ignored")
         if found.dreams:
             left_out.append(f"{len(found.dreams)} earlier dream(s) left out (--include-dreams takes them)")
+        if getattr(found, "hidden", None):
+            left_out.append(f"{len(found.hidden)} hidden file(s) ignored")
         total = summary.done + summary.skipped + summary.failed
         if not self.quiet and (self.many or not total):
             line = f"{summary.done} done, {summary.skipped} skipped, {summary.failed} failed"
+            if summary.not_reached:
+                line += f", {summary.not_reached} not reached"
             if not total and not summary.interrupted:
                 line = "No images to dream"
             click.echo("; ".join([line, *left_out]), err=True)

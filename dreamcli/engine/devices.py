@@ -11,7 +11,7 @@ import os
 
 import torch
 
-from dreamcli.errors import SettingsError
+from dreamcli.errors import SettingsError, brief
 from dreamcli.run_options import MEMORY_SHARE, RunOptions
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -29,19 +29,21 @@ def select_device(name: str = "auto") -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise SettingsError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+        raise SettingsError(f"unknown device {brief(name)}; use auto, cpu, cuda, cuda:N or mps") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise SettingsError(f"device {name!r}: CUDA is not available here; use --device cpu or auto")
+            raise SettingsError(f"device {brief(name)}: CUDA is not available here; use --device cpu or auto")
         count = torch.cuda.device_count()
         if device.index is not None and device.index >= count:
             raise SettingsError(
-                f"device {name!r}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}"
+                f"device {brief(name)}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}"
             )
     elif device.type == "mps" and not mps_ok:
-        raise SettingsError(f"device {name!r}: Apple MPS is not available here; use --device cpu or auto")
+        raise SettingsError(
+            f"device {brief(name)}: Apple MPS is not available here; use --device cpu or auto"
+        )
     elif device.type not in ("cpu", "cuda", "mps"):
-        raise SettingsError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps")
+        raise SettingsError(f"unknown device {brief(name)}; use auto, cpu, cuda, cuda:N or mps")
     return device
 
 

@@ -24,7 +24,7 @@ from dreamcli.engine.objectives import Activations, Objective
 from dreamcli.engine.shaping import Shaping
 from dreamcli.engine.step_policy import StepPolicy, measured
 from dreamcli.engine.steps import octave_sizes, random_shift, resize
-from dreamcli.errors import ImageError
+from dreamcli.errors import DreamError, ImageError
 from dreamcli.events import Note, Report, Step, ignore
 from dreamcli.run_options import RunOptions
 
@@ -109,5 +109,10 @@ def _dream_octaves(
             report(Step(octave, len(sizes), iteration, settings.iterations, size, loss))
 
         image = policy.octave(image, goal, settings.step_size, shifts, report, stepped)
+        if not bool(torch.isfinite(image).all()):  # one sync per octave, not per step
+            raise DreamError(
+                f"the dream turned to NaN or infinity at octave {octave} of {len(sizes)}: the network's "
+                "weights (or a layer's weight) give no finite gradient; check the weights file"
+            )
         detail = image - base
     return image

@@ -1,14 +1,21 @@
-"""Atomic writes, and the temporaries that killed runs leave behind.
+"""Atomic writes, claims on outputs, and what killed runs leave behind.
 
 Every file dreamcli writes goes through ``atomic_write``: a temporary file in
 the target folder, then a rename, so a kill at any moment leaves the old file
 (or none) or the whole new one.  Temporaries carry the writer's process and
 host in their names, so a later run can remove what a killed one left.
+
+A batch claims an output before it dreams it (``claim``): a hidden
+``.NAME.claim`` file beside it, made with O_CREAT|O_EXCL, so that a second run
+into the same folder leaves that file to the first.  A claim names its process
+and host; one left by a killed run expires at once on this host (its process is
+gone) and after ``CLAIM_MAX_AGE_S`` from another host.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import socket
@@ -86,13 +93,16 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], suffix: str = "
 
 
 def remove_stale_parts(folder: Path, max_age: float = 86400.0) -> None:
-    """Delete the temporaries that killed dreamcli runs left in ``folder``.
+    """Delete the temporaries and claims that killed dreamcli runs left in ``folder``.
 
-    Only names of dreamcli's shape are considered.  One of this machine's whose
-    process is gone is stale after ``PART_GRACE_S``; another machine's, or an
-    older dreamcli's, once it is ``max_age`` seconds old.
+    Only names of dreamcli's shape are considered.  A temporary of this machine's
+    whose process is gone is stale after ``PART_GRACE_S``; another machine's, or an
+    older dreamcli's, once it is ``max_age`` seconds old.  Claims: see ``claim``.
     """
     for entry in _temporaries(folder):
+        if _CLAIM.match(entry.name):
+            _remove_if_stale(Path(entry.path))
+            continue
         ours, old = _PART.match(entry.name), _OLD_PART.match(entry.name)
         if not (ours or old):
             continue  # not a name dreamcli makes: a user's own file
@@ -109,19 +119,21 @@ def remove_stale_parts(folder: Path, max_age: float = 86400.0) -> None:
 
 
 def remove_run_parts(folder: Path, run: str) -> None:
-    """Delete the temporaries of the finished run ``run`` (see ``write_pil``) in ``folder``:
-    its workers are done, so any left were written by a worker that was killed."""
+    """Delete the temporaries and claims of the finished run ``run`` (see ``write_pil``) in
+    ``folder``: its workers are done, so any left were made by a worker that was killed."""
     for entry in _temporaries(folder):
         ours = _PART.match(entry.name)
-        if ours and ours["run"] == run:
+        if (ours and ours["run"] == run) or (_CLAIM.match(entry.name) and _run_of(Path(entry.path)) == run):
             with contextlib.suppress(OSError):  # gone already, or not ours to delete after all
                 os.unlink(entry.path)
 
 
 def _temporaries(folder: Path) -> list[os.DirEntry]:
-    """The hidden ``*.part`` files in ``folder``; none when it is missing or unreadable."""
+    """The hidden ``*.part`` and ``*.claim`` files in ``folder``; none when it is missing or unreadable."""
     try:
-        return [e for e in os.scandir(folder) if e.name.startswith(".") and e.name.endswith(".part")]
+        return [
+            e for e in os.scandir(folder) if e.name.startswith(".") and e.name.endswith((".part", ".claim"))
+        ]
     except OSError:
         return []  # no folder yet (or unreadable): nothing of ours to clean
 
@@ -138,3 +150,95 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True  # another user's live process
     return True
+
+
+def is_ours(name: str) -> bool:
+    """Whether a hidden file name is one dreamcli makes (a temporary or a claim)."""
+    return bool(_PART.match(name) or _OLD_PART.match(name) or _CLAIM.match(name))
+
+
+# ---------------------------------------------------------------- claims
+
+# A claim whose process cannot be probed (another host) expires after this long: longer
+# than any one picture takes to dream, short enough that a killed cluster run's files
+# are dreamed by the next run of the day.
+CLAIM_MAX_AGE_S = 3600.0
+_CLAIM = re.compile(rf"^\..+{_OUTPUTS}(?:\.[0-9a-f]{{16}})?\.claim$", re.I)
+
+
+def claim_path(output: Path) -> Path:
+    """The hidden claim file of ``output``; a long name is cut and told apart by a hash."""
+    name = output.name
+    if len(os.fsencode(name)) > 180:
+        digest = hashlib.sha1(os.fsencode(name)).hexdigest()[:16]
+        name = os.fsdecode(os.fsencode(name)[:150]) + output.suffix + "." + digest
+    return output.with_name(f".{name}.claim")
+
+
+def claim(output: Path, run: str | None = None) -> Path | bool | None:
+    """Claim ``output`` for this process: the claim file's path, None when another live run
+    holds it, or True when no claim could be made (a read-only folder: the write will say).
+    ``run`` names a cluster run, whose end removes the claims of its killed workers."""
+    path = claim_path(output)
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            if _remove_if_stale(path):
+                continue  # a killed run's: taken over
+            return None
+        except FileNotFoundError:  # the output folder is made now, as the write would make it
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError:
+                return True
+            continue
+        except OSError:
+            return True
+        with contextlib.suppress(OSError), os.fdopen(fd, "w") as file:
+            file.write(_OWNER + (f"{run}\n" if run else ""))
+        return path
+    return None
+
+
+def release(path: Path | bool | None) -> None:
+    """Remove a claim this process made (after the write, or the failure)."""
+    if isinstance(path, Path) and (_owner(path) or "").startswith(_OWNER):
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+_OWNER = f"{os.getpid()}@{_HOST}\n"
+
+
+def _owner(path: Path) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as file:
+            return file.read(200)
+    except OSError:
+        return None
+
+
+def _run_of(path: Path) -> str | None:
+    """The cluster run named in a claim, if any."""
+    lines = (_owner(path) or "").splitlines()
+    return lines[1].strip() if len(lines) > 1 else None
+
+
+def _remove_if_stale(path: Path) -> bool:
+    """Remove a claim left by a killed run: this host's with its process gone, any other
+    after ``CLAIM_MAX_AGE_S``.  True when it was removed (or is gone)."""
+    owner = _owner(path)
+    if owner is None:
+        return not path.exists()
+    pid, _, host = owner.partition("\n")[0].strip().partition("@")
+    try:
+        age = time.time() - path.stat().st_mtime
+    except OSError:
+        return True
+    probe = host == _HOST and pid.isdecimal()  # this process's own claims are alive
+    stale = not _alive(int(pid)) if probe else age > CLAIM_MAX_AGE_S
+    if stale:
+        with contextlib.suppress(OSError):
+            path.unlink()
+    return stale

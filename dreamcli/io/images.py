@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import stat
 import warnings
@@ -68,6 +69,7 @@ def decode_image(path: str | Path, max_size: int | None = None) -> Picture:
     ``fit`` finishes the picture on the dreaming thread.
     """
     path = Path(path)
+    quiet_libtiff()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -85,6 +87,28 @@ def decode_image(path: str | Path, max_size: int | None = None) -> Picture:
     rgb_t = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))  # no copy by torch
     alpha_t = torch.from_numpy(alpha)[None] if alpha is not None else None
     return Picture(rgb_t, alpha_t, tuple(notes))
+
+
+@functools.cache
+def quiet_libtiff() -> None:
+    """Silence libtiff's own error messages (``tempfile.tif: Using code not yet in table.``),
+    which it writes to the process's stderr, below Python: Pillow still raises for a damaged
+    TIFF, and dreamcli says so in one line.  Its warnings go the same way.
+
+    The libtiff that Pillow loaded is found in ``/proc/self/maps`` (Linux); elsewhere, or if
+    anything is not as expected, nothing is changed.
+    """
+    import ctypes
+
+    from PIL import _imaging  # noqa: F401 - loads libtiff
+
+    with contextlib.suppress(Exception), open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+        libraries = {line.split()[-1] for line in maps if "libtiff" in line and "/" in line}
+        for library in libraries:
+            lib = ctypes.CDLL(library)
+            for handler in (lib.TIFFSetErrorHandler, lib.TIFFSetWarningHandler):
+                handler.restype, handler.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
+                handler(None)  # libtiff: no handler, no message
 
 
 def fit(picture: Picture, max_size: int | None) -> Picture:

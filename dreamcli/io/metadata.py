@@ -7,13 +7,17 @@ dreamcli's own outputs from a user's photos.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 METADATA_KEY = "dreamcli"  # PNG text chunk with the settings as JSON
 EXIF_IMAGE_DESCRIPTION = 0x010E  # TIFF/EXIF tag 270, used for JPEG, WebP and TIFF
+MAX_TEXT = 1 << 20  # characters of metadata parsed at most: dreamcli writes a few hundred
 
 
 def save_options(fmt: str, metadata: dict[str, Any]) -> dict[str, Any]:
@@ -33,25 +37,41 @@ def save_options(fmt: str, metadata: dict[str, Any]) -> dict[str, Any]:
     return {"exif": exif.tobytes()}
 
 
+@contextlib.contextmanager
+def quiet_warnings() -> Iterator[None]:
+    """Pillow's warnings silenced: a probe of a file (is it ours?) is no reason to talk."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
 def read_metadata(path: str | Path) -> dict[str, Any] | None:
-    """The settings a dreamcli image was made with, or None (not ours, or unreadable)."""
+    """The settings a dreamcli image was made with, or None (not ours, or unreadable).
+
+    Never raises: the text is anyone's (an EXIF field of any type, bytes, JSON nested a
+    thousand deep, megabytes of it), and a folder walk reads every file's.
+    """
     from PIL import Image
 
     if not os.path.isfile(path):  # a FIFO would block open() until a writer comes
         return None
     try:
-        with Image.open(path) as img:
+        with quiet_warnings(), Image.open(path) as img:
             text = img.info.get(METADATA_KEY) or img.info.get("comment")
             if not text:
                 text = img.getexif().get(EXIF_IMAGE_DESCRIPTION)
-    except Exception:  # any file Pillow cannot open, whatever it raises, is simply not ours
+        return _settings_in(text)
+    except Exception:  # whatever Pillow or json raise (RecursionError too) for a file not ours
         return None
+
+
+def _settings_in(text: Any) -> dict[str, Any] | None:
+    """``text`` parsed as dreamcli's metadata: a JSON object with a ``settings`` object."""
     if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
-    try:
-        data = json.loads(text) if text else None
-    except json.JSONDecodeError:
-        return None
+        text = text[: MAX_TEXT + 1].decode("utf-8", "replace")
+    if not isinstance(text, str) or not text or len(text) > MAX_TEXT:
+        return None  # an EXIF number or ratio, or more text than dreamcli ever writes
+    data = json.loads(text)
     return data if isinstance(data, dict) and isinstance(data.get("settings"), dict) else None
 
 

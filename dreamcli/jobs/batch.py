@@ -21,9 +21,9 @@ from dreamcli.engine.objectives import Guided
 from dreamcli.engine.octaves import dream
 from dreamcli.errors import EXIT_INTERRUPTED, DreamError, ImageError, describe
 from dreamcli.events import FileDone, FileStarted, Note, Report, Summary, ignore
-from dreamcli.io.atomic import remove_stale_parts
+from dreamcli.io.atomic import claim, release, remove_stale_parts
 from dreamcli.io.images import Picture, decode_image, fit, output_picture, to_pil, write_pil
-from dreamcli.jobs.outputs import Job, triage
+from dreamcli.jobs.outputs import Job, output_problem, triage
 from dreamcli.jobs.sheets import activation_map, heat_overlay
 from dreamcli.models import Loaded
 from dreamcli.run_options import RunOptions
@@ -61,6 +61,7 @@ class Batch:
     def run(self, jobs: Sequence[Job]) -> Summary:
         summary = Summary()
         self._failed_writes, self._stopped = 0, False
+        self._claims: dict[str, Any] = {}  # output path -> this run's claim on it
         for folder in {job.output.parent for job in jobs}:
             remove_stale_parts(folder)  # left by a run that was killed while writing
         todo, settled = triage(jobs, self.overwrite)
@@ -83,6 +84,12 @@ class Batch:
                 # Let a write in progress finish: it is atomic, and dropping it would lose work.
                 self._stopped = True  # and from here no failed write stops anything
                 self._drain(writes, summary)
+                for held in self._claims.values():  # an interrupted run's: other runs may take them
+                    release(held)
+                self._claims.clear()
+        if summary.interrupted:
+            ended = {str(result.output) for result in summary.results}
+            summary.not_reached = sum(str(job.output) not in ended for job in jobs)
         return summary
 
     def _run_jobs(self, jobs, reader, writer, writes, summary) -> None:
@@ -181,15 +188,24 @@ class Batch:
         return end
 
     def _still_missing(self, group, summary: Summary):
-        """The group less the outputs another process wrote while these were waiting."""
-        if self.overwrite:
-            return group
+        """The group less the outputs another process wrote while these were waiting, or is
+        dreaming now: each one left is claimed (``io.atomic.claim``) until it is written."""
         missing = []
         for job, picture, started in group:
-            if job.output.exists():
+            problem = output_problem(job.output, self.overwrite)
+            if problem is None:
+                held = claim(job.output, self.run_name)
+                if held is None:
+                    self._finish(summary, _done(job, "skipped", started, "another run is dreaming it"))
+                    continue
+                self._claims[str(job.output)] = held
+                problem = output_problem(job.output, self.overwrite)  # written just before the claim?
+            if problem is None:
+                missing.append((job, picture, started))
+            elif problem == "skip":
                 self._finish(summary, _done(job, "skipped", started))
             else:
-                missing.append((job, picture, started))
+                self._finish(summary, _done(job, "failed", started, problem))
         return missing
 
     def _drain(self, writes: list, summary: Summary, keep: int = 0) -> None:
@@ -224,6 +240,7 @@ class Batch:
 
     def _finish(self, summary: Summary, result: FileDone, storage: bool | None = None) -> None:
         """Count and report ``result``; ``storage`` says whether a write failed for its storage's sake."""
+        release(self._claims.pop(str(result.output), None))  # written or failed: the claim ends
         summary.add(result)
         self.report(result)
         if storage is not None:  # a write: three refused by the storage in a row stop the batch

@@ -9,17 +9,27 @@ tried, and a bad one fails with its own error.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 import string
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dreamcli.config import Settings
-from dreamcli.errors import DreamError, SettingsError
+from dreamcli.errors import DreamError, SettingsError, brief
 from dreamcli.events import FileDone
-from dreamcli.io.formats import ANIMATIONS, DEFAULT_TEMPLATE, IMAGE_EXTENSIONS, TEMPLATE_FIELDS, check_output
+from dreamcli.io.atomic import is_ours
+from dreamcli.io.formats import (
+    ANIMATIONS,
+    DEFAULT_TEMPLATE,
+    IMAGE_EXTENSIONS,
+    TEMPLATE_FIELDS,
+    check_output,
+    shown,
+)
 from dreamcli.io.metadata import is_dream
 
 
@@ -39,13 +49,16 @@ class Inputs:
     files: list[tuple[Path, Path | None]] = field(default_factory=list)
     not_images: list[Path] = field(default_factory=list)  # in folders, without an image extension
     dreams: list[Path] = field(default_factory=list)  # in folders, written by dreamcli: left out
+    hidden: list[Path] = field(default_factory=list)  # hidden files in folders, not dreamcli's own
+    refused: list[FileDone] = field(default_factory=list)  # paths no file can have: they fail alone
 
 
 def collect_inputs(args: Sequence[str | Path], recursive: bool = False, dreams: bool = False) -> Inputs:
     """Expand files and folders into image files, sorted by path within each folder.
 
-    Hidden files and folders are skipped (ours: ``.NAME.part`` temporaries,
-    ``.NAME.frames`` work folders).  With ``dreams`` False, pictures dreamcli
+    Hidden files and folders are skipped; hidden files not of dreamcli's making
+    (``.NAME.part`` temporaries, ``.NAME.claim`` claims) are counted in
+    ``Inputs.hidden`` (the files inside hidden folders are not).  With ``dreams`` False, pictures dreamcli
     wrote are left out of folders, so a second run does not dream its own
     outputs; they are counted in ``Inputs.dreams``.  A file reached twice by
     the same path is taken once; a link and its target are two inputs.
@@ -54,12 +67,23 @@ def collect_inputs(args: Sequence[str | Path], recursive: bool = False, dreams: 
     seen: set[str] = set()
     for arg in args:
         path = Path(arg)
+        if "\0" in str(arg):  # read from stdin without -0: a NUL cannot be in a file's name
+            reason = f"{path} holds a NUL byte; for NUL-separated paths on stdin add -0 (find -print0)"
+            found.refused.append(FileDone(path, path, "failed", error=reason))
+            continue
         if not path.is_dir():
             _add(found, seen, path, None)
             continue
         walker = path.rglob("*") if recursive else path.glob("*")
         for child in sorted(walker):
-            if child.is_dir() or any(part.startswith(".") for part in child.relative_to(path).parts):
+            parts = child.relative_to(path).parts
+            if any(part.startswith(".") for part in parts[:-1]):
+                continue  # inside a hidden folder (ours: .NAME.frames)
+            if child.is_dir():
+                continue
+            if parts[-1].startswith("."):
+                if not is_ours(parts[-1]):
+                    found.hidden.append(child)
                 continue
             if child.suffix.lower() not in IMAGE_EXTENSIONS:
                 found.not_images.append(child)
@@ -84,7 +108,7 @@ def parse_shard(text: str) -> tuple[int, int]:
     k, n = k.strip(), n.strip()
     # isdecimal, not isdigit: "²" is a digit that int() refuses.
     if not slash or not k.isdecimal() or not n.isdecimal() or not 1 <= int(k) <= int(n):
-        raise SettingsError(f"shard {text!r} is not valid: write K/N with 1 <= K <= N, e.g. 2/4")
+        raise SettingsError(f"shard {brief(text)} is not valid: write K/N with 1 <= K <= N, e.g. 2/4")
     return int(k), int(n)
 
 
@@ -104,11 +128,11 @@ def check_template(template: str) -> None:
     try:
         names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
     except ValueError as exc:
-        raise SettingsError(f"output name template {template!r} is not valid: {exc}") from None
+        raise SettingsError(f"output name template {brief(template)} is not valid: {exc}") from None
     unknown = names - set(TEMPLATE_FIELDS)
     if unknown:
         raise SettingsError(
-            f"output name template {template!r} uses {{{sorted(unknown)[0]}}}; the fields are {fields}"
+            f"output name template {brief(template)} uses {{{sorted(unknown)[0]}}}; the fields are {fields}"
         )
     try:
         template.format(
@@ -116,22 +140,48 @@ def check_template(template: str) -> None:
         )
     except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
         raise SettingsError(
-            f"output name template {template!r} is not valid ({exc}); {{index}} is a number "
+            f"output name template {brief(template)} is not valid ({exc}); {{index}} is a number "
             f"(e.g. {{index:04d}}), the other fields are text"
         ) from None
 
 
 def output_name(template: str, source: Path, index: int, preset: str | None, settings: Settings) -> str:
-    first = settings.layers[0]
-    layer = str(first.name).replace("/", "-").replace(".", "-")
-    return template.format(
-        stem=source.stem,
-        ext=source.suffix.lstrip(".").lower(),
-        preset=preset or "custom",
-        layer=layer,
-        index=index,
-        channels=channel_text(first.channels),
-    )
+    """``template`` filled in for ``source``.  A folder (``/``) or a ``..`` in the result must
+    come from the template as typed: a field's value (a file's stem, a preset name read from
+    a picture) never puts the output in another folder."""
+    values = {
+        "stem": source.stem,
+        "ext": source.suffix.lstrip(".").lower(),
+        "preset": preset or "custom",
+        "layer": str(settings.layers[0].name).replace("/", "-").replace(".", "-"),
+        "index": index,
+        "channels": channel_text(settings.layers[0].channels),
+    }
+    formatter = string.Formatter()
+    pieces: list[tuple[str, bool]] = []  # (text, typed by the user)
+    for literal, name, spec, conversion in formatter.parse(template):
+        pieces.append((literal, True))
+        if name is not None:
+            value = formatter.convert_field(values[name], conversion)
+            pieces.append((formatter.format_field(value, formatter.format(spec, **values)), False))
+    components: list[list[tuple[str, bool]]] = [[]]
+    for text, typed in pieces:
+        if not typed and any(sep and sep in text for sep in ("/", os.sep, os.altsep, "\0")):
+            raise SettingsError(
+                f"--name {brief(template)}: a field's value for {shown(source)} holds a folder or "
+                f"NUL ({brief(text)}); put folders in the template itself"
+            )
+        for i, part in enumerate(text.split("/") if typed else [text]):
+            if i:
+                components.append([])
+            components[-1].append((part, typed))
+    for component in components:
+        if "".join(text for text, _ in component) == ".." and not all(typed for _, typed in component):
+            raise SettingsError(
+                f"--name {brief(template)}: the name of {shown(source)} would climb out of the output "
+                "folder ('..' from a field's value); choose another --name"
+            )
+    return "".join(text for text, _ in pieces)
 
 
 def channel_text(channels: Sequence[int] | None) -> str:
@@ -232,9 +282,41 @@ def skip_reason(job: Job, overwrite: bool) -> str | None:
     """Why ``job`` is not to be dreamed: "skip" (its output exists), an error, or None (dream it)."""
     if same_file(job.source, job.output):
         return f"{job.output} is the input itself; dreamcli never overwrites an input"
-    if not overwrite and job.output.exists():
-        return "skip"
-    return None
+    return output_problem(job.output, overwrite)
+
+
+def output_problem(output: Path, overwrite: bool = False) -> str | None:
+    """ "skip" when ``output`` is a picture already there (and not ``overwrite``), an error
+    when something else is in the way or the name cannot be, None when it may be written."""
+    too_long = (
+        f"cannot write {output}: the output name is too long for the file system; "
+        "choose a shorter one with --name"
+    )
+    if len(os.fsencode(output.name)) > _name_max(output.parent):
+        return too_long
+    try:
+        info = os.stat(output)
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            return too_long
+        return None  # not there (or a broken link, a link loop: the write replaces the link)
+    if stat.S_ISDIR(info.st_mode):
+        return f"{output} is a folder; remove it or choose another --name"
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a socket or device"
+        return f"{output} is {kind}, not a picture; remove it or choose another --name"
+    return None if overwrite else "skip"
+
+
+def _name_max(folder: Path) -> int:
+    """The longest file name (bytes) the file system of ``folder`` (or its nearest existing
+    parent, for a folder still to be made) takes."""
+    for place in (folder, *folder.parents):
+        try:
+            return os.pathconf(place, "PC_NAME_MAX")
+        except (OSError, ValueError, AttributeError):  # missing, or no pathconf (Windows)
+            continue
+    return 255
 
 
 def triage(jobs: Iterable[Job], overwrite: bool) -> tuple[list[Job], list[FileDone]]:

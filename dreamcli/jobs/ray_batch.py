@@ -288,6 +288,9 @@ def run(
                 report(done)
     finally:
         _remove_killed_workers_parts({job.output.parent for job in todo}, spec.run)
+    if summary.interrupted:
+        ended = {str(done.output) for done in summary.results}
+        summary.not_reached = sum(row["output"] not in ended for row in rows)
     return summary
 
 

@@ -9,7 +9,7 @@ import difflib
 import os
 from pathlib import Path
 
-from dreamcli.errors import SettingsError
+from dreamcli.errors import SettingsError, brief
 from dreamcli.models.base import Loaded, Network, Weights
 from dreamcli.models.caffe_googlenet import BVLC_GOOGLENET, PLACES205, PLACES365
 from dreamcli.models.googlenet import GOOGLENET
@@ -41,7 +41,7 @@ def get(name: str = DEFAULT) -> Network:
         return NETWORKS[name]
     close = difflib.get_close_matches(name, NETWORKS, n=3)
     hint = f"did you mean {', '.join(close)}?" if close else f"the models are {', '.join(NETWORKS)}"
-    raise SettingsError(f"unknown model {name!r}: {hint} (dream --list-models lists them)")
+    raise SettingsError(f"unknown model {brief(name)}: {hint} (dream --list-models lists them)")
 
 
 def cache_folder() -> Path:

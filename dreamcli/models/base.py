@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from dreamcli.config import Settings
-from dreamcli.errors import SettingsError
+from dreamcli.errors import SettingsError, brief
 from dreamcli.layers import LayerTable
 
 
@@ -110,7 +110,7 @@ class Network:
             if close
             else f"give a class index 0-{count - 1} or one of {self.name}'s class names"
         )
-        raise SettingsError(f"unknown class {name!r}: {hint}")
+        raise SettingsError(f"unknown class {brief(name)}: {hint}")
 
 
 @dataclass(frozen=True)

@@ -104,7 +104,28 @@ def fit_state_dict(
                 f"{source} does not fit {title}: {key} has shape "
                 f"{tuple(tensor.shape)}, expected {tuple(expected[key].shape)}"
             )
+    wanted = {key: _checked(key, tensor, expected[key].dtype, source) for key, tensor in wanted.items()}
     net.load_state_dict(wanted, strict=False, assign=True)  # checked above; optional keys may be absent
+
+
+def _checked(key: str, tensor: torch.Tensor, dtype: torch.dtype, source: str) -> torch.Tensor:
+    """``tensor`` in the network's ``dtype``: half and bf16 weights become float32; integer
+    weights, or NaN and infinity (they dream an all-black picture), are refused by key."""
+    if tensor.dtype == dtype:
+        converted = tensor
+    elif dtype.is_floating_point == tensor.dtype.is_floating_point and not tensor.is_complex():
+        converted = tensor.to(dtype)
+    else:
+        raise WeightsError(
+            f"{source}: {key} holds {str(tensor.dtype).removeprefix('torch.')} numbers, expected "
+            f"{str(dtype).removeprefix('torch.')}; save the model's own floating-point weights"
+        )
+    if converted.is_floating_point() and not bool(torch.isfinite(converted).all()):
+        raise WeightsError(
+            f"{source}: {key} holds NaN or infinite numbers; the file is damaged or was saved "
+            "from a diverged training: use other weights"
+        )
+    return converted
 
 
 def _reason(exc: Exception) -> str:
