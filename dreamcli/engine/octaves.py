@@ -25,7 +25,7 @@ from dreamcli.engine.shaping import Shaping
 from dreamcli.engine.step_policy import StepPolicy, measured
 from dreamcli.engine.steps import octave_sizes, random_shift, resize
 from dreamcli.errors import ImageError
-from dreamcli.events import Note, Report, Step, ignore
+from dreamcli.events import Note, OctaveDone, Report, Step, ignore
 from dreamcli.run_options import RunOptions
 
 
@@ -109,5 +109,6 @@ def _dream_octaves(
             report(Step(octave, len(sizes), iteration, settings.iterations, size, loss))
 
         image = policy.octave(image, goal, settings.step_size, shifts, report, stepped)
+        report(OctaveDone(octave, len(sizes), image))
         detail = image - base
     return image
