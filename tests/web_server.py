@@ -58,6 +58,7 @@ def running_server(weights_file: Path, **limits):
     try:
         yield Served(config, f"http://127.0.0.1:{config.port}", app)
     finally:
+        app.close_streams()
         uv.should_exit = True
         thread.join(timeout=30)
         sock.close()

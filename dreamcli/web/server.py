@@ -98,6 +98,12 @@ class Guard:
             if not started:
                 await error(500, FAILED)(scope, receive, send)
 
+    def close_streams(self) -> None:
+        """End the pages' event streams, so that stopping the server need not wait for them."""
+        hub = getattr(self.app.state, "hub", None)
+        if hub is not None:
+            hub.close()
+
     def refusal(self, request: Request) -> Response | None:
         allowed = self.config.hosts()
         host = request.headers.get("host", "")
@@ -155,11 +161,13 @@ async def events(request: Request) -> Response:
             yield _event("jobs", {"jobs": work.listing()})
             while True:
                 try:
-                    kind, data = await asyncio.wait_for(listener.get(), HEARTBEAT)
+                    message = await asyncio.wait_for(listener.get(), HEARTBEAT)
                 except asyncio.TimeoutError:
                     yield ": still here\n\n"
                     continue
-                yield _event(kind, data)
+                if message is None:  # the server is stopping
+                    return
+                yield _event(*message)
         finally:
             hub.leave(listener)
 
@@ -182,7 +190,7 @@ async def internal(request: Request, exc: Exception) -> Response:
     return error(500, FAILED)
 
 
-def make_app(config: Config) -> Starlette:
+def make_app(config: Config) -> Guard:
     """The app; its lifespan starts the worker and removes the private folder at the end."""
 
     @contextlib.asynccontextmanager
@@ -207,16 +215,23 @@ def make_app(config: Config) -> Starlette:
     app = Starlette(
         routes=routes, lifespan=lifespan, exception_handlers={HTTPException: not_found, Exception: internal}
     )
-    return Guard(app, config)  # type: ignore[return-value]
+    return Guard(app, config)
 
 
 def serve(config: Config, sock: Any) -> None:
     """Serve on ``sock`` (bound by the caller, so a busy port is its error) until Ctrl-C."""
     import uvicorn
 
-    server = uvicorn.Server(
+    app = make_app(config)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            app.close_streams()
+            super().handle_exit(sig, frame)
+
+    server = Server(
         uvicorn.Config(
-            make_app(config),
+            app,
             log_level="warning",
             access_log=False,
             timeout_graceful_shutdown=2,

@@ -117,7 +117,12 @@ class Hub:
             return
         self.loop.call_soon_threadsafe(self._deliver, (kind, data))
 
-    def _deliver(self, message: tuple[str, dict[str, Any]]) -> None:
+    def close(self) -> None:
+        """End every page's stream (the server is stopping: it need not wait for them)."""
+        if self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self._deliver, None)
+
+    def _deliver(self, message: tuple[str, dict[str, Any]] | None) -> None:
         for listener in list(self.listeners):
             try:
                 listener.put_nowait(message)
