@@ -226,3 +226,25 @@ def test_serve_refuses_a_busy_port_in_one_line(weights_file):
         busy.listen(1)
         result = cli_invoker(weights_file, catch_exceptions=True)("serve", "--port", busy.getsockname()[1])
     assert result.exit_code == 2 and "cannot listen" in result.output and "Traceback" not in result.output
+
+
+def test_dream_serve_prints_its_address_serves_and_stops_on_ctrl_c(weights_file):
+    import signal
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "dreamcli", "serve", "--port", "0", "--device", "cpu"]
+    server = subprocess.Popen(
+        [*command, "--weights", str(weights_file)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        lines = [server.stdout.readline(), server.stdout.readline()]
+        url = lines[1].strip()
+        assert url.startswith("http://127.0.0.1:") and "/?token=" in url, lines
+        page = httpx.get(url, timeout=60)
+        assert page.status_code == 200 and "/static/app.js" in page.text
+        assert httpx.get(url.split("?")[0], timeout=60).status_code == 403
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, err = server.communicate(timeout=60)
+    assert server.returncode == 130 and "Traceback" not in err, err

@@ -72,4 +72,19 @@ def test_the_page_dreams_two_styles_side_by_side_and_downloads_one(browser, weig
         meta = read_metadata(saved)
         assert meta["preset"] == "preview" and meta["settings"]["max_size"] == 96
         assert str(meta["settings"]["seed"]) in command
+
+        # A second page sees the same tiles; a tile's settings are edited and it runs again.
+        other = browser.new_page()
+        other.goto(served.config.url())
+        other.locator(".tile[data-state=done]").nth(1).wait_for(timeout=60_000)
+        layer = tiles.nth(1)
+        layer.locator(".edit").click()
+        layer.locator("input[name=iterations]").fill("3")
+        layer.locator("button[type=submit]").click()
+        page.locator(".tile .command", has_text="--iterations 3").wait_for(timeout=60_000)
+        page.locator(".tile[data-state=done]").nth(1).wait_for(timeout=120_000)
+        assert tiles.count() == 2 and "--iterations 3" in layer.locator(".command").inner_text()
+        other.locator(".tile .command", has_text="--iterations 3").wait_for(timeout=60_000)
+        assert other.locator(".tile").count() == 2
+        other.close()
         page.close()
