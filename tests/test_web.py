@@ -248,3 +248,24 @@ def test_dream_serve_prints_its_address_serves_and_stops_on_ctrl_c(weights_file)
         server.send_signal(signal.SIGINT)
         _, err = server.communicate(timeout=60)
     assert server.returncode == 130 and "Traceback" not in err, err
+
+
+def test_a_job_that_cannot_run_fails_in_one_line(served, client, tmp_path):
+    tiny = save_photo(tmp_path / "tiny.png", 12, 9)
+    response = client.post("/api/uploads", content=tiny.read_bytes(), headers={"X-Filename": "tiny.png"})
+    job = submit(client, upload=response.json()["id"], layers=["inception_4c"], settings=FAST)
+    latest, _ = events(served.base, served.config.token, finished([job["id"]]))
+    assert latest[job["id"]]["state"] == "failed"
+    message = latest[job["id"]]["error"]
+    assert "too small" in message and "\n" not in message and str(served.work.folder) not in message
+
+
+def test_the_command_line_never_starts_with_an_option_or_a_command():
+    from dreamcli.config import Settings
+    from dreamcli.web import commands
+
+    settings = Settings(seed=5)
+    for photo, first in [("-rf.png", "./-rf.png"), ("zoom", "./zoom"), ("a b.jpg", "a b.jpg")]:
+        out = commands.download_name(photo, "x", 5)
+        line = commands.shown(commands.command_line(settings, Settings(), None, photo, out))
+        assert shlex.split(line)[1] == first and not shlex.split(line)[-1].startswith("-")

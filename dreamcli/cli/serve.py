@@ -22,23 +22,36 @@ PORT = 8765
 MAX_SIZE = 1024  # the long side uploads are dreamed at, at most, unless --max-size
 
 
-@click.command(name="serve", cls=common.SectionedCommand, context_settings={"max_content_width": 100})
-@flag("--port", span=Span(int, 0, 65535), default=PORT, show_default=True, help="Port to listen on (0: any).")
+class ServeCommand(common.SectionedCommand):
+    shown = ("Serving", "Running", "Other")
+
+
+@click.command(name="serve", cls=ServeCommand, context_settings={"max_content_width": 100})
+@flag(
+    "--port",
+    section="Serving",
+    span=Span(int, 0, 65535),
+    default=PORT,
+    show_default=True,
+    help="Port to listen on (0: any).",
+)
 @flag(
     "--host",
+    section="Serving",
     default="127.0.0.1",
     show_default=True,
     help="Address to listen on; another than 127.0.0.1 lets other machines reach the page (with the token).",
 )
 @flag(
     "--max-size",
+    section="Serving",
     span=Span(int, 16, 65_536),
     default=MAX_SIZE,
     show_default=True,
     help="Dream uploads shrunk so their long side is at most this many pixels.",
 )
-@common.model_flags(section="Options")
-@common.quiet_flag(section="Options")
+@common.model_flags()
+@common.quiet_flag(section="Other")
 @common.help_all_flag()
 @click.pass_context
 def command(ctx: click.Context, **params: Any) -> None:

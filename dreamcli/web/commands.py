@@ -79,6 +79,8 @@ def command_line(
 ) -> list[str]:
     """``dream PHOTO [--preset NAME] [flags] -o OUTPUT`` as a list of words; ``photo`` None is
     the sample that ships with dreamcli (``--sample``)."""
+    if photo is not None and (photo.startswith("-") or "." not in photo):
+        photo = f"./{photo}"  # not an option, nor a command's name (dream zoom)
     words = ["dream", photo if photo is not None else "--sample"]
     if preset is not None:
         words += ["--preset", preset]
@@ -102,5 +104,5 @@ def shown(words: list[str]) -> str:
 def download_name(photo: str, label: str, seed: int | None) -> str:
     """``coffee_eyes_123.png``: the photo's stem, the tile's style and its seed."""
     stem = Path(photo).stem or "photo"
-    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in f"{stem}_{label}")
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in f"{stem}_{label}").lstrip("-.")
     return f"{safe[:80]}_{seed}.png"

@@ -247,11 +247,13 @@ async def cancel(request: Request) -> Response:
 
 
 async def preview(request: Request) -> Response:
-    """The picture of the last octave done, at that octave's size."""
+    """The picture of the last octave done, at that octave's size (once done: the result)."""
     try:
         job = _find(request)
     except Refused as exc:
         return _error(exc)
+    if job.picture is None and job.result is not None and job.result.is_file():
+        return FileResponse(job.result, media_type="image/png")  # done: the last octave is the result
     if job.picture is None:
         return _error(Refused(404, "no octave of this job has finished yet"))
     return Response(job.picture, media_type="image/png", headers={"Cache-Control": "no-store"})

@@ -222,7 +222,7 @@ class Work:
             if job.cancel.is_set():
                 raise Cancelled
             self._write(job, rgb, alpha)
-            state = "done"
+            state, job.picture = "done", None  # the page shows the result now; memory is kept for it
         except Cancelled:
             state = "cancelled"
         except DreamError as exc:
