@@ -27,28 +27,26 @@ class ServeCommand(common.SectionedCommand):
 
 
 @click.command(name="serve", cls=ServeCommand, context_settings={"max_content_width": 100})
-@flag(
-    "--port",
-    section="Serving",
-    span=Span(int, 0, 65535),
-    default=PORT,
-    show_default=True,
-    help="Port to listen on (0: any).",
-)
-@flag(
-    "--host",
-    section="Serving",
-    default="127.0.0.1",
-    show_default=True,
-    help="Address to listen on; another than 127.0.0.1 lets other machines reach the page (with the token).",
-)
-@flag(
-    "--max-size",
-    section="Serving",
-    span=Span(int, 16, 65_536),
-    default=MAX_SIZE,
-    show_default=True,
-    help="Dream uploads shrunk so their long side is at most this many pixels.",
+@common.together(
+    *(
+        flag(name, section="Serving", default=default, show_default=True, help=text, **kind)
+        for name, default, kind, text in (
+            ("--port", PORT, {"span": Span(int, 0, 65535)}, "Port to listen on (0: any)."),
+            (
+                "--host",
+                "127.0.0.1",
+                {},
+                "Address to listen on; another than 127.0.0.1 lets other machines reach the page "
+                "(with the token).",
+            ),
+            (
+                "--max-size",
+                MAX_SIZE,
+                {"span": Span(int, 16, 65_536)},
+                "Dream uploads shrunk so their long side is at most this many pixels.",
+            ),
+        )
+    )
 )
 @common.model_flags()
 @common.quiet_flag(section="Other")
