@@ -1,5 +1,6 @@
 """The page of ``dream serve`` in a real headless Chromium (the system's, driven by Playwright):
-upload the sample, start two styles, wait for both tiles, download one.
+upload the sample, start two styles, wait for both tiles, download one; a second page
+sees them; one is edited and dreamed again.
 
 Skipped, with one line saying why, where Playwright or a Chromium binary is missing;
 ``DREAMCLI_CHROMIUM`` names the binary when it is not on PATH as chromium.  The screenshot
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -48,7 +50,9 @@ def test_the_page_dreams_two_styles_side_by_side_and_downloads_one(browser, weig
         page = browser.new_page(viewport={"width": 1280, "height": 800}, accept_downloads=True)
         page.goto(served.config.url())
         page.wait_for_selector("#presets input[value=preview]")
-        page.click("#sample")
+        sample = resources.files("dreamcli.data") / "sample.jpg"
+        page.set_input_files("#file", str(sample))  # an upload, as a user's photo is
+        page.wait_for_selector("#photo-name:has-text('sample.jpg, 384×256')")
         page.check("#presets input[value=preview]")
         page.select_option("#layers", ["inception_3a"])
         page.click("#dream")
@@ -61,7 +65,7 @@ def test_the_page_dreams_two_styles_side_by_side_and_downloads_one(browser, weig
         seen = page.evaluate("Object.keys(window.dreamTimings.firstOctave).length")
         assert seen == 2
         command = tiles.nth(0).locator(".command").inner_text()
-        assert command.startswith("dream --sample --preset preview") and "--seed" in command
+        assert command.startswith("dream sample.jpg --preset preview --max-size 96 --seed")
         shot = os.environ.get("DREAMCLI_SCREENSHOT") or str(tmp_path / "serve.png")
         page.screenshot(path=shot, full_page=True)
         with page.expect_download() as download:
