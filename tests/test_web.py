@@ -269,3 +269,20 @@ def test_the_command_line_never_starts_with_an_option_or_a_command():
         out = commands.download_name(photo, "x", 5)
         line = commands.shown(commands.command_line(settings, Settings(), None, photo, out))
         assert shlex.split(line)[1] == first and not shlex.split(line)[-1].startswith("-")
+
+
+def test_a_full_queue_is_refused(served, client, monkeypatch):
+    from dreamcli.web import jobs_api
+
+    monkeypatch.setattr(jobs_api, "MAX_QUEUED", 0)
+    _one_line_error(client.post("/api/jobs", json={"upload": "sample"}), 429, "waiting")
+
+
+def test_without_the_web_extra_serve_says_what_to_install():
+    import subprocess
+    import sys
+
+    code = "import sys; sys.modules['starlette'] = None; from dreamcli.cli import main; main(['serve'])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1 and "pip install 'dreamcli[web]'" in out.stderr
+    assert "Traceback" not in out.stderr

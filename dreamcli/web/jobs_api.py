@@ -29,6 +29,7 @@ from dreamcli.web import commands
 from dreamcli.web.work import Job, Upload, Work
 
 MAX_JOB_REQUEST = 64 * 1024  # bytes of JSON a job's request may have
+MAX_QUEUED = 100  # jobs waiting at once
 
 
 class Refused(Exception):
@@ -155,7 +156,10 @@ async def submit(request: Request) -> Response:
         return _error(exc)
     except SettingsError as exc:
         return _error(Refused(400, str(exc)))
-    request.app.state.work.submit(job)
+    work = request.app.state.work
+    if work.waiting() >= MAX_QUEUED:
+        return _error(Refused(429, f"{MAX_QUEUED} jobs are waiting already; cancel some or wait"))
+    work.submit(job)
     return JSONResponse(job.public(), status_code=201)
 
 

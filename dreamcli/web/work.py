@@ -170,6 +170,10 @@ class Work:
         self._tell(job)
         return job
 
+    def waiting(self) -> int:
+        with self.lock:
+            return sum(job.state == "queued" for job in self.jobs.values())
+
     def new_number(self) -> int:
         return next(self.numbers)
 
