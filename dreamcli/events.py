@@ -29,8 +29,8 @@ class Step:
 class OctaveDone:
     """An octave of a dream finished: ``image`` is the picture so far, at that octave's size.
 
-    A tensor on the model's device, (N, 3, H, W) in [0, 1] (about: before clamping); a
-    listener that keeps it must copy it.  Lets a page show a dream filling in octave by octave.
+    A float32 tensor on the model's device, (N, 3, H, W) in [0, 1], which the engine may reuse:
+    a listener that keeps it must copy it.  Lets a page show a dream filling in octave by octave.
     """
 
     octave: int  # 1-based

@@ -286,3 +286,20 @@ def test_without_the_web_extra_serve_says_what_to_install():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 1 and "pip install 'dreamcli[web]'" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_the_engine_reports_each_octaves_picture(net):
+    import torch
+
+    from dreamcli.config import Settings
+    from dreamcli.engine.octaves import dream
+    from dreamcli.events import OctaveDone, Step
+
+    seen = []
+    settings = Settings(layers=["inception3a"], octaves=3, iterations=1, seed=0)
+    out = dream(net, torch.rand(3, 64, 80), settings=settings, report=seen.append)
+    starts = [e.size for e in seen if isinstance(e, Step) and e.iteration == 0]
+    done = [e for e in seen if isinstance(e, OctaveDone)]
+    assert [(e.octave, e.octaves) for e in done] == [(i + 1, len(starts)) for i in range(len(starts))]
+    assert [tuple(e.image.shape[-2:]) for e in done] == starts and done[-1].image.shape[0] == 1
+    assert torch.equal(done[-1].image[0], out)
