@@ -27,6 +27,19 @@ class Step:
 
 
 @dataclass(frozen=True)
+class OctaveDone:
+    """An octave of a dream finished: ``image`` is the picture so far, at that octave's size.
+
+    A float32 tensor on the model's device, (N, 3, H, W) in [0, 1], which the engine may reuse:
+    a listener that keeps it must copy it.  Lets a page show a dream filling in octave by octave.
+    """
+
+    octave: int  # 1-based
+    octaves: int
+    image: Any
+
+
+@dataclass(frozen=True)
 class Note:
     """A change of plan the user should hear about (e.g. fewer octaves, tiles after out of memory)."""
 
@@ -129,7 +142,7 @@ class Summary:
         setattr(self, result.status, getattr(self, result.status) + 1)
 
 
-Event = Step | Note | FileStarted | FileDone | FrameDone | Stage | PhotoSkipped
+Event = Step | OctaveDone | Note | FileStarted | FileDone | FrameDone | Stage | PhotoSkipped
 Report = Callable[[Event], None]
 
 

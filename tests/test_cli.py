@@ -260,7 +260,7 @@ def test_help_listings_and_presets_do_not_load_torch(args):
 
 
 @pytest.mark.parametrize(
-    "command", ["", "sheet", "zoom", "video", "features", "atlas", "list", "list layers"]
+    "command", ["", "sheet", "zoom", "video", "features", "atlas", "list", "list layers", "serve"]
 )
 def test_every_commands_help_fits_one_screen(command):
     result = CliRunner().invoke(main, [*command.split(), "--help"])

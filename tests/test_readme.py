@@ -33,6 +33,9 @@ NOT_RUN = {
     "pip install .": "the internet (CI installs the checkout itself)",
     "pip install '.[test]' && python -m pytest": "this test suite itself",
     "pip install '.[atlas]'": "the internet",
+    "pip install '.[web]'": "the internet",
+    "dream serve": "a server that runs until Ctrl-C: tests/test_web.py starts and drives it",
+    "dream serve --port 9000 --device cpu --max-size 768": "a server that runs until Ctrl-C",
     'eval "$(_DREAM_COMPLETE=zsh_source dream)"': "zsh (the bash line runs; Click makes all three)",
     "_DREAM_COMPLETE=fish_source dream | source": "fish (the bash line runs; Click makes all three)",
     "dream photo.jpg --max-size 1024 --device cuda:1": "a second CUDA GPU",
@@ -98,7 +101,13 @@ def tiny(line: str) -> str:
 def folder(tmp_path_factory, net):
     """A user's folder: photos, a guide, a clip; the weights where the download puts them."""
     here = tmp_path_factory.mktemp("readme")
-    for name, seed in (("photo.jpg", 0), ("portrait.jpg", 1), ("a.jpg", 2), ("flowers.jpg", 3)):
+    for name, seed in (
+        ("photo.jpg", 0),
+        ("portrait.jpg", 1),
+        ("a.jpg", 2),
+        ("flowers.jpg", 3),
+        ("coffee.jpg", 5),
+    ):
         save_photo(here / name, 64, 48, seed=seed)
     save_photo(here / "b.png", 64, 48, seed=4)
     (here / "photos" / "more").mkdir(parents=True)

@@ -38,11 +38,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "video": (
         "dreamcli.cli.video:command",
-        "Dream every frame of a video, carrying the dream from frame to frame.",
+        "Dream each frame of a video, carrying the dream along.",
     ),
     "features": ("dreamcli.cli.features:command", "Feature pictures from noise: a layer, channel or class."),
     "atlas": ("dreamcli.cli.atlas:command", "An activation atlas of your photos: what a layer sees in them."),
     "list": ("dreamcli.cli.listing:command", "List layers, models or presets."),
+    "serve": ("dreamcli.cli.serve:command", "A local web page to try styles on a photo, side by side."),
 }
 DEFAULT = "dream"  # the default command's name, when no command is named
 

@@ -25,7 +25,7 @@ from dreamcli.engine.shaping import Shaping
 from dreamcli.engine.step_policy import StepPolicy, measured
 from dreamcli.engine.steps import octave_sizes, random_shift, resize
 from dreamcli.errors import DreamError, ImageError
-from dreamcli.events import Note, Report, Step, ignore
+from dreamcli.events import Note, OctaveDone, Report, Step, ignore
 from dreamcli.run_options import RunOptions
 
 
@@ -114,5 +114,6 @@ def _dream_octaves(
                 f"the dream turned to NaN or infinity at octave {octave} of {len(sizes)}: the network's "
                 "weights (or a layer's weight) give no finite gradient; check the weights file"
             )
+        report(OctaveDone(octave, len(sizes), image))
         detail = image - base
     return image

@@ -1,0 +1,286 @@
+"""The API of ``dream serve`` under ``/api/``: what may be dreamed, uploads, jobs.
+
+Every input from the page is checked as the CLI checks a typed flag: presets
+only by a name on the list (never a path), layers against the network, settings
+through ``Settings.from_mapping``; an upload is decoded with the CLI's own
+limits before it is kept.  A refusal is one line: ``{"error": "..."}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import secrets
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from dreamcli import __version__
+from dreamcli import presets as preset_files
+from dreamcli.config import FIELDS, Settings
+from dreamcli.errors import DreamError, SettingsError, describe
+from dreamcli.io.formats import IMAGE_EXTENSIONS
+from dreamcli.web import commands
+from dreamcli.web.work import Job, Upload, Work
+
+MAX_JOB_REQUEST = 64 * 1024  # bytes of JSON a job's request may have
+MAX_QUEUED = 100  # jobs waiting at once
+
+
+class Refused(Exception):
+    """A request the API refuses: its status and one line."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def _error(exc: Refused) -> JSONResponse:
+    return JSONResponse({"error": str(exc)}, status_code=exc.status)
+
+
+def add_sample(work: Work) -> None:
+    """The sample photo that ships with dreamcli, as the upload ``sample``."""
+    from dreamcli.io.images import decode_image
+
+    path = Path(str(resources.files("dreamcli.data") / "sample.jpg"))
+    width, height = decode_image(path).size
+    work.add_upload(Upload("sample", path, "sample.jpg", width, height, sample=True))
+
+
+async def options(request: Request) -> Response:
+    """What the page offers: presets, layers, the settings' ranges and defaults, the limits."""
+    config = request.app.state.config
+    network = config.loaded.network
+    found = []
+    for name, where in preset_files.available(config.folders()).items():
+        try:
+            preset = preset_files.load(where[0][1], where[0][0])
+        except SettingsError:
+            continue  # a broken user preset is not offered; the CLI says what is wrong with it
+        if preset.values.get("model", network.name) == network.name:
+            found.append({"name": name, "description": preset.description})
+    fields = []
+    for name in commands.EDITABLE:
+        spec = FIELDS[name]
+        default = getattr(Settings(), name)
+        fields.append({"name": name, "kind": spec.kind.__name__, "low": spec.low, "high": spec.high,
+                       "help": spec.help, "default": default})  # fmt: skip
+    return JSONResponse(
+        {
+            "version": __version__,
+            "model": config.loaded.label,
+            "device": config.options.device,
+            "precision": config.options.precision,
+            "default_layer": network.default_layer,
+            "layers": [row[0] for row in network.layers.rows()],
+            "presets": found,
+            "fields": fields,
+            "max_size": config.max_size,
+            "max_bytes": config.max_bytes,
+        }
+    )
+
+
+async def upload(request: Request) -> Response:
+    """The photo is the request's body; ``X-Filename`` names it for display only."""
+    config, work = request.app.state.config, request.app.state.work
+    name = _clean_name(request.headers.get("x-filename", "upload"))
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > config.max_bytes:
+        return _error(Refused(413, _too_big(config.max_bytes)))
+    suffix = Path(name).suffix.lower()
+    key, path = work.upload_path(suffix if suffix in IMAGE_EXTENSIONS else "")
+    size = 0
+    try:
+        with open(path, "xb") as handle:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > config.max_bytes:
+                    raise Refused(413, _too_big(config.max_bytes))
+                handle.write(chunk)
+        if size == 0:
+            raise Refused(400, "the upload is empty; send a photo")
+        width, height = await asyncio.to_thread(_decoded_size, path, name, config.max_size)
+    except Refused as exc:
+        path.unlink(missing_ok=True)
+        return _error(exc)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    up = Upload(key, path, name, width, height)
+    work.add_upload(up)
+    return JSONResponse(up.public(), status_code=201)
+
+
+def _decoded_size(path: Path, name: str, max_size: int) -> tuple[int, int]:
+    """Decode the upload as the CLI would (its pixel limits, damaged files, odd modes); its size."""
+    from PIL import Image
+
+    from dreamcli.io.images import decode_image
+
+    try:
+        decode_image(path, max_size)
+        with Image.open(path) as img:
+            return img.size
+    except DreamError as exc:
+        raise Refused(400, str(exc).replace(str(path), name)) from None
+    except Exception as exc:
+        raise Refused(400, f"cannot read {name}: {describe(exc)}") from None
+
+
+def _clean_name(raw: str) -> str:
+    base = raw.replace("\\", "/").rsplit("/", 1)[-1]
+    kept = "".join(c for c in base if c.isalnum() or c in "-_. ").strip(" .")
+    return kept[:80] or "upload"
+
+
+def _too_big(limit: int) -> str:
+    return f"the upload is over {limit // (1024 * 1024)} MB; send a smaller photo"
+
+
+async def jobs(request: Request) -> Response:
+    return JSONResponse({"jobs": request.app.state.work.listing()})
+
+
+async def submit(request: Request) -> Response:
+    """A job from ``{"upload", "preset", "layers", "settings", "replaces"}``; queued at once."""
+    try:
+        job = _job(request.app.state.config, request.app.state.work, await _json(request))
+    except Refused as exc:
+        return _error(exc)
+    except SettingsError as exc:
+        return _error(Refused(400, str(exc)))
+    work = request.app.state.work
+    if work.waiting() >= MAX_QUEUED:
+        return _error(Refused(429, f"{MAX_QUEUED} jobs are waiting already; cancel some or wait"))
+    work.submit(job)
+    return JSONResponse(job.public(), status_code=201)
+
+
+async def _json(request: Request) -> dict[str, Any]:
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_JOB_REQUEST:
+            raise Refused(413, f"a job's request is at most {MAX_JOB_REQUEST} bytes")
+    try:
+        data = json.loads(body or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        raise Refused(400, "send the job as a JSON object") from None
+    if not isinstance(data, dict):
+        raise Refused(400, "send the job as a JSON object")
+    return data
+
+
+def _job(config: Any, work: Work, data: dict[str, Any]) -> Job:
+    unknown = set(data) - {"upload", "preset", "layers", "settings", "replaces"}
+    if unknown:
+        raise Refused(400, f"unknown key {sorted(unknown)[0]!r} in the job")
+    up = work.uploads.get(str(data.get("upload", "")))
+    if up is None:
+        raise Refused(404, "no such upload (it may have been forgotten); upload the photo again")
+    network = config.loaded.network
+    preset = data.get("preset")
+    values: dict[str, Any] | None = None
+    if preset is not None:
+        known = preset_files.available(config.folders())
+        if not isinstance(preset, str) or preset not in known:
+            raise Refused(400, f"unknown preset {str(preset)[:40]!r}; pick one from the list")
+        values = preset_files.find(preset, config.folders()).values
+        if values.get("model", network.name) != network.name:
+            raise Refused(400, f"preset {preset} is for {values['model']}; this server runs {network.name}")
+    base = commands.base_settings(network, values)
+    overrides = data.get("settings") or {}
+    if not isinstance(overrides, dict) or set(overrides) - set(commands.EDITABLE):
+        raise Refused(400, f"settings: give only {', '.join(commands.EDITABLE)}")
+    if overrides.get("max_size", 0) is None and base.max_size is not None:
+        overrides = {k: v for k, v in overrides.items() if k != "max_size"}  # the CLI cannot undo it
+    layers = data.get("layers")
+    if layers:
+        overrides = {**overrides, "layers": layers}
+    settings = Settings.from_mapping(overrides, base)
+    for spec in settings.layers:
+        try:
+            network.layers.check(spec)
+        except SettingsError as exc:
+            raise Refused(400, f"{exc} (model {network.name})") from None
+    if max(up.width, up.height) > config.max_size and (settings.max_size or 1 << 30) > config.max_size:
+        settings = dataclasses.replace(settings, max_size=config.max_size)
+    settings = settings.seeded()
+    label = preset or ", ".join(str(spec) for spec in settings.layers)
+    if preset and layers:
+        label += " · " + ", ".join(str(spec) for spec in settings.layers)
+    download = commands.download_name(up.name, label, settings.seed)
+    words = commands.command_line(
+        settings, base, preset, None if up.sample else up.name, download, config.machine
+    )
+    replaces = data.get("replaces")
+    return Job(
+        id=secrets.token_hex(6),
+        number=work.new_number(),
+        upload=up,
+        settings=settings,
+        preset=preset,
+        label=label,
+        command=commands.shown(words),
+        download=download,
+        replaces=str(replaces)[:20] if replaces else None,
+    )
+
+
+def _find(request: Request) -> Job:
+    job = request.app.state.work.jobs.get(request.path_params["job"])
+    if job is None:
+        raise Refused(404, "no such job (it may have been forgotten)")
+    return job
+
+
+async def cancel(request: Request) -> Response:
+    try:
+        job = _find(request)
+    except Refused as exc:
+        return _error(exc)
+    request.app.state.work.cancel(job)
+    return JSONResponse(job.public())
+
+
+async def preview(request: Request) -> Response:
+    """The picture of the last octave done, at that octave's size (once done: the result)."""
+    try:
+        job = _find(request)
+    except Refused as exc:
+        return _error(exc)
+    if job.picture is None and job.result is not None and job.result.is_file():
+        return FileResponse(job.result, media_type="image/png")  # done: the last octave is the result
+    if job.picture is None:
+        return _error(Refused(404, "no octave of this job has finished yet"))
+    return Response(job.picture, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+async def result(request: Request) -> Response:
+    """The finished picture: the PNG the CLI writes, its settings inside."""
+    try:
+        job = _find(request)
+    except Refused as exc:
+        return _error(exc)
+    if job.state != "done" or job.result is None or not job.result.is_file():
+        return _error(Refused(404, f"this job is {job.state}; its picture comes when it is done"))
+    return FileResponse(job.result, media_type="image/png", filename=job.download)
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/api/options", options),
+        Route("/api/jobs", jobs),
+        Route("/api/uploads", upload, methods=["POST"]),
+        Route("/api/jobs", submit, methods=["POST"]),
+        Route("/api/jobs/{job}/cancel", cancel, methods=["POST"]),
+        Route("/api/jobs/{job}/preview.png", preview),
+        Route("/api/jobs/{job}/result.png", result),
+    ]

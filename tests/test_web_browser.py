@@ -1,0 +1,96 @@
+"""The page of ``dream serve`` in a real headless Chromium (the system's, driven by Playwright):
+upload the sample, start two styles, wait for both tiles, download one; a second page
+sees them; one is edited and dreamed again.
+
+Skipped, with one line saying why, where Playwright or a Chromium binary is missing;
+``DREAMCLI_CHROMIUM`` names the binary when it is not on PATH as chromium.  The screenshot
+of the finished page goes to ``DREAMCLI_SCREENSHOT`` when set.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("starlette")
+pytest.importorskip("uvicorn")
+
+from web_server import running_server
+
+from dreamcli.io.metadata import read_metadata
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+def chromium() -> str | None:
+    named = os.environ.get("DREAMCLI_CHROMIUM")
+    if named:
+        return named if Path(named).is_file() else None
+    return next((found for name in BROWSERS if (found := shutil.which(name))), None)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    binary = chromium()
+    if binary is None:
+        pytest.skip("no Chromium here (apt-get install chromium, or set DREAMCLI_CHROMIUM)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="no Playwright (pip install playwright)")
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=binary, args=["--no-sandbox"], headless=True)
+        yield launched
+        launched.close()
+
+
+def test_the_page_dreams_two_styles_side_by_side_and_downloads_one(browser, weights_file, tmp_path):
+    with running_server(weights_file, max_size=96) as served:
+        page = browser.new_page(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+        page.set_default_timeout(120_000)  # a loaded CI machine: generous, it only waits when slow
+        page.goto(served.config.url())
+        page.wait_for_selector("#presets input[value=preview]")
+        sample = resources.files("dreamcli.data") / "sample.jpg"
+        page.set_input_files("#file", str(sample))  # an upload, as a user's photo is
+        page.wait_for_selector("#photo-name:has-text('sample.jpg, 384×256')")
+        page.check("#presets input[value=preview]")
+        page.select_option("#layers", ["inception_3a"])
+        page.click("#dream")
+        page.locator(".tile[data-state=done]").nth(1).wait_for(timeout=120_000)
+        tiles = page.locator(".tile")
+        assert tiles.count() == 2
+        labels = sorted(tiles.nth(i).locator(".label").inner_text() for i in range(2))
+        assert labels == ["inception_3a · sample.jpg", "preview · sample.jpg"]
+        # Each tile showed an octave's picture before its last; its command line reproduces it.
+        seen = page.evaluate("Object.keys(window.dreamTimings.firstOctave).length")
+        assert seen == 2
+        command = tiles.nth(0).locator(".command").inner_text()
+        assert command.startswith("dream sample.jpg --preset preview --max-size 96 --seed")
+        shot = os.environ.get("DREAMCLI_SCREENSHOT") or str(tmp_path / "serve.png")
+        page.screenshot(path=shot, full_page=True)
+        with page.expect_download() as download:
+            tiles.nth(0).locator(".download").click()
+        saved = tmp_path / download.value.suggested_filename
+        download.value.save_as(saved)
+        assert saved.name.startswith("sample_preview_") and saved.suffix == ".png"
+        meta = read_metadata(saved)
+        assert meta["preset"] == "preview" and meta["settings"]["max_size"] == 96
+        assert str(meta["settings"]["seed"]) in command
+
+        # A second page sees the same tiles; a tile's settings are edited and it runs again.
+        other = browser.new_page()
+        other.set_default_timeout(120_000)
+        other.goto(served.config.url())
+        other.locator(".tile[data-state=done]").nth(1).wait_for(timeout=60_000)
+        layer = tiles.nth(1)
+        layer.locator(".edit").click()
+        layer.locator("input[name=iterations]").fill("3")
+        layer.locator("button[type=submit]").click()
+        page.locator(".tile .command", has_text="--iterations 3").wait_for(timeout=60_000)
+        page.locator(".tile[data-state=done]").nth(1).wait_for(timeout=120_000)
+        assert tiles.count() == 2 and "--iterations 3" in layer.locator(".command").inner_text()
+        other.locator(".tile .command", has_text="--iterations 3").wait_for(timeout=60_000)
+        assert other.locator(".tile").count() == 2
+        other.close()
+        page.close()
