@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from dreamcli import models
-from dreamcli.config import Settings
+from dreamcli.config import LayerSpec, Settings
 from dreamcli.engine.devices import select_device
 from dreamcli.engine.objectives import Objective
 from dreamcli.engine.octaves import dream as _dream
@@ -56,7 +56,8 @@ def dream(
     """
     rgb: Any = image.rgb if isinstance(image, Picture) else image
     if isinstance(model, Loaded):
-        settings = model.resolved(settings or Settings(layers=(model.network.default_layer,)))
+        default = Settings(layers=(LayerSpec.parse(model.network.default_layer),))
+        settings = model.resolved(settings or default)
         module = model.module
     else:
         module = model

@@ -57,7 +57,7 @@ def builtin_folder() -> Path:
 def _candidates(folder: Path) -> dict[str, Path]:
     if not folder.is_dir():
         return {}
-    found = {}
+    found: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
         if path.suffix in SUFFIXES and path.is_file() and NAME_RE.match(path.stem):
             found.setdefault(path.stem, path)
@@ -161,7 +161,7 @@ def from_picture(path: Path) -> Preset:
     except SettingsError as exc:
         raise SettingsError(f"{path}: its recorded settings are not valid here ({exc})") from None
     name = metadata.get("preset")
-    if not _plain_name(name):  # {preset} of --name and the new picture's metadata take it
+    if not isinstance(name, str) or not _plain_name(name):  # {preset} of --name takes it
         name = path.stem if _plain_name(path.stem) else "picture"
     return Preset(name, path, "picture", f"the settings of {path.name}", dict(metadata["settings"]))
 

@@ -99,10 +99,10 @@ class DreamGroup(click.Group):
         self, args: Any = None, prog_name: Any = None, *rest: Any, standalone_mode: bool = True, **extra: Any
     ):
         if not standalone_mode:
-            return super().main(args, prog_name, *rest, standalone_mode=False, **extra)
+            return super().main(args, prog_name, *rest, standalone_mode=False, **extra)  # type: ignore[call-overload]
         argv = list(sys.argv[1:] if args is None else args)
         try:
-            code = super().main(argv, prog_name, *rest, standalone_mode=False, **extra)
+            code = super().main(argv, prog_name, *rest, standalone_mode=False, **extra)  # type: ignore[call-overload]
         except click.NoSuchOption as exc:
             click.echo(f"Error: {exc.format_message()}{_where(exc.option_name, argv)}", err=True)
             sys.exit(EXIT_USAGE)

@@ -119,7 +119,9 @@ class Chosen:
         return self.preset.name if self.preset else None
 
 
-def chosen_settings(ctx: click.Context, params: dict[str, Any], fields: Sequence[str] = FIELDS) -> Chosen:
+def chosen_settings(
+    ctx: click.Context, params: dict[str, Any], fields: Sequence[str] = tuple(FIELDS)
+) -> Chosen:
     """The settings of this command: the preset (``--preset``), then the settings flags typed."""
     chosen = load_preset(params.get("preset"))
     network = network_for(params.get("model"), chosen)

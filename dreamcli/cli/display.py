@@ -12,6 +12,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -43,8 +44,8 @@ class Display:
 
     def __init__(self, quiet: bool, as_json: bool, many: bool):
         self.quiet, self.as_json, self.many = quiet, as_json, many
-        self.files = None
-        self.steps = None
+        self.files: Any = None  # tqdm bars, made when the first event comes
+        self.steps: Any = None
         self.stage = ""  # the stage the steps bar shows, for work in stages
         self.notes: set[str] = set()
         self.stdout_closed = False  # the reader of --json went away (e.g. | head): the run goes on
@@ -99,13 +100,15 @@ class Display:
                 self.steps.close()
             self.steps = self._bar(total=event.total, desc=event.stage)
             self.stage = event.stage
-        self.steps.update(event.done - self.steps.n)
+        bar = self.steps
+        bar.update(event.done - bar.n)
 
     def _frame(self, event: FrameDone) -> None:
         """Animations: one bar over frames, which shows frames per second and time left."""
         if self.files is None:
             self.files = self._bar(total=event.total, desc="frames", unit="frame")
-        self.files.update(1)
+        bar = self.files
+        bar.update(1)
 
     def _step(self, event: Step) -> None:
         if self.steps is None:
@@ -124,7 +127,7 @@ class Display:
         if self.as_json:
             self._write(json.dumps(result.to_dict()), err=False)
         if result.status == "failed":
-            self._error(result.source, result.error, result.output)
+            self._error(result.source, result.error or "failed", result.output)
         elif not self.quiet and not self.as_json and not self.many:
             self._write(
                 f"Wrote {shown(result.output)}"

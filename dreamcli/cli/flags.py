@@ -31,7 +31,7 @@ class SectionOption(click.Option):
         super().__init__(*args, **kwargs)
         self.section = section
 
-    def get_error_hint(self, ctx: click.Context) -> str:
+    def get_error_hint(self, ctx: click.Context | None) -> str:
         return max(self.opts, key=len)
 
 

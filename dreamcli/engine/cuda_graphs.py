@@ -109,7 +109,7 @@ class GraphedStep:
             except RuntimeError as error:  # includes running out of memory while recording
                 self.failed = (str(error).strip() or type(error).__name__).splitlines()[0]
             # The recording needs no Python objects; dropping them lets the model be freed.
-            static.capture = static.goal = None
+            static.capture = static.goal = None  # type: ignore[assignment]
         return static.image, static.loss.clone()
 
 
@@ -119,7 +119,7 @@ class GraphCache:
     def __init__(self, limit: int = CACHE_LIMIT):
         self.limit = limit
         self.entries: OrderedDict[tuple, GraphedStep] = OrderedDict()
-        self.pool = None
+        self.pool: object = None
 
     def get(self, key: tuple, make: Callable[[object], GraphedStep]) -> GraphedStep:
         if key in self.entries:

@@ -63,7 +63,8 @@ class Shaping:
 
 def cascade_smooth(grad: torch.Tensor, sigma: float) -> torch.Tensor:
     """The mean of three Gaussian blurs of ``grad``: sigma / 2, sigma and 2 sigma."""
-    return sum(gaussian_blur(grad, s) for s in (0.5 * sigma, sigma, 2.0 * sigma)) / 3.0
+    blurs = [gaussian_blur(grad, s) for s in (0.5 * sigma, sigma, 2.0 * sigma)]
+    return (blurs[0] + blurs[1] + blurs[2]) / 3.0
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -165,7 +165,7 @@ def _open(path: Path):
         raise ImageError(f"{path} cannot be read (permission denied); check its permissions") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         # Pillow only warns between 1x and 2x its pixel limit; read_image refuses those too.
-        limit = Image.MAX_IMAGE_PIXELS / 1e6
+        limit = (Image.MAX_IMAGE_PIXELS or 0) / 1e6
         raise ImageError(
             f"{path} declares more than {limit:.0f} megapixels, Pillow's limit against decompression bombs; "
             "shrink it with another tool first"

@@ -157,7 +157,7 @@ def encode_mp4(
                 frame.pts, frame.time_base = index, 1 / rate
                 out.mux(video.encode(frame))
             out.mux(video.encode())
-            if audio_in is not None:
+            if src is not None and audio_in is not None:
                 for packet in src.demux(audio_in):
                     if packet.dts is not None:
                         packet.stream = audio_out

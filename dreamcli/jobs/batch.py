@@ -144,12 +144,13 @@ class Batch:
         first = group[0][0]
         self.report(FileStarted(first.source.name, position + 1, total))
         settings = self._settings_for(first)
+        model = self._loaded()
         try:
             batch = torch.stack([picture.rgb for _, picture, _ in group])
-            resolved = self.model.resolved(settings)
+            resolved = model.resolved(settings)
             goal = Guided(resolved.layers, self.guide) if self.guide is not None else None
             dreamed = dream(
-                self.model.module,
+                model.module,
                 batch,
                 settings=resolved,
                 goal=goal,
@@ -180,9 +181,10 @@ class Batch:
                 if self.heatmap:
                     images.append((heatmap_path(job.output), self._heatmap(picture.rgb, settings)))
             except Exception as exc:
-                error = str(exc) if isinstance(exc, DreamError) else None
-                error = error or f"cannot write {job.output}: {describe(exc)}"
-                self._finish(summary, _done(job, "failed", started, error))
+                why = (
+                    str(exc) if isinstance(exc, DreamError) else f"cannot write {job.output}: {describe(exc)}"
+                )
+                self._finish(summary, _done(job, "failed", started, why))
                 continue
             writes.append((writer.submit(_write_all, images, meta, self.run_name), job, started))
         return end
@@ -220,10 +222,15 @@ class Batch:
     def _settings_for(self, job: Job) -> Settings:
         return self.settings.seeded()  # the seed actually used goes into the picture's metadata
 
+    def _loaded(self) -> Loaded:
+        if self.model is None:  # only a batch with nothing left to dream may have no model
+            raise DreamError("no model was loaded for this batch")
+        return self.model
+
     def _heatmap(self, rgb: torch.Tensor, settings: Settings):
         """Where the first layer (or its channels) fires on the input, over a grey copy of it."""
-        spec = settings.layers[0]
-        heat = activation_map(self.model.module, rgb, spec.with_name(self.model.resolve(spec.name)))
+        spec, model = settings.layers[0], self._loaded()
+        heat = activation_map(model.module, rgb, spec.with_name(model.resolve(spec.name)))
         return to_pil(heat_overlay(rgb, heat))
 
     def _write_result(self, future: Future, job: Job, started: float) -> tuple[FileDone, bool]:

@@ -163,7 +163,7 @@ def output_name(template: str, source: Path, index: int, preset: str | None, set
         pieces.append((literal, True))
         if name is not None:
             value = formatter.convert_field(values[name], conversion)
-            pieces.append((formatter.format_field(value, formatter.format(spec, **values)), False))
+            pieces.append((formatter.format_field(value, formatter.format(spec or "", **values)), False))
     components: list[list[tuple[str, bool]]] = [[]]
     for text, typed in pieces:
         if not typed and any(sep and sep in text for sep in ("/", os.sep, os.altsep, "\0")):
@@ -228,7 +228,8 @@ def plan_jobs(
     many = len(inputs.files) > 1 or any(root is not None for _, root in inputs.files)
     folder = output is not None and (many or into_folder or output.is_dir())
     if (
-        folder
+        output is not None
+        and folder
         and many
         and not into_folder
         and not output.is_dir()

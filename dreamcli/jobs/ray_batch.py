@@ -129,7 +129,7 @@ def connect(address: str):
         _probe(named, address if address != "auto" else f"auto (RAY_ADDRESS={named})")
     if ray.is_initialized():  # a Python caller already connected: its cluster it is
         return ray
-    kwargs = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
     if address != "local":
         kwargs["address"] = address
     else:
@@ -223,7 +223,7 @@ def _notices_to_stderr() -> None:
         ]
         return printer({**data, "lines": lines, "is_err": True}, *args, **kwargs)
 
-    to_stderr.to_stderr = True
+    to_stderr.to_stderr = True  # type: ignore[attr-defined]
     ray_worker.print_to_stdstream = to_stderr
 
 
@@ -282,12 +282,15 @@ def run(
         for row in rows:
             if row["source"] not in reported:
                 done = FileDone(
-                    Path(row["source"]), Path(row["output"]), "failed", error=f"not dreamed: {reason}"
+                    Path(str(row["source"])),
+                    Path(str(row["output"])),
+                    "failed",
+                    error=f"not dreamed: {reason}",
                 )
                 summary.add(done)
                 report(done)
     finally:
-        _remove_killed_workers_parts({job.output.parent for job in todo}, spec.run)
+        _remove_killed_workers_parts({job.output.parent for job in todo}, spec.run or "")
     if summary.interrupted:
         ended = {str(done.output) for done in summary.results}
         summary.not_reached = sum(row["output"] not in ended for row in rows)
@@ -306,7 +309,8 @@ def _remove_killed_workers_parts(folders, run: str) -> None:
 
 def _worker_failure(exc: BaseException) -> str:
     """What stopped the workers: dreamcli's own message where one is inside Ray's errors."""
-    seen, todo = set(), [exc]
+    seen: set[int] = set()
+    todo: list[Any] = [exc]
     while todo:
         error = todo.pop()
         if id(error) in seen or error is None:
