@@ -13,7 +13,6 @@ callback as ``events``.
 
 from __future__ import annotations
 
-import random
 
 import torch
 from torch import nn
@@ -54,7 +53,7 @@ def dream(
     batch = image.unsqueeze(0) if single else image
     device = model_device(model)
     original = batch.to(device=device, dtype=torch.float32)
-    seed = settings.seed if settings.seed is not None else random.randrange(2**32)
+    seed = settings.seeded().seed or 0  # config.Settings.seeded: the one place a missing seed is drawn
     generator = torch.Generator().manual_seed(seed)
 
     with LayerCapture(model, goal.layers) as capture:
