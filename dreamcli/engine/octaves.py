@@ -13,7 +13,6 @@ callback as ``events``.
 
 from __future__ import annotations
 
-
 import torch
 from torch import nn
 
