@@ -91,8 +91,6 @@ def tiny(line: str) -> str:
         extra += (
             ["--max-size", "48"] if len(words) > 1 and not words[1].startswith("-") else ["--size", "32x32"]
         )
-    if "--show-settings" in words or "--sample" in words or command == "list":
-        extra = [] if command == "list" else extra
     end = match.end(1)
     return line[:end].rstrip() + " " + " ".join(extra) + " " + line[end:]
 
