@@ -36,7 +36,7 @@ class OctaveDone:
 
     octave: int  # 1-based
     octaves: int
-    image: Any
+    image: Any = field(repr=False)  # report=print shows the octave, not a whole tensor
 
 
 @dataclass(frozen=True)

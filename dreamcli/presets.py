@@ -99,7 +99,7 @@ def find(name_or_path: str, folders: list[tuple[str, Path]]) -> Preset:
     known = available(folders)
     if name_or_path not in known:
         close = difflib.get_close_matches(name_or_path, known, n=3)
-        hint = f"did you mean {', '.join(close)}?" if close else "run 'dream --list-presets' to see them"
+        hint = f"did you mean {', '.join(close)}?" if close else "run 'dream list presets' to see them"
         raise SettingsError(f"unknown preset {brief(name_or_path)}: {hint}")
     label, path = known[name_or_path][0]
     return load(path, label)

@@ -185,7 +185,8 @@ def test_a_zoom_from_a_photo_refuses_a_size_and_one_from_noise_a_max_size(run, p
 def test_the_sample_photo_serves_sheets_too(run, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     # --sample gives a sheet its photo too, written here, not inside the package.
-    result = run("sheet", "--sample", "--layers", "inception_3a,inception_3b", *FAST, "--max-size", 64)
+    fast = ["--octaves", "1", "--iterations", "1", "--max-size", 64]
+    result = run("sheet", "--sample", "--layers", "inception_3a,inception_3b", *fast)
     assert result.exit_code == 0, result.output
     assert Image.open(tmp_path / "sample_sheet.png").width > 64
 
@@ -195,6 +196,30 @@ def test_a_video_given_to_the_default_command_names_dream_video(run, tmp_path):
     video.write_bytes(b"not read: the command is refused first")
     result = run(video)
     assert result.exit_code == 2 and "dream video" in result.stderr
+
+
+def test_a_command_after_an_option_or_misspelt_is_one_line_before_any_work(run, photo, tmp_path):
+    result = run("-q", "zoom", photo)
+    assert result.exit_code == 2 and "zoom is a command" in result.stderr and "dream zoom" in result.stderr
+    result = run("zomm", photo)
+    assert result.exit_code == 2 and "did you mean the command 'dream zoom'" in result.stderr
+    assert not list(tmp_path.glob("*_dream.png"))  # nothing dreamed on the way
+
+
+def test_a_sheet_refuses_a_layer_its_own_flags_decide(run, photo):
+    result = run("sheet", photo, "--layers", "inception_3a", "--layer", "inception_4c")
+    assert result.exit_code == 2 and "--layer" in result.stderr
+
+
+def test_the_first_word_completes_to_commands_and_files():
+    env = {"_DREAM_COMPLETE": "bash_complete", "COMP_WORDS": "dream zo", "COMP_CWORD": "1"}
+    result = CliRunner().invoke(main, [], env=env, prog_name="dream")
+    assert "plain,zoom" in result.output.splitlines() and "file,zo" in result.output.splitlines()
+
+
+def test_dream_list_alone_shows_what_it_lists(run):
+    result = run("list", weights=False)
+    assert result.exit_code == 0 and "layers" in result.output and "Error" not in result.output
 
 
 def test_a_file_named_like_a_command_is_written_with_its_folder(run, tmp_path, monkeypatch):
@@ -263,7 +288,7 @@ def test_help_listings_and_presets_do_not_load_torch(args):
     "command", ["", "sheet", "zoom", "video", "features", "atlas", "list", "list layers", "serve"]
 )
 def test_every_commands_help_fits_one_screen(command):
-    result = CliRunner().invoke(main, [*command.split(), "--help"])
+    result = CliRunner(env={"COLUMNS": "80"}).invoke(main, [*command.split(), "--help"])  # a terminal
     assert result.exit_code == 0
     assert len(result.output.splitlines()) <= 60, result.output
 

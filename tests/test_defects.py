@@ -101,7 +101,7 @@ def test_the_two_skipped_wordings_are_one(run, tmp_path):
     (tmp_path / "p_dream.png").write_bytes(b"x")
     (tmp_path / "p_sheet.png").write_bytes(b"x")
     single = run(photo).output.strip()
-    view = run("sheet", photo, "--layers", "conv2").output.strip()
+    view = run("sheet", photo, "--presets", "classic").output.strip()
     assert single == f"Skipped {tmp_path / 'p_dream.png'} (exists; --overwrite replaces it)"
     assert view == f"Skipped {tmp_path / 'p_sheet.png'} (exists; --overwrite replaces it)"
 
@@ -242,7 +242,7 @@ def test_o_ending_with_a_slash_makes_a_folder_for_one_input(run, tmp_path):
     result = run(photo, "-o", f"{tmp_path / 'newdir'}/")
     assert result.exit_code == 0, result.output
     assert os.listdir(tmp_path / "newdir") == ["p_dream.png"]
-    result = run("sheet", photo, "--layers", "conv2", "-o", f"{tmp_path / 'sheets'}/")
+    result = run("sheet", photo, "--presets", "classic", "-o", f"{tmp_path / 'sheets'}/")
     assert result.exit_code == 0 and os.listdir(tmp_path / "sheets") == ["p_sheet.png"]
 
 

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import click
+from click.shell_completion import CompletionItem
 
 from dreamcli.cli.display import quiet_stdout
 from dreamcli.errors import EXIT_INTERRUPTED, EXIT_USAGE, DreamError, Terminated
@@ -30,11 +31,11 @@ from dreamcli.errors import EXIT_INTERRUPTED, EXIT_USAGE, DreamError, Terminated
 COMMANDS: dict[str, tuple[str, str]] = {
     "sheet": (
         "dreamcli.cli.sheet:command",
-        "One photo dreamed per layer, per preset or per channel, on one sheet.",
+        "A photo dreamed per layer, preset or channel, on one sheet.",
     ),
     "zoom": (
         "dreamcli.cli.zoom:command",
-        "Infinite zoom: dream, zoom in, dream again (gif, webp, mp4, frames).",
+        "Infinite zoom: dream, zoom in, dream again.",
     ),
     "video": (
         "dreamcli.cli.video:command",
@@ -91,9 +92,23 @@ class DreamGroup(click.Group):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         # Anything but a command's name first is the default command's: dream photo.jpg, dream -q ...
-        if not args or args[0] not in COMMANDS:
+        # (Completing the first word, the group itself answers: commands and files.)
+        if (not args and not ctx.resilient_parsing) or (args and args[0] not in COMMANDS):
             args = [DEFAULT, *args]
         return super().parse_args(ctx, args)
+
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[CompletionItem]:
+        """The first word: a command's name, or what the default command takes there."""
+        commands = [CompletionItem(name, help=line) for name, (_, line) in COMMANDS.items()]
+        found = [item for item in commands if item.value.startswith(incomplete)]
+        if incomplete.startswith("-"):
+            return [
+                CompletionItem(opt)
+                for p in self.default.params
+                for opt in getattr(p, "opts", ())
+                if opt.startswith(incomplete)
+            ]
+        return [*found, CompletionItem(incomplete, type="file")]
 
     def main(
         self, args: Any = None, prog_name: Any = None, *rest: Any, standalone_mode: bool = True, **extra: Any
@@ -104,6 +119,9 @@ class DreamGroup(click.Group):
         try:
             code = super().main(argv, prog_name, *rest, standalone_mode=False, **extra)  # type: ignore[call-overload]
         except click.NoSuchOption as exc:
+            moved = exc.option_name.split("=", 1)[0] in MOVED
+            if moved:  # Click's "Did you mean --seed?" for --sweep would only mislead
+                exc.possibilities = None
             click.echo(f"Error: {exc.format_message()}{_where(exc.option_name, argv)}", err=True)
             sys.exit(EXIT_USAGE)
         except click.ClickException as exc:  # usage errors: one line, like every other error

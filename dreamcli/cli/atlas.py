@@ -85,12 +85,10 @@ def command(ctx: click.Context, **params: Any) -> None:
 
 
 def _atlas(ctx: click.Context, params: dict[str, Any]) -> int:
-    from dreamcli.cli.dreaming import _with_stdin
-
     chosen = common.chosen_settings(ctx, params, fields=("seed",))
     layer = _layer(chosen, params)
     found = plan.collect_inputs(
-        _with_stdin(list(params["inputs"]), params["null"]),
+        common.paths_from_stdin(list(params["inputs"]), params["null"]),
         params["recursive"],
         dreams=params["include_dreams"],
     )

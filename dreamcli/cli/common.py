@@ -5,6 +5,8 @@ so that a command module needs only ``from dreamcli.cli import common``.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -201,8 +203,27 @@ class Machine:
 
 def output_path(raw: str | None) -> tuple[Path | None, bool]:
     """``-o`` as a path, and whether it was written as a folder (ending with /)."""
-    import os
-
     if raw is None:
         return None, False
     return Path(raw), raw.endswith(("/", os.sep))
+
+
+def paths_from_stdin(names: list[str], null: bool) -> list[str]:
+    """``-`` stands for the paths on standard input: one per line, or NUL-separated with -0."""
+    if "-" not in names:
+        return names
+    data = sys.stdin.buffer.read()
+    # Without -0 only the line ending goes: spaces at either end may be part of a name.
+    raw = data.split(b"\0") if null else [line.removesuffix(b"\r") for line in data.split(b"\n")]
+    # os.fsdecode keeps bytes that are not UTF-8 (surrogateescape), so any name works.
+    return [n for n in names if n != "-"] + [os.fsdecode(path) for path in raw if path]
+
+
+SAMPLE_CREDIT = "sample photo: 'coffee' by Rachel Michetti (CC0), from scikit-image"
+
+
+def sample_path() -> str:
+    """The sample photo that ships with dreamcli (``--sample``)."""
+    from importlib import resources
+
+    return str(resources.files("dreamcli.data") / "sample.jpg")

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +21,10 @@ from dreamcli import presets as preset_files
 from dreamcli.cli import common
 from dreamcli.cli.common import Chosen, Machine, Span, flag, together
 from dreamcli.config import LayerSpec
-from dreamcli.errors import EXIT_OK, SettingsError
+from dreamcli.errors import EXIT_OK
 from dreamcli.events import Summary
 from dreamcli.io.formats import VIDEO_INPUTS
 from dreamcli.jobs import outputs as plan
-
-SAMPLE_CREDIT = "sample photo: 'coffee' by Rachel Michetti (CC0), from scikit-image"
 
 
 class DreamCommand(common.SectionedCommand):
@@ -156,10 +152,7 @@ per_file = together(
 @common.help_all_flag()
 @click.pass_context
 def command(ctx: click.Context, **params: Any) -> None:
-    """Dream on images: the 2015 DeepDream, on GoogLeNet or another --model.
-
-    INPUT is an image file, a folder of images, or - to read paths from
-    standard input. Examples:
+    """DeepDream of images, folders, or - (paths on stdin), on GoogLeNet or another --model.
 
     \b
       dream photo.jpg --layer inception_4c
@@ -193,13 +186,25 @@ def _dream(ctx: click.Context, params: dict[str, Any]) -> int:
         raise click.BadParameter(
             "sets the workers of --ray; add --ray or leave it out", param_hint="--ray-workers"
         )
+    first = chosen.network.layers.resolve(settings.layers[0].name)
+    if params["heatmap"] and first == chosen.network.logits:
+        raise click.BadParameter(
+            "shows where a layer fires, and a class has no place; add a --layer before the class "
+            "(the map is of the first layer)",
+            param_hint="--heatmap",
+        )
+    if params["ray"] and (params["guide"] or params["heatmap"]):
+        raise click.BadParameter(
+            "dreams plain or class dreams; --guide and --heatmap run here", param_hint="--ray"
+        )
     names = list(params["inputs"])
+    _refuse_misplaced_commands(names)
     machine = Machine.of(params)
     if params["sample"]:
-        names.append(sample_path())
+        names.append(common.sample_path())
         if params["output"] is None and len(names) == 1:  # not beside the photo, inside the package
             params = {**params, "output": "./"}
-        machine.say(f"Dreaming the {SAMPLE_CREDIT}")
+        machine.say(f"Dreaming the {common.SAMPLE_CREDIT}")
     if not names:
         raise click.UsageError("give an image, a folder, or - (try 'dream --sample' or 'dream --help')")
     if params["ray"]:
@@ -209,8 +214,24 @@ def _dream(ctx: click.Context, params: dict[str, Any]) -> int:
     return _batch(chosen, names, params, machine)
 
 
-def sample_path() -> str:
-    return str(resources.files("dreamcli.data") / "sample.jpg")
+def _refuse_misplaced_commands(names: list[str]) -> None:
+    """``dream -q zoom a.png`` or ``dream zomm a.png``: a command's name (or a near miss) where a
+    file was expected, and no such file: said now, before anything is loaded."""
+    import difflib
+
+    from dreamcli.cli import COMMANDS
+
+    for position, name in enumerate(names):
+        if os.path.lexists(name) or name == "-":
+            continue
+        if name in COMMANDS:
+            raise click.UsageError(
+                f"{name} is a command, and no file of that name is here: write the command first, "
+                f"then its options (dream {name} ...); a file named {name} is ./{name}"
+            )
+        close = difflib.get_close_matches(name, list(COMMANDS), n=1, cutoff=0.75) if position == 0 else []
+        if close:
+            raise click.UsageError(f"{name} does not exist; did you mean the command 'dream {close[0]}'?")
 
 
 def _show_settings(ctx: click.Context, chosen: Chosen, params: dict[str, Any]) -> int:
@@ -226,7 +247,7 @@ def _show_settings(ctx: click.Context, chosen: Chosen, params: dict[str, Any]) -
 def _batch(chosen: Chosen, names: list[str], params: dict[str, Any], machine: Machine) -> int:
     output, into_folder = common.output_path(params["output"])
     found = plan.collect_inputs(
-        _with_stdin(names, params["null"]), params["recursive"], dreams=params["include_dreams"]
+        common.paths_from_stdin(names, params["null"]), params["recursive"], dreams=params["include_dreams"]
     )
     settings = chosen.settings
     template = params["template"] or plan.default_template(
@@ -262,7 +283,7 @@ def _batch(chosen: Chosen, names: list[str], params: dict[str, Any], machine: Ma
         report=display,
         overwrite=params["overwrite"],
         batch_size=params["batch_size"],
-        metadata=dict(machine.metadata(loaded, options, chosen.preset_name), guide=_shown(params["guide"])),
+        metadata=_metadata(machine.metadata(loaded, options, chosen.preset_name), params["guide"]),
         guide=_guide(loaded, params["guide"], settings) if params["guide"] else None,
         heatmap=params["heatmap"],
     )
@@ -271,8 +292,9 @@ def _batch(chosen: Chosen, names: list[str], params: dict[str, Any], machine: Ma
     return display.finish(summary, found)
 
 
-def _shown(path: Path | None) -> str | None:
-    return str(path) if path is not None else None
+def _metadata(metadata: dict[str, Any], guide: Path | None) -> dict[str, Any]:
+    """What a dream records besides its settings: the guide only when there was one."""
+    return dict(metadata, guide=str(guide)) if guide is not None else metadata
 
 
 def _guide(loaded: models.Loaded, path: Path, settings: Any) -> dict:
@@ -322,21 +344,3 @@ def _ray(chosen: Chosen, jobs, found, display, params: dict[str, Any], machine: 
     summary = ray_batch.run(ray, jobs, spec, params["ray_workers"], report=display)
     display.close()
     return display.finish(summary, found)
-
-
-def _with_stdin(names: list[str], null: bool) -> list[str]:
-    """``-`` stands for the paths on standard input: one per line, or NUL-separated with -0."""
-    if "-" not in names:
-        return names
-    data = sys.stdin.buffer.read()
-    # Without -0 only the line ending goes: spaces at either end may be part of a name.
-    raw = data.split(b"\0") if null else [line.removesuffix(b"\r") for line in data.split(b"\n")]
-    # os.fsdecode keeps bytes that are not UTF-8 (surrogateescape), so any name works.
-    return [n for n in names if n != "-"] + [os.fsdecode(path) for path in raw if path]
-
-
-def check_network_layer(network: models.Network, spec: LayerSpec) -> str:
-    try:
-        return network.layers.check(spec)
-    except SettingsError as exc:
-        raise click.BadParameter(f"{exc} (model {network.name})", param_hint="--layer") from None

@@ -76,7 +76,8 @@ class SectionedCommand(click.Command):
                     formatter.write_dl([record for _, record in by_section[section]])
         hidden = [s for s in order if s not in self.shown]
         if hidden and not every:
-            with formatter.section(f"More options ({ctx.command_path} --help-all explains them)"):
+            path = ctx.command_path.replace("dream dream", "dream")  # the default command is 'dream'
+            with formatter.section(f"More options ({path} --help-all explains them)"):
                 formatter.write_dl(
                     [(s, " ".join(max(p.opts, key=len) for p, _ in by_section[s])) for s in hidden]
                 )

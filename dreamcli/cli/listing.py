@@ -12,9 +12,12 @@ from dreamcli.cli.complete import user_preset_folders
 from dreamcli.errors import EXIT_OK, SettingsError
 
 
-@click.group(name="list", context_settings={"max_content_width": 100})
-def command() -> None:
-    """List layers, models or presets."""
+@click.group(name="list", invoke_without_command=True, context_settings={"max_content_width": 100})
+@click.pass_context
+def command(ctx: click.Context) -> None:
+    """List layers, models or presets: dream list layers|models|presets."""
+    if ctx.invoked_subcommand is None:  # dream list: what it can list
+        click.echo(ctx.get_help())
 
 
 @command.command(name="layers")

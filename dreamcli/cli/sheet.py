@@ -54,14 +54,18 @@ def _sheet(ctx: click.Context, params: dict[str, Any]) -> int:
     wanted = [key for key in ("sweep", "preset_list", "channels") if params.get(key)]
     if len(wanted) != 1:
         raise click.UsageError("give one of --layers, --presets or --channels")
+    if params["layers"] and not params["preset_list"]:
+        raise click.BadParameter(
+            "a sheet's --layers or --channels choose its layers; --layer only overrides presets' layers",
+            param_hint="--layer",
+        )
     chosen = common.chosen_settings(ctx, params)
     network, settings = chosen.network, chosen.settings
+    machine = Machine.of(params)
     names = list(params["inputs"])
     if params["sample"]:
-        from dreamcli.cli.dreaming import SAMPLE_CREDIT, sample_path
-
-        names.append(sample_path())
-        Machine.of(params).say(f"Dreaming the {SAMPLE_CREDIT}")
+        names.append(common.sample_path())
+        machine.say(f"Dreaming the {common.SAMPLE_CREDIT}")
     photo = plan.one_photo(names, "sheet")
     output, into_folder = common.output_path(params["output"])
     folder = Path(".") if params["sample"] else photo.parent  # not inside the package
@@ -89,7 +93,10 @@ def _sheet(ctx: click.Context, params: dict[str, Any]) -> int:
     else:
         channels = LayerSpec.parse(params["channels"])
         _check(network, channels)
-    machine = Machine.of(params)
+    if channels is not None:  # the metadata's settings name the layers dreamed
+        settings = dataclasses.replace(settings, layers=(channels,))
+    elif not params.get("preset_list"):
+        settings = dataclasses.replace(settings, layers=tuple(v.layers[0] for _, v in variants))
     if machine.kept(path, params["overwrite"]):
         return 0
     from dreamcli.jobs.sheets import SheetRequest, run_sheet

@@ -59,7 +59,7 @@ def _check_pan(ctx: click.Context, param: click.Parameter, value: str) -> tuple[
 @flag(
     "--pan",
     metavar="DX,DY",
-    default="0,0",
+    default="{:g},{:g}".format(*default_of(ZoomRequest, "pan")),
     show_default=True,
     callback=_check_pan,
     help="Pixels to pan per frame.",
@@ -75,7 +75,7 @@ def _check_pan(ctx: click.Context, param: click.Parameter, value: str) -> tuple[
     "--size",
     metavar="WxH",
     callback=check_size,
-    help="Size of a zoom from noise (no PHOTO).  [default: 512x512]",
+    help="Size of a zoom from noise (no PHOTO).  [default: {}x{}]".format(*default_of(ZoomRequest, "size")),
 )
 @common.output_flag(
     "gif, webp, mp4, or a folder (no extension) of PNG frames.  [default: PHOTO_zoom.gif]", section="Other"
@@ -106,10 +106,8 @@ def _zoom(ctx: click.Context, params: dict[str, Any]) -> int:
     names = list(params["inputs"])
     machine = Machine.of(params)
     if params["sample"]:
-        from dreamcli.cli.dreaming import SAMPLE_CREDIT, sample_path
-
-        names.append(sample_path())
-        machine.say(f"Dreaming the {SAMPLE_CREDIT}")
+        names.append(common.sample_path())
+        machine.say(f"Dreaming the {common.SAMPLE_CREDIT}")
     if len(names) > 1:
         raise click.UsageError(f"dream zoom takes one PHOTO, or none to start from noise; got {len(names)}")
     photo = Path(names[0]) if names else None

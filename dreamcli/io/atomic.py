@@ -197,6 +197,7 @@ def claim(output: Path, run: str | None = None) -> Path | bool | None:
             return True
         with contextlib.suppress(OSError), os.fdopen(fd, "w") as file:
             file.write(_OWNER + (f"{run}\n" if run else ""))
+        _HELD.add(str(path))
         return path
     return None
 
@@ -204,11 +205,15 @@ def claim(output: Path, run: str | None = None) -> Path | bool | None:
 def release(path: Path | bool | None) -> None:
     """Remove a claim this process made (after the write, or the failure)."""
     if isinstance(path, Path) and (_owner(path) or "").startswith(_OWNER):
+        _HELD.discard(str(path))
         with contextlib.suppress(OSError):
             path.unlink()
 
 
 _OWNER = f"{os.getpid()}@{_HOST}\n"
+# The claims this process holds: a claim with this process's number that is not among them
+# was left by an earlier process of the same number (a container's pid 1, a reused pid).
+_HELD: set[str] = set()
 
 
 def _owner(path: Path) -> str | None:
@@ -233,12 +238,31 @@ def _remove_if_stale(path: Path) -> bool:
         return not path.exists()
     pid, _, host = owner.partition("\n")[0].strip().partition("@")
     try:
-        age = time.time() - path.stat().st_mtime
+        seen = path.stat()
     except OSError:
         return True
-    probe = host == _HOST and pid.isdecimal()  # this process's own claims are alive
-    stale = not _alive(int(pid)) if probe else age > CLAIM_MAX_AGE_S
-    if stale:
+    probe = host == _HOST and pid.isdecimal()
+    if probe and int(pid) == os.getpid():
+        stale = str(path) not in _HELD  # an earlier process of this number left it
+    else:
+        stale = not _alive(int(pid)) if probe else time.time() - seen.st_mtime > CLAIM_MAX_AGE_S
+    return stale and _take_over(path, seen)
+
+
+def _take_over(path: Path, seen: os.stat_result) -> bool:
+    """Remove the stale claim ``seen`` at ``path``, unless another run replaced it meanwhile:
+    it is moved aside first (one run wins the move), and put back if it is not the one judged."""
+    aside = path.with_name(f"{path.name}.{os.getpid()}.stale")
+    try:
+        os.rename(path, aside)
+    except OSError:
+        return not path.exists()
+    try:
+        if os.stat(aside).st_ino != seen.st_ino:  # a fresh claim of another run: put it back
+            with contextlib.suppress(OSError):
+                os.link(aside, path)
+            return False
+        return True
+    finally:
         with contextlib.suppress(OSError):
-            path.unlink()
-    return stale
+            os.unlink(aside)

@@ -21,7 +21,7 @@ from dreamcli.engine.objectives import Guided
 from dreamcli.engine.octaves import dream
 from dreamcli.errors import EXIT_INTERRUPTED, DreamError, ImageError, describe
 from dreamcli.events import FileDone, FileStarted, Note, Report, Summary, ignore
-from dreamcli.io.atomic import claim, release, remove_stale_parts
+from dreamcli.io.atomic import claim, claim_path, release, remove_stale_parts
 from dreamcli.io.images import Picture, decode_image, fit, output_picture, to_pil, write_pil
 from dreamcli.jobs.outputs import Job, output_problem, triage
 from dreamcli.jobs.sheets import activation_map, heat_overlay
@@ -198,7 +198,8 @@ class Batch:
             if problem is None:
                 held = claim(job.output, self.run_name)
                 if held is None:
-                    self._finish(summary, _done(job, "skipped", started, "another run is dreaming it"))
+                    why = f"another run is dreaming it (if none is, delete {claim_path(job.output).name})"
+                    self._finish(summary, _done(job, "skipped", started, why))
                     continue
                 self._claims[str(job.output)] = held
                 problem = output_problem(job.output, self.overwrite)  # written just before the claim?

@@ -364,7 +364,11 @@ def single_output(
 
 
 def zoom_output(output: Path | None, into_folder: bool, photo: Path | None) -> Path:
+    """A zoom's file (gif, webp, mp4), or with ``-o frames/`` (or any name without an
+    extension) a folder of numbered PNG frames."""
     default = (photo.parent / f"{photo.stem}_zoom.gif") if photo else Path("noise_zoom.gif")
+    if output is not None and (into_folder or output.suffix == ""):
+        return output  # the folder of frames itself
     return single_output(output, into_folder, default, {*ANIMATIONS, ""})
 
 
@@ -377,5 +381,5 @@ def video_output(source: Path, output: Path | None, into_folder: bool = False) -
 def one_photo(names: Sequence[str], command: str) -> Path:
     """The one photo a command takes (a sheet, a zoom of a photo, a video)."""
     if len(names) != 1:
-        raise SettingsError(f"dream {command} takes one INPUT; got {len(names)}")
+        raise SettingsError(f"dream {command} takes one PHOTO; got {len(names)}")
     return Path(names[0])
