@@ -1,6 +1,6 @@
 """Any torchvision (or timm) classifier built for dreaming, its layer table read off the module tree.
 
-The network is wrapped the way ``zoo_net.Torchvision`` wraps Inception and VGG:
+The network is wrapped as ``zoo_net.Torchvision`` wraps Inception and VGG:
 its preprocessing first, its children under their own names, so a layer reads
 as the library names it (``features.5``, ``stages.2``).  In-place activations
 are made out-of-place, since they would rewrite a captured output.
@@ -27,6 +27,7 @@ from dreamcli.layers import LayerTable
 from dreamcli.models.inputs import ImageNetNormalize
 from dreamcli.models.prepare import he_init
 from dreamcli.models.weights import fit_state_dict
+from dreamcli.models.zoo_net import Torchvision
 
 # The meta-device pass that reads the layer table sees this (height, width): not square, so
 # that a channels-last output (ConvNeXt's and Swin's permuted blocks, N x H x W x C) shows.
@@ -54,24 +55,6 @@ def _library_model(source: str, arch: str) -> nn.Module:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # GoogLeNet's and Inception's notes on their default init
         return tv.get_model(arch, weights=None)
-
-
-class Wrapped(nn.Module):
-    """``preprocess``, then a library network whose children are registered here under their own names."""
-
-    def __init__(self, net: nn.Module, preprocess: nn.Module):
-        super().__init__()
-        self.preprocess = preprocess
-        for name, child in net.named_children():
-            self.add_module(name, child)
-        self.__dict__["_net"] = net  # runs the forward pass; its children are ours, so hooks see them
-
-    def train(self, mode: bool = True) -> Wrapped:
-        self._net.training = mode
-        return super().train(mode)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._net(self.preprocess(x))
 
 
 class TokenGrid(nn.Module):
@@ -141,7 +124,7 @@ def build(source: str, arch: str, state_dict: dict | None, *, seed: int = 0, src
         net = _skeleton(source, arch)
         fit_state_dict(net, state_dict, src, f"{source}'s {arch}")
     net = _made_out_of_place(net)
-    wrapper = ViT if _is_torchvision_vit(net) else Wrapped
+    wrapper = ViT if _is_torchvision_vit(net) else Torchvision
     return wrapper(net, _preprocess(net)).eval().requires_grad_(False)
 
 
@@ -208,7 +191,7 @@ def describe(source: str, arch: str) -> tuple[LayerTable, str, str | None, int]:
     The logits are the last (N, C) output.
     """
     net = _made_out_of_place(_skeleton(source, arch))
-    net = (ViT if _is_torchvision_vit(net) else Wrapped)(net, _preprocess(net)).eval()
+    net = (ViT if _is_torchvision_vit(net) else Torchvision)(net, _preprocess(net)).eval()
     net.preprocess.to(next(net.parameters()).device)
     seen: dict = {}
     for probe in (PROBE, (224, 224), (299, 299)):  # MaxViT takes only 224 px; Inception v3, 299
