@@ -152,7 +152,8 @@ class Activations(Objective):
 
     @property
     def key(self) -> tuple:
-        return ("activations", self.signed, *self.specs)  # exact weights: a recording bakes them in
+        kind = "signed activations" if self.signed else "activations"
+        return (kind, *self.specs)  # exact weights: a recording bakes them in
 
     def __call__(self, outputs, sizes=None):
         return objective(outputs, self.specs, sizes, signed=self.signed)
