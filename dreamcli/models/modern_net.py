@@ -185,7 +185,7 @@ def describe(source: str, arch: str) -> tuple[LayerTable, str, str | None, int]:
     """The layer table, the default layer, the logits module and the class count of ``arch``.
 
     Layers are the modules called once with a (N, C) or (N, C, H, W) output.  The
-    default is the block three quarters down the shallowest row (of three or more)
+    default is the block three quarters down the shallowest row (of four or more)
     of blocks with maps of at least 7x7 at 224 px: a stage where the network sees
     object parts (ResNet's layer3, ConvNeXt's features.5; a ViT's block 8 of 12).
     The logits are the last (N, C) output.
@@ -198,7 +198,7 @@ def describe(source: str, arch: str) -> tuple[LayerTable, str, str | None, int]:
         try:
             seen = outputs(net, probe)
             break
-        except RuntimeError:
+        except (RuntimeError, AssertionError):  # timm asserts its input size
             continue
     if not seen:
         raise SettingsError(f"{source}:{arch} does not run at 224 or 299 px; dreamcli cannot read its layers")
@@ -216,10 +216,11 @@ def describe(source: str, arch: str) -> tuple[LayerTable, str, str | None, int]:
     maps = [m for m, shape in shapes.items() if len(shape) == 4 and min(shape[2:]) >= 7 and m in blocks]
     depths = sorted({m.count(".") for m in maps})
     rows = [[m for m in maps if m.count(".") == depth] for depth in depths]
-    row = list(dict.fromkeys(aliases.values())) or next((r for r in rows if len(r) >= 3), maps)
+    row = list(dict.fromkeys(aliases.values())) or next((r for r in rows if len(r) >= 4), maps)
     if not row:
         raise SettingsError(
-            f"{source}:{arch} has no (N, C, H, W) feature maps to dream with (Swin's are channels-last)"
+            f"{source}:{arch} has no (N, C, H, W) feature maps dreamcli can read (Swin's are channels-last, "
+            "timm's ViTs give tokens; torchvision's ViTs work)"
         )
     default = row[int(0.75 * (len(row) - 1) + 0.5)]
     flat = [m for m, shape in shapes.items() if len(shape) == 2]
