@@ -91,9 +91,15 @@ def main() -> None:
         help="instead: time 16 channel pictures at 224 px (the --each default) over STEPS Adam steps "
         "per param, and scale to the default 320 steps",
     )  # fmt: skip
+    parser.add_argument(
+        "--look", action="store_true",
+        help="instead: channels 3 and 101 at 224 px, 160 steps: squared fft, signed fft, signed maco",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.timing:
         return timing(args.timing)
+    if args.look:
+        return look(args.out)
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(int(__import__("os").environ.get("OMP_NUM_THREADS", "2")))
     model = realnet().eval().requires_grad_(False)
@@ -133,6 +139,26 @@ def timing(steps: int) -> None:
             f"{param}: {seconds:.2f} s per picture for {steps} steps -> "
             f"{seconds * default / steps:.0f} s at {default}"
         )
+
+
+def look(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(int(__import__("os").environ.get("OMP_NUM_THREADS", "2")))
+    model = realnet().eval().requires_grad_(False)
+    settings = Settings(layers=[LAYER], seed=0)
+    tiles = []
+    for label, signed, param in (
+        ("squared fft", False, "fft"),
+        ("signed fft", True, "fft"),
+        ("maco", True, "maco"),
+    ):
+        goal = ChannelPerImage(LAYER, [3, 101], signed=signed)
+        made = feature_pictures(
+            model, (224, 224), settings=settings, goal=goal, batch=2, param=param, steps=160
+        )
+        print(label, "HF", [round(high_frequency(p), 1) for p in made.images], flush=True)
+        tiles += [(f"{label} [3]", made.images[0]), (f"{label} [101]", made.images[1])]
+    contact_sheet(tiles, columns=6, width=224).save(out / "look160.png")
 
 
 if __name__ == "__main__":
