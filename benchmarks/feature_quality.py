@@ -1,6 +1,6 @@
 """Feature pictures from noise, measured on a network with real weights (prints a table, draws sheets).
 
-    OMP_NUM_THREADS=2 python benchmarks/feature_quality.py --out /tmp/fq/   # about 15-20 min, 2 cores
+    OMP_NUM_THREADS=2 python benchmarks/feature_quality.py --out /tmp/fq/   # about 25 min on 2 shared cores
 
 EfficientNet-Lite0 with real ImageNet weights (../shared/realnet), 16 channels of
 ``_blocks.10`` (a linear layer: no ReLU after it) and 10 ImageNet classes, made
