@@ -80,12 +80,16 @@ def test_vit_is_torchvisions_vit_at_its_own_size(vit):
         assert torch.allclose(module(image), expected, atol=1e-4)
 
 
-def test_vit_makes_a_channel_picture(vit):
+def test_vit_dreams_and_makes_a_channel_picture(vit):
     network, module = vit
     settings = Settings(model=network.name, layers=["encoder_layer_1[7]"], seed=0)
     goal = Activations([network.layers.check(settings.layers[0]) + "[7]"], signed=True)
     made = feature_pictures(module, (32, 32), settings=settings, goal=goal, steps=1)
     assert made.images.shape == (1, 3, 32, 32) and torch.isfinite(made.images).all()
+    photo = torch.rand(1, 3, 40, 48, generator=torch.Generator().manual_seed(0))
+    dreaming = Settings(model=network.name, layers=["encoder_layer_1"], octaves=1, iterations=1, seed=0)
+    dreamed = dream(module, photo, settings=dreaming.resolved(network.layers.resolve))
+    assert dreamed.shape == photo.shape and float((dreamed - photo).abs().mean()) > 0
 
 
 def test_list_layers_names_vit_blocks():
