@@ -58,7 +58,7 @@ def test_convnext_dreams_and_makes_channel_pictures(convnext):
 
 def test_vit_layers_are_token_grids_at_any_size(vit):
     network, module = vit
-    assert network.logits == "heads" and network.default_layer == "encoder.layers.encoder_layer_8.grid"
+    assert network.logits == "heads" and network.default_layer == "encoder_layer_8"
     assert network.layers.resolve("encoder_layer_3") == "encoder.layers.encoder_layer_3.grid"
     assert network.layers.resolve("encoder.layers.encoder_layer_3") == "encoder.layers.encoder_layer_3.grid"
     image = torch.rand(1, 3, 48, 64)
@@ -99,10 +99,7 @@ def test_list_layers_names_vit_blocks():
 
     result = CliRunner().invoke(main, ["list", "layers", "--model", "torchvision:vit_b_16"])
     assert result.exit_code == 0, result.output
-    assert (
-        "encoder_layer_11" in result.output
-        and "default layer: encoder.layers.encoder_layer_8.grid" in result.output
-    )
+    assert "encoder_layer_11" in result.output and "default layer: encoder_layer_8" in result.output
 
 
 @pytest.mark.skipif(importlib.util.find_spec("timm") is not None, reason="timm is installed")

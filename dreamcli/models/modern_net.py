@@ -223,6 +223,7 @@ def describe(source: str, arch: str) -> tuple[LayerTable, str, str | None, int]:
             "timm's ViTs give tokens; torchvision's ViTs work)"
         )
     default = row[int(0.75 * (len(row) - 1) + 0.5)]
+    default = default.removeprefix("encoder.layers.").removesuffix(".grid")  # a ViT block: its short name
     flat = [m for m, shape in shapes.items() if len(shape) == 2]
     logits = flat[-1] if flat else None
     return LayerTable(("preprocess", *modules), channels, aliases), default, logits, channels.get(logits, 0)
