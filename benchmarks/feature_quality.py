@@ -93,7 +93,8 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument(
         "--look", action="store_true",
-        help="instead: channels 3 and 101 at 224 px, 160 steps: squared fft, signed fft, signed maco",
+        help="instead: channels 3 and 101 at 224 px, 160 steps (squared fft, signed fft, signed maco); "
+        "goldfish and monarch with maco and --alpha at 192 px, 128 steps",
     )  # fmt: skip
     args = parser.parse_args()
     if args.timing:
@@ -159,6 +160,15 @@ def look(out: Path) -> None:
         print(label, "HF", [round(high_frequency(p), 1) for p in made.images], flush=True)
         tiles += [(f"{label} [3]", made.images[0]), (f"{label} [101]", made.images[1])]
     contact_sheet(tiles, columns=6, width=224).save(out / "look160.png")
+    tiles = []  # MACO class pictures and their transparency maps, 192 px, 128 steps
+    for index in (1, 323):
+        goal = ChannelPerImage("_fc", [index], signed=True)
+        made = feature_pictures(model, (192, 192), settings=settings, goal=goal, param="maco", steps=128)
+        with torch.no_grad():
+            probability = float(model(made.images).softmax(1)[0, index])
+        print(CLASSES[index], f"p = {probability:.4f}", flush=True)
+        tiles += [(CLASSES[index], made.images[0]), ("alpha", made.alpha[0].expand(3, -1, -1))]
+    contact_sheet(tiles, columns=4, width=192).save(out / "alpha.png")
 
 
 if __name__ == "__main__":
