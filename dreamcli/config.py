@@ -202,7 +202,9 @@ class Settings:
     def __post_init__(self) -> None:
         for name, field in FIELDS.items():
             object.__setattr__(self, name, field.check(getattr(self, name)))
-        if not isinstance(self.model, str) or not re.fullmatch(r"[a-z0-9_]+", self.model):
+        if not isinstance(self.model, str) or not re.fullmatch(
+            r"(?:(?:torchvision|timm):)?[a-z0-9_][a-z0-9_.-]*", self.model
+        ):
             raise SettingsError(f"model: expected a network's name like googlenet, got {brief(self.model)}")
         layers = tuple(spec if isinstance(spec, LayerSpec) else LayerSpec.parse(spec) for spec in self.layers)
         if not layers:

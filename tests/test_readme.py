@@ -39,6 +39,13 @@ NOT_RUN = {
     'eval "$(_DREAM_COMPLETE=zsh_source dream)"': "zsh (the bash line runs; Click makes all three)",
     "_DREAM_COMPLETE=fish_source dream | source": "fish (the bash line runs; Click makes all three)",
     "dream photo.jpg --max-size 1024 --device cuda:1": "a second CUDA GPU",
+    'dream features --model torchvision:convnext_tiny --layer "features.5[0-7]" --each': (
+        "torchvision's download (tests/test_modern.py builds ConvNeXt and ViT)"
+    ),
+    "dream photo.jpg --model torchvision:convnext_tiny": "torchvision's download",
+    'dream features --model torchvision:vit_b_16 --layer "encoder_layer_8[0-15]" --each --param maco': (
+        "torchvision's download"
+    ),
     "N=$(nvidia-smi -L | wc -l)": "NVIDIA GPUs",
     "for i in $(seq 0 $((N - 1))); do": "NVIDIA GPUs",
     "CUDA_VISIBLE_DEVICES=$i dream photos/ -r -o out/ --shard $((i + 1))/$N -q &": "NVIDIA GPUs",

@@ -116,3 +116,31 @@ def test_tiles_match_for_per_image_channels_and_ignore_view_transforms(net):
         tiled_without_view, _ = TiledGradient(48, geom)(capture, image, transformed)
     torch.testing.assert_close(tiled, whole, atol=1e-5 * float(whole.abs().max()), rtol=1e-4)
     torch.testing.assert_close(tiled_without_view, whole, atol=1e-5 * float(whole.abs().max()), rtol=1e-4)
+
+
+@pytest.mark.parametrize("size", [(161, 133), (160, 128)])
+def test_tiles_are_exact_on_same_padding_at_odd_sizes(size):
+    """inception5h pads like TensorFlow ("SAME", by the input's size): each window is padded as the
+    whole image is, since the windows' sizes follow the image's modulo the stride."""
+    from dreamcli import models
+    from dreamcli.engine.tiling import full_sizes
+    from dreamcli.models.prepare import prepare_for_dreaming
+
+    def cosine(a, b):
+        return float(torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0))
+
+    model = prepare_for_dreaming(models.get("inception5h").build(None, seed=0), "cpu")
+    specs = Activations(["mixed3a"])
+    image = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(2))
+    with LayerCapture(model, specs.layers) as capture:
+        whole, _ = gradient(capture, image, specs)
+        geom = geometry(capture, torch.device("cpu"))
+        tiled, _ = TiledGradient(32, geom)(capture, image, specs)
+        sizes, unaligned = full_sizes(capture, size), torch.zeros_like(whole)
+        for ya, yb, y0, y1 in windows(size[0], 32, geom.margin):  # the windows of the tile grid alone
+            for xa, xb, x0, x1 in windows(size[1], 32, geom.margin):
+                part, _ = gradient(capture, image[..., ya:yb, xa:xb], specs, sizes)
+                unaligned[..., y0:y1, x0:x1] = part[..., y0 - ya : y1 - ya, x0 - xa : x1 - xa]
+    torch.testing.assert_close(tiled, whole, atol=1e-5 * float(whole.abs().max()), rtol=1e-3)
+    odd = size[0] % 2 or size[1] % 2
+    assert (cosine(unaligned, whole) < 0.9) == bool(odd)  # what the windows' sizes fix

@@ -31,9 +31,15 @@ from dreamcli.jobs.requests import PARAMS, FeatureRequest
     default=common.default_of(FeatureRequest, "param"),
     show_default=True,
     help="fft: a decorrelated spectrum through random transformations (Distill's Feature "
-    "Visualization); pixel: the 2015 way, DeepDream's steps from near-grey noise.",
+    "Visualization); maco: a photo's spectrum magnitude, only the phase free, random crops (Fel et "
+    "al. 2023; best on large modern networks); pixel: the 2015 way, DeepDream's steps from noise.",
 )
 @flag("--each", is_flag=True, help="One picture per channel, layer or class, on a labelled sheet.")
+@flag(
+    "--alpha",
+    is_flag=True,
+    help="Also write the transparency map (where the objective's gradient went) as STEM_alpha.png.",
+)
 @flag(
     "--size",
     metavar="WxH",
@@ -56,10 +62,14 @@ from dreamcli.jobs.requests import PARAMS, FeatureRequest
 def command(ctx: click.Context, **params: Any) -> None:
     """What a layer, a channel or a class looks like to the network, made from noise.
 
+    fft and maco run OCTAVES x ITERATIONS x 8 Adam steps (320: about 2 minutes
+    per 224 px picture on 2 CPU cores); channels rise by their mean and classes
+    by their logit, as in the papers.
+
     \b
       dream features --layer inception_4d --size 768x512
       dream features --layer "inception_4c[0-15]" --each -o channels.png
-      dream features --class goldfish
+      dream features --class goldfish --param maco --alpha
     """
     from dreamcli.cli import run
 
@@ -67,6 +77,8 @@ def command(ctx: click.Context, **params: Any) -> None:
 
 
 def _features(ctx: click.Context, params: dict[str, Any]) -> int:
+    if params["alpha"] and params["param"] == "pixel":
+        raise click.UsageError("--alpha needs --param fft or maco: pixel pictures have no transparency map")
     chosen = common.chosen_settings(ctx, params, fields=("octaves", "iterations", "step_size", "seed"))
     settings, network = chosen.settings, chosen.network
     if params["classes"]:
@@ -97,6 +109,7 @@ def _features(ctx: click.Context, params: dict[str, Any]) -> int:
             size=params["size"],
             param=params["param"],
             each=params["each"],
+            alpha=params["alpha"],
             metadata=machine.metadata(loaded, options, chosen.preset_name),
         )
         run_features(loaded, request, options, display)

@@ -7,6 +7,10 @@
   notebook): at each position, follow the guide feature with the largest dot
   product with the current feature.
 * ``ChannelPerImage``: one channel per image of a batch, for channel grids.
+* ``signed=True`` (feature pictures): a channel counts by its mean activation,
+  as in Lucid and the papers, not its square; squaring is DeepDream's "amplify
+  whatever is there", and on a layer with no ReLU after it lets the optimiser
+  make a channel strongly negative instead.  Whole layers stay squared.
 * Objectives add and scale (``a + 0.5 * b``).
 * ``RandomAffine``: small random scale and rotation before the network, which
   keeps dreams started from noise readable (as in lucent's transforms).
@@ -54,12 +58,14 @@ def objective(
     layers: Sequence[LayerSpec],
     sizes: dict[str, int] | None = None,
     guide: dict[str, torch.Tensor] | None = None,
+    signed: bool = False,
 ) -> torch.Tensor:
     """Per image: the weighted sum over layers of the mean squared activation.
 
     The notebook's L2 objective; the mean (not the sum) makes the weights of
     layers with different sizes comparable.  ``sizes`` gives the element count
     to divide by when ``outputs`` come from a tile of a larger image.
+    ``signed``: chosen channels count by their mean, not their mean square.
     Returns a tensor of shape (N,).
     """
     total = None
@@ -71,7 +77,8 @@ def objective(
         else:
             act = _selected(full, spec).float()
             # Logits can be negative: raise them, do not square them.
-            values = (act if act.dim() == 2 else act.pow(2)).flatten(1)
+            linear = act.dim() == 2 or (signed and spec.channels is not None)
+            values = (act if linear else act.pow(2)).flatten(1)
             per_value = full.shape[1] // act.shape[1]
         mean = values.mean(1) if sizes is None else values.sum(1) / (sizes[spec.name] // per_value)
         term = spec.weight * mean
@@ -133,10 +140,11 @@ class Objective:
 class Activations(Objective):
     """The notebook's objective: the weighted mean squared activation of layers or channels."""
 
-    def __init__(self, specs: Sequence[LayerSpec | str], transform=None):
+    def __init__(self, specs: Sequence[LayerSpec | str], transform=None, signed: bool = False):
         self.specs = [spec if isinstance(spec, LayerSpec) else LayerSpec.parse(spec) for spec in specs]
         self.layers = tuple(dict.fromkeys(spec.name for spec in self.specs))
         self.transform = transform
+        self.signed = signed
 
     @property
     def graphable(self) -> bool:
@@ -144,10 +152,11 @@ class Activations(Objective):
 
     @property
     def key(self) -> tuple:
-        return ("activations", *self.specs)  # exact weights: a recording bakes them in
+        kind = "signed activations" if self.signed else "activations"
+        return (kind, *self.specs)  # exact weights: a recording bakes them in
 
     def __call__(self, outputs, sizes=None):
-        return objective(outputs, self.specs, sizes)
+        return objective(outputs, self.specs, sizes, signed=self.signed)
 
 
 class Guided(Activations):
@@ -207,20 +216,24 @@ class Scaled(Objective):
 
 
 class ChannelPerImage(Objective):
-    """Image ``i`` of a batch raises channel ``channels[i]`` of ``layer``: a channel grid in one batch."""
+    """Image ``i`` of a batch raises channel ``channels[i]`` of ``layer``: a channel grid in one batch.
 
-    def __init__(self, layer: str, channels: Sequence[int], transform=None):
+    Squared by default (DeepDream's channel sheets); ``signed`` raises the mean (feature pictures).
+    A batch of ``k * len(channels)`` images (several views of each picture) repeats the channels.
+    """
+
+    def __init__(self, layer: str, channels: Sequence[int], transform=None, signed: bool = False):
         self.layer, self.channels = layer, list(channels)
         self.layers = (layer,)
         self.transform = transform
+        self.signed = signed
 
     def __call__(self, outputs, sizes=None):
         act = outputs[self.layer]
         _check_channels(act, self.layer, self.channels)
-        index = torch.tensor(self.channels, device=act.device)
-        picked = (
-            act[torch.arange(act.shape[0], device=act.device), index].float().pow(2).flatten(1)
-        )  # (N, H*W)
+        index = torch.tensor(self.channels, device=act.device).repeat(act.shape[0] // len(self.channels))
+        picked = act[torch.arange(act.shape[0], device=act.device), index].float().reshape(act.shape[0], -1)
+        picked = picked if self.signed else picked.pow(2)
         if sizes is None:
             return picked.mean(1)
         return picked.sum(1) / (sizes[self.layer] // act.shape[1])  # a tile: divide by the whole map
@@ -281,9 +294,10 @@ class Direction(Objective):
                 f"layer {self.layer!r} gives {tuple(act.shape[1:])} per image; "
                 f"the direction has {self.vectors.shape[1]} channels"
             )
-        if self.vectors.shape[0] not in (1, act.shape[0]):
+        if act.shape[0] % self.vectors.shape[0]:
             raise SettingsError(f"{self.vectors.shape[0]} directions for a batch of {act.shape[0]} images")
-        v = self.vectors.to(act.device)[:, :, None, None]  # (N or 1, C, 1, 1)
+        # Several views of each picture (k * N images) repeat the directions.
+        v = self.vectors.to(act.device).repeat(act.shape[0] // self.vectors.shape[0], 1)[:, :, None, None]
         dot = (act * v).sum(1)  # (N, H, W)
         cos = dot / act.norm(dim=1).clamp_min(1e-6)
         values = (dot * cos.clamp_min(0.1).pow(self.power)).flatten(1)

@@ -6,6 +6,8 @@ field around it, and its windows start on multiples of the network's stride, so
 every activation that reaches a tile's pixels is computed exactly as it would
 be on the whole image: the stitched gradient equals the untiled one (up to
 float rounding), and the step is normalised over the whole image as before.
+Each window's size is also the whole image's modulo the stride, so networks that
+pad by the input's size (TensorFlow's SAME) pad each window as the whole image.
 """
 
 from __future__ import annotations
@@ -103,12 +105,21 @@ def _sizes_from_strips(capture, size: tuple[int, int]) -> dict[str, int]:
     return {name: tall[name].shape[1] * tall[name].shape[2] * wide[name].shape[3] for name in capture.names}
 
 
-def windows(length: int, tile: int, margin: int) -> list[tuple[int, int, int, int]]:
-    """(window start, window end, tile start, tile end) along one axis."""
+def windows(length: int, tile: int, margin: int, stride: int = 1) -> list[tuple[int, int, int, int]]:
+    """(window start, window end, tile start, tile end) along one axis.
+
+    Each window's length is congruent to ``length`` modulo ``stride`` (a window
+    ends up to ``stride - 1`` pixels later): a network whose padding depends on
+    its input's size (TensorFlow's "SAME", as in inception5h and EfficientNet)
+    then pads every window as it pads the whole image, and samples the same
+    lattice.  For ordinary padding this is only a little more context.
+    """
     spans = []
     for start in range(0, length, tile):
         end = min(start + tile, length)
-        spans.append((max(0, start - margin), min(length, end + margin), start, end))
+        window_start, window_end = max(0, start - margin), min(length, end + margin)
+        window_end = min(length, window_end + (length - window_end) % stride)
+        spans.append((window_start, window_end, start, end))
     return spans
 
 
@@ -131,8 +142,9 @@ class TiledGradient:
         sizes = self._sizes[size]
         grad = torch.zeros_like(image)
         loss = None
-        for ya, yb, y0, y1 in windows(height, self.tile, self.geom.margin):
-            for xa, xb, x0, x1 in windows(width, self.tile, self.geom.margin):
+        margin, stride = self.geom.margin, self.geom.stride
+        for ya, yb, y0, y1 in windows(height, self.tile, margin, stride):
+            for xa, xb, x0, x1 in windows(width, self.tile, margin, stride):
                 part, part_loss = gradient(capture, image[..., ya:yb, xa:xb], goal, sizes, self.dtype)
                 grad[..., y0:y1, x0:x1] = part[..., y0 - ya : y1 - ya, x0 - xa : x1 - xa]
                 loss = part_loss if loss is None else loss + part_loss

@@ -1,11 +1,15 @@
 """Feature pictures from noise: what a layer, a channel or a class looks like to the network.
 
 ``fft`` (the default) optimises a decorrelated spectrum through random
-transformations (``engine.featurevis``); ``pixel`` is the 2015 way, DeepDream's
-octave steps from the notebook's near-grey noise with a small random scale and
-rotation each step.  One picture of the whole objective, or with ``each`` one
-picture per term (per channel of a channel list, per layer, per class) on a
-labelled contact sheet.
+transformations (``engine.featurevis``); ``maco`` fixes the spectrum's magnitude
+and optimises its phase through random crops; ``pixel`` is the 2015 way,
+DeepDream's octave steps from the notebook's near-grey noise with a small
+random scale and rotation each step.  ``fft`` and ``maco`` raise the papers'
+objectives (a channel's mean activation, a class's logit); ``pixel`` keeps
+DeepDream's squared one.  With ``alpha`` the transparency map (where the
+objective's gradient went) is written beside the picture.  One picture of the
+whole objective, or with ``each`` one picture per term (per channel of a
+channel list, per layer, per class) on a labelled contact sheet.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from pathlib import Path
 import torch
 
 from dreamcli.config import LayerSpec
-from dreamcli.engine.featurevis import visualize
+from dreamcli.engine.featurevis import Pictures, feature_pictures
 from dreamcli.engine.objectives import Activations, ChannelPerImage, Objective, RandomAffine
 from dreamcli.engine.octaves import dream
 from dreamcli.events import FileStarted, Report, ignore
@@ -44,39 +48,58 @@ def run_features(
     meta = dict(request.metadata, features=request.param, settings=settings.to_dict(), size=[width, height])
     prepare_folder(request.output)
     resolved = model.resolved(settings)
+    signed = request.param != "pixel"  # the papers' objectives; pixel keeps DeepDream's
     if not request.each:
         report(FileStarted("features", 1, 1))
-        picture = _pictures(model, resolved, Activations(resolved.layers), 1, request, options, report)[0]
-        write_image(request.output, picture, None, meta)
+        made = _pictures(
+            model, resolved, Activations(resolved.layers, signed=signed), 1, request, options, report
+        )
+        write_image(request.output, made.images[0], None, meta)
+        if request.alpha:
+            write_image(request.alpha_output, made.alpha[0].expand(3, -1, -1), None, meta)
         return request.output
     wanted = terms(settings.layers)
-    tiles: list[tuple[str, torch.Tensor]] = []
+    tiles: list[tuple[str, torch.Tensor, torch.Tensor]] = []
     single = len(settings.layers) == 1 and settings.layers[0].channels
     if single:  # one channel per image of a batch, 16 at a time
         layer = resolved.layers[0].name
         for start in range(0, len(wanted), 16):
             chunk = wanted[start : start + 16]
             report(FileStarted(str(chunk[0]), start + 1, len(wanted)))
-            goal = ChannelPerImage(layer, [spec.channels[0] for spec in chunk if spec.channels])
-            pictures = _pictures(model, resolved, goal, len(chunk), request, options, report)
-            tiles += [(str(spec), p) for spec, p in zip(chunk, pictures, strict=True)]
+            channels = [spec.channels[0] for spec in chunk if spec.channels]
+            made = _pictures(
+                model,
+                resolved,
+                ChannelPerImage(layer, channels, signed=signed),
+                len(chunk),
+                request,
+                options,
+                report,
+            )
+            tiles += [(str(spec), p, a) for spec, p, a in zip(chunk, made.images, made.alpha, strict=True)]
     else:
         for position, spec in enumerate(wanted, start=1):
             report(FileStarted(str(spec), position, len(wanted)))
-            goal = Activations([spec.with_name(model.resolve(spec.name))])
-            tiles.append((str(spec), _pictures(model, resolved, goal, 1, request, options, report)[0]))
+            goal = Activations([spec.with_name(model.resolve(spec.name))], signed=signed)
+            made = _pictures(model, resolved, goal, 1, request, options, report)
+            tiles.append((str(spec), made.images[0], made.alpha[0]))
     columns = min(8, len(tiles))
-    write_pil(request.output, contact_sheet(tiles, columns=columns, width=160), meta)
+    write_pil(request.output, contact_sheet([(t, p) for t, p, _ in tiles], columns=columns, width=160), meta)
+    if request.alpha:
+        alphas = [(t, a.expand(3, -1, -1)) for t, _, a in tiles]
+        write_pil(request.alpha_output, contact_sheet(alphas, columns=columns, width=160), meta)
     return request.output
 
 
-def _pictures(model, settings, goal: Objective, batch, request: FeatureRequest, options, report):
-    """``batch`` pictures of ``goal``: (batch, 3, H, W) in [0, 1]."""
+def _pictures(model, settings, goal: Objective, batch, request: FeatureRequest, options, report) -> Pictures:
+    """``batch`` pictures of ``goal``: (batch, 3, H, W) in [0, 1], and their transparency."""
     width, height = request.picture_size
-    if request.param == "fft":
-        return visualize(
-            model.module, (height, width), settings=settings, goal=goal, batch=batch, report=report
-        )
+    if request.param != "pixel":
+        return feature_pictures(
+            model.module, (height, width), settings=settings, goal=goal, batch=batch, param=request.param,
+            report=report,
+        )  # fmt: skip
     noise = start_image("noise", width, height, seed=settings.seed or 0).expand(batch, 3, height, width)
     goal = goal.with_transform(RandomAffine(settings.seed or 0))
-    return dream(model.module, noise, settings=settings, goal=goal, options=options, report=report)
+    images = dream(model.module, noise, settings=settings, goal=goal, options=options, report=report)
+    return Pictures(images, torch.ones_like(images[:, :1]))

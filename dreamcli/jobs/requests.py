@@ -15,7 +15,7 @@ from dreamcli.config import LayerSpec, Settings
 from dreamcli.errors import SettingsError
 
 METHODS = ("umap", "tsne", "pca")  # an atlas's layouts
-PARAMS = ("fft", "pixel")  # how a feature picture is made
+PARAMS = ("fft", "maco", "pixel")  # how a feature picture is made
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,12 @@ class FeatureRequest:
     size: tuple[int, int] | None = None  # (width, height); default 512x512, 224x224 per sheet tile
     param: str = "fft"
     each: bool = False
+    alpha: bool = False  # also write the transparency map, <stem>_alpha.png
     metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def alpha_output(self) -> Path:
+        return self.output.with_name(f"{self.output.stem}_alpha.png")
 
     @property
     def picture_size(self) -> tuple[int, int]:

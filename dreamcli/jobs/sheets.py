@@ -93,7 +93,7 @@ def channel_grid(
     tiles = []
     for start in range(0, len(channels), batch):
         chunk = list(channels[start : start + batch])
-        goal = ChannelPerImage(layer, chunk, transform)
+        goal = ChannelPerImage(layer, chunk, transform, signed=fft)  # feature pictures: the mean
         images = image.expand(len(chunk), *image.shape[-3:])
         dreamed = _picture(model, images, settings, goal, options, report, fft)
         tiles += [(f"{layer} [{c}]", picture) for c, picture in zip(chunk, dreamed, strict=True)]

@@ -36,12 +36,22 @@ __all__ = ["DEFAULT", "NETWORKS", "Loaded", "Network", "Weights", "cache_folder"
 
 
 def get(name: str = DEFAULT) -> Network:
-    """The network called ``name``, or an error with the closest names."""
+    """The network called ``name``, or an error with the closest names.
+
+    ``torchvision:NAME`` and ``timm:NAME`` name any classifier of those libraries (``models.modern``).
+    """
     if name in NETWORKS:
         return NETWORKS[name]
+    if ":" in name:
+        from dreamcli.models.modern import named
+
+        return named(name)
     close = difflib.get_close_matches(name, NETWORKS, n=3)
     hint = f"did you mean {', '.join(close)}?" if close else f"the models are {', '.join(NETWORKS)}"
-    raise SettingsError(f"unknown model {brief(name)}: {hint} (dream --list-models lists them)")
+    raise SettingsError(
+        f"unknown model {brief(name)}: {hint} (dream list models lists them; "
+        "torchvision:NAME and timm:NAME name those libraries' classifiers)"
+    )
 
 
 def cache_folder() -> Path:

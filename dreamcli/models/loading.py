@@ -18,6 +18,8 @@ def load(
         module = network.build(state, source=f"weights file {weights}")
         label = f"({Path(weights).name})"
     else:
-        module = network.build(download(network, progress), source="the downloaded weights")
+        fetch = getattr(network, "pretrained", None)  # a library that downloads its own weights (timm)
+        state = (fetch() if fetch else None) or download(network, progress)
+        module = network.build(state, source="the downloaded weights")
         label = network.weights.label
     return Loaded(network, prepare_for_dreaming(module, device), label)

@@ -1,0 +1,95 @@
+"""Feature pictures from noise: the papers' objectives, the transforms, MACO and its alpha map."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dreamcli.config import LayerSpec, Settings
+from dreamcli.engine import transforms as tf
+from dreamcli.engine.featurevis import feature_pictures, visualize
+from dreamcli.engine.objectives import Activations, ChannelPerImage, Direction
+from tests.conftest import cli_invoker
+
+
+def _outputs():
+    act = torch.zeros(2, 3, 2, 2)
+    act[:, 1] = -2.0  # a strongly negative channel
+    act[:, 2] = 1.0
+    return {"conv": act}
+
+
+def test_the_paper_objective_raises_a_channels_mean_not_its_square():
+    spec = LayerSpec("conv", channels=(1,))
+    assert Activations([spec])(_outputs()).tolist() == [4.0, 4.0]  # 2015: squared, -2 counts as +4
+    assert Activations([spec], signed=True)(_outputs()).tolist() == [-2.0, -2.0]
+    # A whole layer stays squared (DeepDream's "amplify whatever is there").
+    assert (
+        Activations(["conv"], signed=True)(_outputs()).tolist() == Activations(["conv"])(_outputs()).tolist()
+    )
+    pair = ChannelPerImage("conv", [1, 2], signed=True)
+    assert pair(_outputs()).tolist() == [-2.0, 1.0]
+    assert ChannelPerImage("conv", [1, 2])(_outputs()).tolist() == [4.0, 1.0]
+
+
+def test_objectives_repeat_over_several_views_of_each_picture():
+    act = torch.randn(6, 3, 2, 2)  # 3 views of 2 pictures, view-major
+    views = ChannelPerImage("conv", [0, 2], signed=True)({"conv": act})
+    assert torch.allclose(views, act[[0, 1, 2, 3, 4, 5], [0, 2, 0, 2, 0, 2]].flatten(1).mean(1))
+    directions = Direction("conv", torch.eye(3)[:2])({"conv": act})
+    assert directions.shape == (6,)
+    logits = ChannelPerImage("fc", [5, 7], signed=True)({"fc": torch.arange(20.0).view(2, 10)})
+    assert logits.tolist() == [5.0, 17.0]  # a logits layer: the logit itself
+
+
+def test_transforms_compose_and_follow_their_seed():
+    image = torch.rand(2, 3, 40, 48)
+    one = tf.STANDARD(image, torch.Generator().manual_seed(3))
+    two = tf.STANDARD(image, torch.Generator().manual_seed(3))
+    assert torch.equal(one, two) and one.shape[:2] == (2, 3)
+    assert torch.equal(tf.NONE(image, torch.Generator()), image)
+    padded = tf.Compose((tf.Pad(4), tf.Jitter(2)))(image, torch.Generator())
+    assert padded.shape[-2:] == (46, 54)
+    crops = tf.RandomCrops(3, (0.3, 0.6), (20, 24), noise=0.0)(image, torch.Generator().manual_seed(0))
+    assert crops.shape == (6, 3, 20, 24)
+
+
+@pytest.mark.parametrize("param", ["fft", "maco"])
+def test_feature_pictures_and_their_alpha(net, param):
+    settings = Settings(layers=["inception3b"], seed=0)
+    goal = ChannelPerImage("inception3b", [1, 2], signed=True)
+    made = feature_pictures(net, (40, 32), settings=settings, goal=goal, batch=2, param=param, steps=3)
+    assert made.images.shape == (2, 3, 40, 32) and made.alpha.shape == (2, 1, 40, 32)
+    assert float(made.images.min()) >= 0 and float(made.images.max()) <= 1
+    assert float(made.alpha.min()) >= 0 and float(made.alpha.max()) == pytest.approx(1.0)
+    again = visualize(net, (40, 32), settings=settings, goal=goal, batch=2, param=param, steps=3)
+    assert torch.equal(again, made.images)  # seeded
+    with pytest.raises(ValueError, match="param"):
+        feature_pictures(net, (8, 8), settings=settings, param="wavelet", steps=1)
+
+
+def test_maco_keeps_its_spectrum_magnitude(net):
+    """Only the phase is optimised: the picture's contrast does not run away with the objective."""
+    settings = Settings(layers=["inception4a[3]"], seed=0, step_size=6.0)
+    made = feature_pictures(net, (48, 48), settings=settings, param="maco", steps=4)
+    logits = torch.logit(made.images.clamp(1e-4, 1 - 1e-4))
+    assert 0.2 < float(logits.std()) < 2.0
+
+
+def test_dream_features_maco_writes_the_picture_and_its_alpha(weights_file, tmp_path):
+    run = cli_invoker(weights_file, "--octaves", "1", "--iterations", "1", "-q")
+    result = run("features", "--layer", "inception_3b[4]", "--size", "48x40", "--param", "maco", "--alpha",
+                 "-o", tmp_path / "m.png")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    picture, alpha = Image.open(tmp_path / "m.png"), Image.open(tmp_path / "m_alpha.png")
+    assert picture.size == alpha.size == (48, 40)
+    assert np.asarray(alpha).std() > 0
+    sheet = run("features", "--layer", "inception_3b[0-1]", "--each", "--size", "32x32", "--alpha",
+                "-o", tmp_path / "s.png")  # fmt: skip
+    assert sheet.exit_code == 0, sheet.output
+    assert Image.open(tmp_path / "s_alpha.png").size == Image.open(tmp_path / "s.png").size
+    refused = run("features", "--param", "pixel", "--alpha", "-o", tmp_path / "p.png")
+    assert refused.exit_code == 2 and "--alpha needs --param fft or maco" in refused.output
+    assert not (tmp_path / "p.png").exists()
