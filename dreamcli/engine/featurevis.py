@@ -56,6 +56,8 @@ PARAMETERISATIONS = ("fft", "maco")
 class Spectrum(nn.Module):
     """The picture as a scaled, colour-decorrelated spectrum; ``forward()`` gives RGB in (0, 1)."""
 
+    scale: torch.Tensor  # a buffer
+
     def __init__(self, batch: int, height: int, width: int, generator: torch.Generator, device):
         super().__init__()
         self.size = (height, width)
@@ -75,6 +77,8 @@ class PhaseSpectrum(nn.Module):
     The inverse transform is standardised per picture before the colours are
     recorrelated, so the picture's contrast is the magnitude's, not the optimiser's.
     """
+
+    magnitude: torch.Tensor  # a buffer
 
     def __init__(self, batch: int, height: int, width: int, generator: torch.Generator, device):
         super().__init__()

@@ -83,6 +83,8 @@ def objective(
         mean = values.mean(1) if sizes is None else values.sum(1) / (sizes[spec.name] // per_value)
         term = spec.weight * mean
         total = term if total is None else total + term
+    if total is None:
+        raise SettingsError("an objective needs at least one layer")
     return total
 
 
@@ -180,7 +182,9 @@ class Sum(Objective):
     """Several objectives raised together; the first view transform among them applies."""
 
     def __init__(self, parts: Sequence[Objective]):
-        self.parts = [p for part in parts for p in (part.parts if isinstance(part, Sum) else [part])]
+        self.parts: list[Objective] = [
+            p for part in parts for p in (part.parts if isinstance(part, Sum) else [part])
+        ]
         self.layers = tuple(dict.fromkeys(name for part in self.parts for name in part.layers))
         self.transform = next((p.transform for p in self.parts if p.transform is not None), None)
 

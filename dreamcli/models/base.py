@@ -78,7 +78,7 @@ class Network:
         """The class names in logit order, or None where dreamcli ships none."""
         if self.classes is None:
             return None
-        text = resources.files("dreamcli.data").joinpath("classes", f"{self.classes}.txt").read_text("utf-8")
+        text = (resources.files("dreamcli.data") / "classes" / f"{self.classes}.txt").read_text("utf-8")
         return text.splitlines()
 
     def class_index(self, name: str) -> int:

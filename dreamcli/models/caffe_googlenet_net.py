@@ -10,6 +10,8 @@ computes them.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -30,7 +32,7 @@ from dreamcli.models.weights import fit_state_dict
 
 # Caffe's LRN (pool1/norm1, conv2/norm2): local_size 5, alpha 1e-4, beta 0.75, k 1;
 # Caffe divides alpha by the size.
-LRN = {"size": 5, "scale": 1e-4 / 5, "beta": 0.75, "k": 1.0}
+LRN: dict[str, Any] = {"size": 5, "scale": 1e-4 / 5, "beta": 0.75, "k": 1.0}
 
 
 class AuxPool(nn.Module):
@@ -118,7 +120,7 @@ class CaffeGoogLeNet(nn.Module):
             y = self._run(f"{head}_conv", f"{head}_relu_conv", y)
             y = self._run(f"{head}_fc_1", f"{head}_relu_fc", y.flatten(1))
             logits = self.get_submodule(f"{head}_classifier_1")(y)
-        return logits  # loss2/classifier's: the ports have no main classifier
+        return logits  # type: ignore[return-value]  # loss2/classifier's: the ports have no main classifier
 
 
 def _build(classes: int, mean, state_dict: dict | None, seed: int, source: str, title: str) -> CaffeGoogLeNet:

@@ -104,8 +104,8 @@ def build(state_dict: dict | None = None, *, seed: int = 0, source: str = "the w
             optional=("fc.",),
         )
         if "fc.weight" not in state_dict:
-            fc = MissingClassifier()
-    layers = OrderedDict([("preprocess", SignedUnit())])
+            fc = MissingClassifier()  # type: ignore[assignment]
+    layers: OrderedDict[str, nn.Module] = OrderedDict([("preprocess", SignedUnit())])
     layers.update(trunk)
     layers.update(zip(CLASSIFIER, (nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(1), fc), strict=True))
     return nn.Sequential(layers).eval().requires_grad_(False)

@@ -25,6 +25,9 @@ class SignedUnit(nn.Module):
 class ImageNetNormalize(nn.Module):
     """(x - mean) / std with ImageNet's RGB statistics: torchvision's VGG and ResNet weights."""
 
+    mean: torch.Tensor  # buffers
+    std: torch.Tensor
+
     def __init__(self):
         super().__init__()
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), persistent=False)
@@ -40,6 +43,8 @@ class MeanSubtracted(nn.Module):
     ``mean`` is given in the network's channel order; ``bgr`` flips RGB to BGR
     first, as Caffe models were trained on OpenCV's BGR images.
     """
+
+    mean: torch.Tensor  # a buffer
 
     def __init__(self, mean: tuple[float, float, float], bgr: bool):
         super().__init__()

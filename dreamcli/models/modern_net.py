@@ -17,6 +17,7 @@ any size of at least one patch, not only 224 px.
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +38,7 @@ PROBE = (288, 224)
 def _made_out_of_place(net: nn.Module) -> nn.Module:
     for module in net.modules():
         if getattr(module, "inplace", False) is True:
-            module.inplace = False
+            module.inplace = False  # type: ignore[assignment]
     return net
 
 
@@ -77,6 +78,13 @@ def position_embedding(embedding: torch.Tensor, height: int, width: int) -> torc
 
 class ViT(nn.Module):
     """torchvision's VisionTransformer at any input size, each encoder block's tokens seen as a grid."""
+
+    # torchvision's parts: the patch convolution, the Encoder (dropout, pos_embedding, layers, ln),
+    # the heads and the class token.
+    conv_proj: Any
+    encoder: Any
+    heads: Any
+    class_token: Any
 
     def __init__(self, net: nn.Module, preprocess: nn.Module):
         super().__init__()

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import torch
 from torch import nn
+
+M = TypeVar("M", bound=nn.Module)
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
@@ -36,7 +40,7 @@ def prepare_for_dreaming(model: nn.Module, device: torch.device | str) -> nn.Mod
     return model.to(memory_format=torch.channels_last).requires_grad_(False)
 
 
-def he_init(model: nn.Module) -> nn.Module:
+def he_init(model: M) -> M:
     """Random convolution weights at He et al.'s scale ("Delving deep into rectifiers", 2015),
     for networks built without weights (the tests): activations keep their size through the
     ReLUs, where PyTorch's default init shrinks them toward float noise by the deep layers."""

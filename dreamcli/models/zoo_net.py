@@ -30,6 +30,7 @@ class Torchvision(nn.Module):
         for name, child in net.named_children():
             self.add_module(name, child)
         self.__dict__["_net"] = net  # runs the forward pass; its children are ours, so hooks see them
+        self._net: nn.Module
         for module in net.modules():
             if isinstance(module, nn.ReLU):
                 # An in-place ReLU would change a captured convolution output under the capture's feet.
