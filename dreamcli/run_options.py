@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from dreamcli.errors import SettingsError, brief
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-# What a view or a zoom dreams from when it has no photo (--start).
-STARTS = ("photo", "noise", "grey")
 # The share of free device memory (or RAM) a dream may plan to use; the rest is left
 # for the model, the images in flight and the rest of the system.
 MEMORY_SHARE = 0.7

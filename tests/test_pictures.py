@@ -178,3 +178,13 @@ def test_gradient_shaping_under_bf16_autocast_runs_in_float32_and_returns():
     done = subprocess.run([sys.executable, "-c", _BF16_SHAPING], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().endswith("ok")
+
+
+def test_a_feature_picture_records_only_the_settings_it_used(weights_file, tmp_path):
+    run = cli_invoker(weights_file, "--octaves", "1", "--iterations", "1", "--size", "32x32", "-q")
+    assert run("features", "--preset", "silky", "-o", tmp_path / "f.png").exit_code == 0
+    recorded = read_metadata(tmp_path / "f.png")["settings"]
+    assert "smooth" not in recorded and "lapnorm" not in recorded and "jitter" not in recorded  # not applied
+    assert recorded["layers"] == ["inception_4c"] and recorded["seed"] == 0
+    assert run("features", "--preset", "silky", "--param", "pixel", "-o", tmp_path / "p.png").exit_code == 0
+    assert read_metadata(tmp_path / "p.png")["settings"]["smooth"] == 2.0  # DeepDream's steps use it

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from dreamcli.config import LayerSpec
+from dreamcli.config import LayerSpec, Settings
 from dreamcli.engine.featurevis import Pictures, feature_pictures
 from dreamcli.engine.objectives import Activations, ChannelPerImage, Objective, RandomAffine
 from dreamcli.engine.octaves import dream
@@ -39,13 +39,27 @@ def terms(specs: tuple[LayerSpec, ...]) -> list[LayerSpec]:
     return list(specs)
 
 
+# The settings each way of making a feature picture uses: only those go into its metadata.
+SPECTRUM_KEYS = ("model", "layers", "octaves", "iterations", "step_size", "seed")
+PIXEL_KEYS = (*SPECTRUM_KEYS, "octave_scale", "jitter", "smooth", "lapnorm", "keep_colors")
+
+
+def applied(settings: Settings, param: str) -> dict:
+    """What the picture was made with: ``fft`` and ``maco`` run octaves x iterations x 8 Adam
+    steps and ignore the DeepDream step's knobs (a preset's smooth, jitter...); ``pixel`` is
+    DeepDream's octave loop and uses them all."""
+    keys = PIXEL_KEYS if param == "pixel" else SPECTRUM_KEYS
+    return {key: value for key, value in settings.to_dict().items() if key in keys}
+
+
 def run_features(
     model: Loaded, request: FeatureRequest, options: RunOptions, report: Report = ignore
 ) -> Path:
     """Make the picture (or the sheet) and write it, with its settings in its metadata."""
     settings = request.settings.seeded(default=0)
     width, height = request.picture_size
-    meta = dict(request.metadata, features=request.param, settings=settings.to_dict(), size=[width, height])
+    meta = dict(request.metadata, features=request.param, settings=applied(settings, request.param))
+    meta["size"] = [width, height]
     prepare_folder(request.output)
     resolved = model.resolved(settings)
     signed = request.param != "pixel"  # the papers' objectives; pixel keeps DeepDream's

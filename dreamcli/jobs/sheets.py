@@ -17,7 +17,7 @@ from torch import nn
 from dreamcli.config import LayerSpec, Settings
 from dreamcli.engine.capture import LayerCapture, model_device
 from dreamcli.engine.featurevis import visualize
-from dreamcli.engine.objectives import Activations, ChannelPerImage, Objective, RandomAffine, guide_features
+from dreamcli.engine.objectives import Activations, ChannelPerImage, Objective, guide_features
 from dreamcli.engine.octaves import dream
 from dreamcli.engine.steps import resize
 from dreamcli.events import FileStarted, Report, ignore
@@ -38,11 +38,6 @@ def start_image(kind: str, width: int, height: int, seed: int = 0) -> torch.Tens
         return torch.full((3, height, width), 0.5)
     generator = torch.Generator().manual_seed(seed)
     return 0.45 + 0.1 * torch.rand(3, height, width, generator=generator)
-
-
-def view_transform(kind: str, seed: int) -> RandomAffine | None:
-    """Dreams from noise need small random scales and rotations to stay readable."""
-    return RandomAffine(seed) if kind in ("noise", "grey") else None
 
 
 def sweep(
