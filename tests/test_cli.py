@@ -260,7 +260,20 @@ def test_help_listings_and_presets_do_not_load_torch(args):
 
 
 @pytest.mark.parametrize(
-    "command", ["", "sheet", "zoom", "video", "features", "atlas", "list", "list layers"]
+    "command",
+    [
+        "",
+        "sheet",
+        "zoom",
+        "video",
+        "features",
+        "atlas",
+        "list",
+        "list layers",
+        "patch",
+        "patch test",
+        "patch make",
+    ],
 )
 def test_every_commands_help_fits_one_screen(command):
     result = CliRunner().invoke(main, [*command.split(), "--help"])

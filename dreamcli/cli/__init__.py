@@ -30,7 +30,7 @@ from dreamcli.errors import EXIT_INTERRUPTED, EXIT_USAGE, DreamError, Terminated
 COMMANDS: dict[str, tuple[str, str]] = {
     "sheet": (
         "dreamcli.cli.sheet:command",
-        "One photo dreamed per layer, per preset or per channel, on one sheet.",
+        "One photo dreamed per layer, preset or channel, on one sheet.",
     ),
     "zoom": (
         "dreamcli.cli.zoom:command",
@@ -42,6 +42,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "features": ("dreamcli.cli.features:command", "Feature pictures from noise: a layer, channel or class."),
     "atlas": ("dreamcli.cli.atlas:command", "An activation atlas of your photos: what a layer sees in them."),
+    "patch": ("dreamcli.cli.patch:group", "Adversarial patches: make one, or test a picture as one."),
     "list": ("dreamcli.cli.listing:command", "List layers, models or presets."),
 }
 DEFAULT = "dream"  # the default command's name, when no command is named
