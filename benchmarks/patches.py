@@ -58,6 +58,29 @@ def photo_set(folder: Path) -> dict[str, list[Path]]:
     return made
 
 
+def comparison_atlas(model, names, pictures, args) -> None:
+    """The atlas of ``--layer`` over the photo set, each cell framed by its attribution to A vs B."""
+    from dreamcli.jobs.atlas import make_atlas, write_atlas
+    from dreamcli.jobs.requests import AtlasOptions
+
+    a, b = (name.strip() for name in args.atlas.split(","))
+    options = AtlasOptions(grid=8, method="pca", samples_per_image=32, labels=True, compare=(a, b), seed=0)
+    paths = [p for group in pictures.values() for p in group]
+    started = time.perf_counter()
+    atlas = make_atlas(model, args.layer, paths, options, class_names=names)
+    write_atlas(atlas, args.out / "compare_atlas.png")
+    print(f"{len(atlas.cells)} cells in {time.perf_counter() - started:.0f} s")
+    for cell in sorted(atlas.cells, key=lambda c: c["attribution"][b] - c["attribution"][a])[:6]:
+        print(
+            cell["row"],
+            cell["col"],
+            cell["count"],
+            cell.get("label"),
+            cell["attribution"],
+            [Path(p["path"]).name for p in cell["photos"][:3]],
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -68,6 +91,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--rate", type=float, default=0.05)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--atlas", metavar="A,B", help="make only a class-comparison atlas of the photo set")
+    parser.add_argument("--layer", default="_blocks.10", help="the atlas's layer")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     sys.path.insert(0, str(SHARED / "realnet"))
@@ -78,6 +103,9 @@ def main() -> None:
         (Path(__file__).resolve().parents[1] / "dreamcli/data/classes/imagenet.txt").read_text().splitlines()
     )
     pictures = photo_set(args.out / "photos")
+    if args.atlas:
+        comparison_atlas(model, names, pictures, args)
+        return
     held = pictures.pop(args.held_out)
     training = [p for paths in pictures.values() for p in paths]
     options = PatchOptions(
