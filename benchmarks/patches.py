@@ -70,7 +70,8 @@ def comparison_atlas(model, names, pictures, args) -> None:
     atlas = make_atlas(model, args.layer, paths, options, class_names=names)
     write_atlas(atlas, args.out / "compare_atlas.png")
     print(f"{len(atlas.cells)} cells in {time.perf_counter() - started:.0f} s")
-    for cell in sorted(atlas.cells, key=lambda c: c["attribution"][b] - c["attribution"][a])[:6]:
+    ordered = sorted(atlas.cells, key=lambda c: c["attribution"][b] - c["attribution"][a])
+    for cell in ordered[:5] + ordered[-5:]:
         print(
             cell["row"],
             cell["col"],

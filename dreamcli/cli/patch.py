@@ -261,8 +261,8 @@ def _make(ctx: click.Context, params: dict[str, Any]) -> int:
             raise DreamError(f"the patch could not be made: {describe(exc)}") from None
     if made.report.summary["held_out"] == "placements":
         machine.say(
-            f"Note: {len(made.report.photos)} photos: the report is on held-out placements only "
-            "(with 4 or more photos, some are held out)"
+            f"Note: the report is on held-out placements of the {len(made.report.photos)} training photos "
+            "only (photos are held out where there are 4 or more and --holdout is above 0)"
         )
     _print(made.report, params)
     machine.say(f"Wrote {shown(output)}")

@@ -367,9 +367,11 @@ def lean_colour(lean: float) -> tuple[int, int, int]:
 
 
 def _borders(draw: ImageDraw.ImageDraw, cells: Sequence[dict[str, Any]], side: int) -> None:
-    """Each cell framed by the colour of its attribution to A minus B, scaled by the largest."""
+    """Each cell framed by the colour of its attribution to A minus B."""
     leans = [(lambda v: v[0] - v[1])(list(c["attribution"].values())) for c in cells]
-    scale = max((abs(v) for v in leans), default=0.0) or 1.0
+    # Full colour from the 90th percentile of |lean| up: a few strong cells do not wash out the rest.
+    scale = float(np.quantile(np.abs(leans), 0.9)) if leans else 0.0
+    scale = scale or max((abs(v) for v in leans), default=0.0) or 1.0
     width = max(2, side // 16)
     for cell, lean in zip(cells, leans, strict=True):
         x, y = cell["col"] * side, cell["row"] * side
@@ -383,8 +385,8 @@ def _legend(draw: ImageDraw.ImageDraw, names: list[str], width: int, top: int, h
     for x in range(width):
         draw.line((x, top, x, top + height - 1), fill=lean_colour(1 - 2 * x / max(1, width - 1)))
     font = label_font(max(8, height - 4))
-    left = fit_label(draw, f"◀ {names[0].split(',')[0]}", font, width // 2 - 4)
-    right = fit_label(draw, f"{names[1].split(',')[0]} ▶", font, width // 2 - 4)
+    left = fit_label(draw, f"< {names[0].split(',')[0]}", font, width // 2 - 4)
+    right = fit_label(draw, f"{names[1].split(',')[0]} >", font, width // 2 - 4)
     draw.text((2, top + 1), left, fill=(255, 255, 255), font=font)
     draw.text(
         (width - 2 - draw.textlength(right, font=font), top + 1), right, fill=(255, 255, 255), font=font
