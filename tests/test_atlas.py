@@ -234,3 +234,62 @@ def test_a_photo_name_that_is_not_utf8_is_written_and_read_back(loaded, photos, 
     named = {os.fsencode(entry["path"]) for cell in described["cells"] for entry in cell["photos"]}
     assert os.fsencode(odd) in named
     assert (tmp_path / "atlas.png").exists()
+
+
+def test_a_class_comparison_atlas_attributes_each_cell(loaded, photos, tmp_path):
+    options = AtlasOptions(**{**FAST.__dict__, "compare": ("snorkel", "scuba diver")})
+    atlas = make_atlas(loaded, LAYER, photos, options)
+    legend = atlas.image.height - 3 * 32
+    assert atlas.image.width == 3 * 32 and legend > 0  # the grid, and a legend under it
+    for cell in atlas.cells:
+        assert set(cell["attribution"]) == {"snorkel", "scuba diver"} and cell["photos"]
+    again = make_atlas(loaded, LAYER, photos, options)
+    assert again.cells == atlas.cells
+    assert np.array_equal(np.asarray(again.image), np.asarray(atlas.image))
+    # Framed cells: a cell's border is not its picture; the plain atlas has the same cells.
+    plain = make_atlas(loaded, LAYER, photos, FAST)
+    assert [(c["row"], c["col"], c["count"]) for c in plain.cells] == [
+        (c["row"], c["col"], c["count"]) for c in atlas.cells
+    ]
+    write_atlas(atlas, tmp_path / "cmp.png")
+    described = json.loads((tmp_path / "cmp.json").read_text())
+    assert described["atlas"]["compare"] == ["snorkel", "scuba diver"]
+    assert all("attribution" in cell for cell in described["cells"])
+
+
+def test_attribution_is_activation_times_gradient(net):
+    from dreamcli.jobs.atlas_samples import Attribution, _attributed
+
+    image = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    act, scores = _attributed(net, "inception3b", Attribution("fc", 801, 983), image)
+    with LayerCapture(net, ["inception3b"]) as capture:
+        reference = capture(image)["inception3b"]
+    assert torch.allclose(act, reference, atol=1e-5) and scores.shape == (2, *act.shape[-2:])
+    # The difference of the two is the attribution to logit A - logit B (it is linear).
+    leaf = act.clone().requires_grad_(True)
+    rest = dict(net.named_modules())["inception3b"]
+    handle = rest.register_forward_hook(lambda m, i, o: leaf)
+    try:
+        with torch.enable_grad(), LayerCapture(net, ["fc"]) as capture:
+            logits = capture(image)["fc"][0]
+            (grad,) = torch.autograd.grad(logits[801] - logits[983], leaf)
+    finally:
+        handle.remove()
+    assert torch.allclose(scores[0] - scores[1], (act * grad).sum(1)[0], atol=1e-4)
+
+
+def test_compare_refusals_are_one_line(photos, tmp_path, weights_file):
+    from conftest import cli_invoker
+
+    run = cli_invoker(weights_file, "--method", "pca", "--photo-size", "64", "--steps", "8", "--grid", "3")
+    for value, message in (
+        ("snorkel,scuba divr", "did you mean 'scuba diver'"),
+        ("snorkel", "two different"),
+    ):
+        result = run("atlas", tmp_path, "-o", tmp_path / "a.png", "--compare", value)
+        assert result.exit_code == 2 and message in result.stderr, result.output
+        assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "a.png").exists()
+    made = run("atlas", tmp_path, "-o", tmp_path / "a.png", "--compare", "snorkel, 983", "--samples", "4")
+    assert made.exit_code == 0, made.output
+    cells = json.loads((tmp_path / "a.json").read_text())["cells"]
+    assert all(set(c["attribution"]) == {"snorkel", "scuba diver"} for c in cells)

@@ -285,7 +285,21 @@ def test_help_listings_and_presets_do_not_load_torch(args):
 
 
 @pytest.mark.parametrize(
-    "command", ["", "sheet", "zoom", "video", "features", "atlas", "list", "list layers", "serve"]
+    "command",
+    [
+        "",
+        "sheet",
+        "zoom",
+        "video",
+        "features",
+        "atlas",
+        "list",
+        "list layers",
+        "serve",
+        "patch",
+        "patch test",
+        "patch make",
+    ],
 )
 def test_every_commands_help_fits_one_screen(command):
     result = CliRunner(env={"COLUMNS": "80"}).invoke(main, [*command.split(), "--help"])  # a terminal

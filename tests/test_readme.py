@@ -66,6 +66,7 @@ TINY = {
     "features": ["--size", "32x32", "--octaves", "1", "--iterations", "1"],
     "atlas": ["--photo-size", "48", "--steps", "8", "--grid", "2", "--samples", "4", "--method", "pca"],
     "list": [],
+    "patch": ["--steps", "2", "--batch", "2", "--size", "32", "--placements", "2"],
 }
 PRINTS_ONLY = ("dream list", "--show-settings", "_DREAM_COMPLETE", "python -c")  # lines that only print
 
@@ -92,6 +93,8 @@ def tiny(line: str) -> str:
     words = shlex.split(match.group(1))
     command = words[0] if words and words[0] in TINY else "dream"
     extra = list(TINY[command])
+    if command == "patch" and "test" in words[:2]:
+        extra.remove("--steps"), extra.remove("2"), extra.remove("--batch"), extra.remove("2")
     if command == "zoom":
         extra += (
             ["--max-size", "48"] if len(words) > 1 and not words[1].startswith("-") else ["--size", "32x32"]
@@ -113,6 +116,10 @@ def folder(tmp_path_factory, net):
     ):
         save_photo(here / name, 64, 48, seed=seed)
     save_photo(here / "b.png", 64, 48, seed=4)
+    save_photo(here / "train.png", 48, 48, seed=6)
+    save_photo(here / "train.jpg", 200, 200, seed=7)
+    (here / "more_photos").mkdir()
+    save_photo(here / "more_photos" / "m0.jpg", 56, 48, seed=30)
     (here / "photos" / "more").mkdir(parents=True)
     for i in range(3):
         save_photo(here / "photos" / f"p{i}.jpg", 56, 48, seed=10 + i)

@@ -43,6 +43,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "features": ("dreamcli.cli.features:command", "Feature pictures from noise: a layer, channel or class."),
     "atlas": ("dreamcli.cli.atlas:command", "An activation atlas of your photos: what a layer sees in them."),
+    "patch": ("dreamcli.cli.patch:group", "Adversarial patches: make one, or test a picture as one."),
     "list": ("dreamcli.cli.listing:command", "List layers, models or presets."),
     "serve": ("dreamcli.cli.serve:command", "A local web page to try styles on a photo, side by side."),
 }

@@ -62,6 +62,12 @@ from dreamcli.jobs.requests import AtlasOptions
     default=None,
     help="Write each cell's top class under it.  [default: on where the network has classes]",
 )
+@flag(
+    "--compare",
+    metavar='"A,B"',
+    callback=lambda ctx, param, value: _check_compare(value),
+    help="Two classes: each cell framed by its attribution toward A (blue) or B (orange).",
+)
 @flag("-r", "--recursive", is_flag=True, help="Walk folders recursively.")
 @flag("-0", "--null", is_flag=True, help="With PHOTOS -: the paths on stdin end with NUL.")
 @flag("--include-dreams", is_flag=True, help="Also take pictures dreamcli made when walking folders.")
@@ -78,6 +84,7 @@ def command(ctx: click.Context, **params: Any) -> None:
     \b
       dream atlas photos/ -r -o atlas.png --layer inception_4c
       dream atlas photos/ -o atlas.png --grid 12 --method pca --seed 1
+      dream atlas photos/ --compare "snorkel,scuba diver" --layer inception_4d
     """
     from dreamcli.cli import run
 
@@ -95,7 +102,8 @@ def _atlas(ctx: click.Context, params: dict[str, Any]) -> int:
     photos = [path for path, _root in found.files]
     if not photos:
         raise click.UsageError("give photos, or folders of photos, to make an atlas of")
-    output, into_folder = common.output_path(params["output"] or "atlas.png")
+    raw, into_folder = common.output_path(params["output"] or "atlas.png")
+    output = Path(raw or "atlas.png")
     output = output / "atlas.png" if into_folder or output.is_dir() else output
     check_output(output)
     if into_folder:
@@ -115,6 +123,15 @@ def _atlas(ctx: click.Context, params: dict[str, Any]) -> int:
     from dreamcli.jobs import atlas
 
     network = chosen.network
+    compare = params["compare"]
+    if compare is not None:
+        if network.logits is None:
+            raise click.BadParameter(f"{network.name} has no classes to compare", param_hint="--compare")
+        try:
+            for name in compare:  # an unknown class is one line before the model loads
+                network.class_index(name)
+        except SettingsError as exc:
+            raise click.BadParameter(str(exc), param_hint="--compare") from None
     labels = params["labels"] if params["labels"] is not None else network.logits is not None
     if labels and network.logits is None:
         raise click.BadParameter(f"{network.name} has no classes to label cells with", param_hint="--labels")
@@ -126,6 +143,7 @@ def _atlas(ctx: click.Context, params: dict[str, Any]) -> int:
         steps=params["steps"],
         labels=labels,
         seed=chosen.settings.seeded(default=0).seed or 0,
+        compare=compare,
     )
     atlas.require_layout(options.method)  # a missing extra says so before the model loads
     run_options = machine.run_options(reproducible=True)
@@ -143,6 +161,16 @@ def _atlas(ctx: click.Context, params: dict[str, Any]) -> int:
         f"Wrote {output} and {output.with_suffix('.json').name} ({len(made.cells)} cells, {used} photos)"
     )
     return EXIT_FAILED if made.skipped else EXIT_OK
+
+
+def _check_compare(value: str | None) -> tuple[str, str] | None:
+    """``"A,B"`` -> two class names or indices; a class name with a comma cannot be given."""
+    if value is None:
+        return None
+    names = [name.strip() for name in value.split(",")]
+    if len(names) != 2 or not all(names) or names[0] == names[1]:
+        raise click.BadParameter(f'{value[:60]!r}: give two different classes, e.g. "snorkel,scuba diver"')
+    return names[0], names[1]
 
 
 def _layer(chosen: common.Chosen, params: dict[str, Any]) -> str:

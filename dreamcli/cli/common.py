@@ -26,6 +26,7 @@ from dreamcli.cli.flags import (  # noqa: F401 - the declarations commands use a
     SectionedCommand,
     SectionOption,
     Span,
+    check_size,
     default_of,
     dream_flags,
     field_flag,

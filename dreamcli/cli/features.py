@@ -10,7 +10,6 @@ import click
 
 from dreamcli.cli import common
 from dreamcli.cli.common import Machine, flag
-from dreamcli.cli.zoom import check_size
 from dreamcli.config import LayerSpec
 from dreamcli.jobs import outputs as plan
 from dreamcli.jobs.requests import PARAMS, FeatureRequest
@@ -43,7 +42,7 @@ from dreamcli.jobs.requests import PARAMS, FeatureRequest
 @flag(
     "--size",
     metavar="WxH",
-    callback=check_size,
+    callback=common.check_size,
     help="Picture size.  [default: 512x512; 224x224 per sheet tile]",
 )
 @common.output_flag(

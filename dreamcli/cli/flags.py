@@ -263,3 +263,15 @@ def dream_flags(section: str = "Dreaming", pictures: str = "Pictures") -> Decora
         *(field_flag(name, section) for name in DREAM_FIELDS),
         *(field_flag(name, pictures) for name in PICTURE_FIELDS),
     )
+
+
+def check_size(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
+    """``WxH`` -> (width, height), each 16-8192."""
+    if value is None:
+        return None
+    width, x, height = value.lower().partition("x")
+    # isdecimal, not isdigit: "²" is a digit that int() refuses.
+    digits = x and width.isdecimal() and height.isdecimal() and len(width) < 6 and len(height) < 6
+    if digits and 16 <= int(width) <= 8192 and 16 <= int(height) <= 8192:
+        return int(width), int(height)
+    raise click.BadParameter(f"{value[:40]!r}: write WIDTHxHEIGHT, each 16-8192, e.g. 512x512")

@@ -13,18 +13,6 @@ from dreamcli.jobs import outputs as plan
 from dreamcli.jobs.requests import ZoomRequest
 
 
-def check_size(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
-    """``WxH`` -> (width, height), each 16-8192."""
-    if value is None:
-        return None
-    width, x, height = value.lower().partition("x")
-    # isdecimal, not isdigit: "²" is a digit that int() refuses.
-    digits = x and width.isdecimal() and height.isdecimal() and len(width) < 6 and len(height) < 6
-    if digits and 16 <= int(width) <= 8192 and 16 <= int(height) <= 8192:
-        return int(width), int(height)
-    raise click.BadParameter(f"{value[:40]!r}: write WIDTHxHEIGHT, each 16-8192, e.g. 512x512")
-
-
 def _check_pan(ctx: click.Context, param: click.Parameter, value: str) -> tuple[float, float]:
     try:
         dx, dy = (float(v) for v in value.split(","))
@@ -74,7 +62,7 @@ def _check_pan(ctx: click.Context, param: click.Parameter, value: str) -> tuple[
 @flag(
     "--size",
     metavar="WxH",
-    callback=check_size,
+    callback=common.check_size,
     help="Size of a zoom from noise (no PHOTO).  [default: {}x{}]".format(*default_of(ZoomRequest, "size")),
 )
 @common.output_flag(

@@ -57,7 +57,7 @@ from dreamcli.events import PhotoSkipped, Report, Stage, ignore
 from dreamcli.io.atomic import atomic_write, remove_stale_parts
 from dreamcli.io.images import fit_label, label_font, write_pil
 from dreamcli.jobs.atlas_layout import layout, normalised, require_layout
-from dreamcli.jobs.atlas_samples import Samples, collect
+from dreamcli.jobs.atlas_samples import Attribution, Samples, collect
 from dreamcli.jobs.requests import AtlasOptions
 from dreamcli.models import Loaded
 
@@ -101,8 +101,9 @@ def make_atlas(
     """
     options = options or AtlasOptions()
     module, layer_name, logits, names = _unpack(model, layer, class_names, options.labels)
-    paths = [Path(p) for p in paths]
-    if not paths:
+    attribution, compared = _compared(model, options.compare, class_names)
+    photo_paths = [Path(p) for p in paths]
+    if not photo_paths:
         raise SettingsError("no photos to make an atlas of")
     require_layout(options.method)  # a missing extra is found before any work
     started = time.perf_counter()
@@ -112,11 +113,13 @@ def make_atlas(
         skipped.append({"path": str(path), "error": error})
         report(PhotoSkipped(path, error))
 
-    samples = collect(module, layer_name, paths, options, report=report, on_error=skip)
+    samples = collect(
+        module, layer_name, photo_paths, options, report=report, on_error=skip, attribution=attribution
+    )
     count = samples.vectors.shape[0]
     if count < (2 if options.method == "pca" else MIN_SAMPLES_EMBEDDED):
         raise DreamError(
-            f"too few samples for a {options.method} atlas: {count} from {len(paths)} photos; "
+            f"too few samples for a {options.method} atlas: {count} from {len(photo_paths)} photos; "
             "add photos or raise the samples per photo"
             + ("" if options.method == "pca" else f" (to {MIN_SAMPLES_EMBEDDED}), or use the pca method")
         )
@@ -127,7 +130,7 @@ def make_atlas(
     report(Stage("layout", samples.vectors.shape[0], samples.vectors.shape[0]))
     timings["layout_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    cells = bin_cells(points, samples, options)
+    cells = bin_cells(points, samples, options, compared)
     if not cells:
         raise DreamError(
             f"no cell of the {options.grid}x{options.grid} grid has {options.min_count} of the {count} "
@@ -142,15 +145,15 @@ def make_atlas(
         timings["labels_s"] = time.perf_counter() - t0
     for cell in cells:
         cell["photos"] = [
-            {"path": str(paths[i]), "x": round(x), "y": round(y)} for i, x, y in cell.pop("_photos")
+            {"path": str(photo_paths[i]), "x": round(x), "y": round(y)} for i, x, y in cell.pop("_photos")
         ]
     image = assemble(pictures, cells, options)
     metadata = {
         "model": model.label if isinstance(model, Loaded) else type(model).__name__,
         "layer": layer,
         **{k: v for k, v in asdict(options).items()},
-        "photos": len(paths),
-        "photos_used": len(paths) - len(skipped),
+        "photos": len(photo_paths),
+        "photos_used": len(photo_paths) - len(skipped),
         "samples": int(samples.vectors.shape[0]),
         "samples_seen": samples.seen,
         "channels": int(samples.vectors.shape[1]),
@@ -200,14 +203,46 @@ def _unpack(model, layer: str, class_names, labels: bool):
     return module, name, logits, (list(names) if names is not None else None)
 
 
+def _compared(
+    model, compare: tuple[str, str] | None, class_names
+) -> tuple[Attribution | None, tuple[str, str] | None]:
+    """``--compare A,B``: the classes (by name, with "did you mean", or index) and their names."""
+    if compare is None:
+        return None, None
+    if isinstance(model, Loaded):
+        network = model.network
+        if network.logits is None:
+            raise SettingsError(f"{network.name} has no classifier to compare classes with")
+        a, b = (network.class_index(name) for name in compare)
+        names, logits = class_names or network.class_names(), network.logits
+    else:
+        names, logits = class_names, ""
+        a, b = (_index(name, names) for name in compare)
+    if a == b:
+        raise SettingsError(f"--compare names one class twice ({compare[0]!r}, {compare[1]!r}); give two")
+    named = tuple(names[k] if names is not None and k < len(names) else f"class {k}" for k in (a, b))
+    return Attribution(logits, a, b), (named[0], named[1])
+
+
+def _index(name: str, names) -> int:
+    if names is not None and name.strip() in names:
+        return list(names).index(name.strip())
+    if name.strip().isdecimal():
+        return int(name)
+    raise SettingsError(f"unknown class {name!r}: give a class index")
+
+
 # ---------------------------------------------------------------------------------------------
 # Cells and their pictures
 
 
-def bin_cells(points: torch.Tensor, samples: Samples, options: AtlasOptions) -> list[dict[str, Any]]:
+def bin_cells(
+    points: torch.Tensor, samples: Samples, options: AtlasOptions, compared: tuple[str, str] | None = None
+) -> list[dict[str, Any]]:
     """The grid's cells with at least ``min_count`` samples, row by row (row 0 at the top).
 
-    Each has its row, column, count and (private) mean vector and most typical photos.
+    Each has its row, column, count and (private) mean vector and most typical photos; with
+    ``compared`` class names (and the samples' attribution), the mean attribution to each.
     """
     grid = options.grid
     col = (points[:, 0] * grid).long().clamp(0, grid - 1)
@@ -221,22 +256,19 @@ def bin_cells(points: torch.Tensor, samples: Samples, options: AtlasOptions) -> 
         mean = vectors.mean(0)
         # The most typical samples first (closest in direction to the mean), one per photo.
         similarity = F.cosine_similarity(vectors, mean[None], dim=1)
-        photos, seen = [], set()
+        photos: list[tuple[int, float, float]] = []
+        seen: set[int] = set()
         for k in torch.argsort(similarity, descending=True, stable=True).tolist():
             photo = int(samples.photo[members[k]])
             if photo not in seen and len(photos) < options.photos_per_cell:
                 seen.add(photo)
                 x, y = samples.xy[members[k]].tolist()
                 photos.append((photo, x, y))
-        cells.append(
-            {
-                "row": index // grid,
-                "col": index % grid,
-                "count": int(counts[index]),
-                "_mean": mean,
-                "_photos": photos,
-            }
-        )
+        cell = {"row": index // grid, "col": index % grid, "count": int(counts[index])}
+        if compared is not None and samples.attribution is not None:
+            a, b = samples.attribution[members].mean(0).tolist()
+            cell["attribution"] = {compared[0]: round(a, 5), compared[1]: round(b, 5)}
+        cells.append({**cell, "_mean": mean, "_photos": photos})
     return cells
 
 
@@ -298,9 +330,15 @@ def classify(
 
 
 def assemble(pictures: torch.Tensor, cells: Sequence[dict[str, Any]], options: AtlasOptions) -> Image.Image:
-    """The grid of cell pictures (empty cells in the background colour), labels under them if any."""
+    """The grid of cell pictures (empty cells in the background colour), labels under them if any.
+
+    Cells with an attribution to two classes get a border on a diverging band (blue: toward
+    the first, orange: toward the second, grey: neither), and the picture a legend under it.
+    """
     side = options.cell_size
-    atlas = Image.new("RGB", (options.grid * side, options.grid * side), BACKGROUND)
+    compared = [c for c in cells if "attribution" in c]
+    legend = max(14, side // 4) if compared else 0
+    atlas = Image.new("RGB", (options.grid * side, options.grid * side + legend), BACKGROUND)
     data = pictures.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     draw = ImageDraw.Draw(atlas)
     font_size = max(8, side // 8)
@@ -313,4 +351,44 @@ def assemble(pictures: torch.Tensor, cells: Sequence[dict[str, Any]], options: A
             band = y + side - font_size - 4
             draw.rectangle((x, band, x + side - 1, y + side - 1), fill=(0, 0, 0))
             draw.text((x + 2, band + 1), text, fill=(255, 255, 255), font=font)
+    if compared:
+        _borders(draw, compared, side)
+        _legend(draw, list(compared[0]["attribution"]), atlas.width, atlas.height - legend, legend)
     return atlas
+
+
+SIDE_A, SIDE_B, NEUTRAL = (30, 90, 230), (235, 120, 20), (200, 200, 200)
+
+
+def lean_colour(lean: float) -> tuple[int, int, int]:
+    """-1 (all toward the second class) .. 1 (all toward the first) -> orange .. grey .. blue."""
+    end = SIDE_A if lean >= 0 else SIDE_B
+    t = min(1.0, abs(lean))
+    return tuple(round(n + (e - n) * t) for n, e in zip(NEUTRAL, end, strict=True))  # type: ignore[return-value]
+
+
+def _borders(draw: ImageDraw.ImageDraw, cells: Sequence[dict[str, Any]], side: int) -> None:
+    """Each cell framed by the colour of its attribution to A minus B."""
+    leans = [(lambda v: v[0] - v[1])(list(c["attribution"].values())) for c in cells]
+    # Full colour from the 90th percentile of |lean| up: a few strong cells do not wash out the rest.
+    scale = float(np.quantile(np.abs(leans), 0.9)) if leans else 0.0
+    scale = scale or max((abs(v) for v in leans), default=0.0) or 1.0
+    width = max(2, side // 16)
+    for cell, lean in zip(cells, leans, strict=True):
+        x, y = cell["col"] * side, cell["row"] * side
+        colour = lean_colour(lean / scale)
+        for k in range(width):
+            draw.rectangle((x + k, y + k, x + side - 1 - k, y + side - 1 - k), outline=colour)
+
+
+def _legend(draw: ImageDraw.ImageDraw, names: list[str], width: int, top: int, height: int) -> None:
+    """A band under the grid: the first class's blue on the left, the second's orange on the right."""
+    for x in range(width):
+        draw.line((x, top, x, top + height - 1), fill=lean_colour(1 - 2 * x / max(1, width - 1)))
+    font = label_font(max(8, height - 4))
+    left = fit_label(draw, f"< {names[0].split(',')[0]}", font, width // 2 - 4)
+    right = fit_label(draw, f"{names[1].split(',')[0]} >", font, width // 2 - 4)
+    draw.text((2, top + 1), left, fill=(255, 255, 255), font=font)
+    draw.text(
+        (width - 2 - draw.textlength(right, font=font), top + 1), right, fill=(255, 255, 255), font=font
+    )

@@ -31,10 +31,14 @@ from dreamcli.io.images import Picture, decode_image, fit
 class SamplingOptions(Protocol):
     """What ``collect`` reads of an atlas's options (``atlas.AtlasOptions``)."""
 
-    size: int
-    samples_per_image: int
-    max_samples: int
-    seed: int
+    @property
+    def size(self) -> int: ...
+    @property
+    def samples_per_image(self) -> int: ...
+    @property
+    def max_samples(self) -> int: ...
+    @property
+    def seed(self) -> int: ...
 
 
 @dataclass
@@ -45,6 +49,7 @@ class Samples:
     photo: torch.Tensor  # (N,) int64: index into the paths
     xy: torch.Tensor  # (N, 2) float32: x, y in the photo's own pixels (after EXIF rotation)
     seen: int  # samples drawn before the reservoir's cap
+    attribution: torch.Tensor | None = None  # (N, 2): toward class A and B, where compared
 
 
 def _decoded(path: Path, size: int) -> tuple[Picture, tuple[int, int]]:
@@ -96,21 +101,73 @@ class _Reservoir:
         self.vectors: torch.Tensor | None = None
         self.photo = torch.zeros(cap, dtype=torch.int64)
         self.xy = torch.zeros(cap, 2)
+        self.scores: torch.Tensor | None = None
 
-    def add(self, vectors: torch.Tensor, photo: int, xy: torch.Tensor) -> None:
+    def add(
+        self, vectors: torch.Tensor, photo: int, xy: torch.Tensor, scores: torch.Tensor | None = None
+    ) -> None:
         if self.vectors is None:
             self.vectors = torch.zeros(self.cap, vectors.shape[1])
+        if scores is not None and self.scores is None:
+            self.scores = torch.zeros(self.cap, scores.shape[1])
         for k in range(vectors.shape[0]):
             slot = self.seen if self.seen < self.cap else int(self.rng.integers(0, self.seen + 1))
             self.seen += 1
             if slot < self.cap:
                 self.vectors[slot], self.photo[slot], self.xy[slot] = vectors[k], photo, xy[k]
+                if scores is not None and self.scores is not None:
+                    self.scores[slot] = scores[k]
 
     def result(self) -> Samples:
         n = min(self.seen, self.cap)
         if self.vectors is None:
             return Samples(torch.zeros(0, 0), self.photo[:0], self.xy[:0], 0)
-        return Samples(self.vectors[:n].clone(), self.photo[:n].clone(), self.xy[:n].clone(), self.seen)
+        scores = self.scores[:n].clone() if self.scores is not None else None
+        return Samples(
+            self.vectors[:n].clone(), self.photo[:n].clone(), self.xy[:n].clone(), self.seen, scores
+        )
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """What to attribute each sampled activation to: class ``a`` and class ``b`` of the logits
+    (module ``logits``, '' = the network's output)."""
+
+    logits: str
+    a: int
+    b: int
+
+
+def _attributed(
+    module: nn.Module, layer: str, attribution: Attribution, image: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The layer's activation (1, C, h, w) and, per position, activation x gradient of logit A
+    and of logit B, summed over channels: (2, h, w) (Carter et al.'s attribution; its
+    difference is the attribution to logit A - logit B)."""
+    target = dict(module.named_modules())[layer]
+    kept: dict[str, torch.Tensor] = {}
+
+    def leaf(_module, _inputs, output):  # the rest of the network runs from a leaf we can ask about
+        kept["act"] = output.detach().requires_grad_(True)
+        return kept["act"]
+
+    handle = target.register_forward_hook(leaf)
+    try:
+        with torch.enable_grad():
+            if attribution.logits:
+                with LayerCapture(module, [attribution.logits]) as capture:
+                    logits = capture(image)[attribution.logits]
+            else:
+                logits = module(image)
+            logits = logits.float().flatten(1)[0]
+            act = kept["act"]
+            grad_a = torch.autograd.grad(logits[attribution.a], act, retain_graph=True)[0]
+            grad_b = torch.autograd.grad(logits[attribution.b], act)[0]
+    finally:
+        handle.remove()
+    act = act.detach()
+    scores = torch.stack([(act * grad_a).sum(1)[0], (act * grad_b).sum(1)[0]]).float()
+    return act, scores
 
 
 def collect(
@@ -121,8 +178,11 @@ def collect(
     *,
     report: Report = ignore,
     on_error: Callable[[Path, str], None] | None = None,
+    attribution: Attribution | None = None,
 ) -> Samples:
-    """Stage 1: sampled activations of ``layer`` (a module name) over the photos, streamed."""
+    """Stage 1: sampled activations of ``layer`` (a module name) over the photos, streamed;
+    with ``attribution``, each sample's attribution to its two classes too (a gradient pass
+    from the layer to the logits per photo)."""
     device = model_device(module)
     # Never more room than the photos can fill: 100,000 x 2048 floats would be 800 MB.
     reservoir = _Reservoir(min(options.max_samples, len(paths) * options.samples_per_image), options.seed)
@@ -131,7 +191,11 @@ def collect(
         for index, (path, future) in enumerate(_read_ahead(paths, options.size)):
             try:
                 rgb, (width, height) = _read(future.result(), options.size)
-                act = capture(rgb[None].to(device))[layer]
+                scores = None
+                if attribution is None:
+                    act = capture(rgb[None].to(device))[layer]
+                else:
+                    act, scores = _attributed(module, layer, attribution, rgb[None].to(device))
                 if act.dim() != 4:
                     raise SettingsError(
                         f"layer {layer!r} has no spatial positions (its output is {tuple(act.shape)}); "
@@ -151,7 +215,8 @@ def collect(
                 r, c = keep // cols, keep % cols
                 # The centre of each position's cell of the map, in the photo's own pixels.
                 xy = torch.stack([(c + 0.5) * width / cols, (r + 0.5) * height / rows], 1).float()
-                reservoir.add(act[keep], index, xy)
+                kept = scores.flatten(1).t().cpu()[keep] if scores is not None else None
+                reservoir.add(act[keep], index, xy, kept)
             report(Stage("activations", index + 1, len(paths)))
     if reservoir.seen == 0:
         raise DreamError(f"none of the {len(paths)} photos could be used for an atlas (each is named above)")

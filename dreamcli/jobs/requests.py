@@ -100,8 +100,11 @@ class AtlasOptions:
     labels: bool = False  # write each cell's top class under it (networks with a classifier)
     photos_per_cell: int = 8  # photos listed per cell in the JSON
     seed: int = 0
+    compare: tuple[str, str] | None = None  # two classes: each cell's attribution toward each
 
     def __post_init__(self) -> None:
+        if self.compare is not None and (len(self.compare) != 2 or len(set(self.compare)) != 2):
+            raise SettingsError(f"atlas compare: expected two different classes, got {self.compare!r}")
         if self.method not in METHODS:
             raise SettingsError(f"atlas method: expected one of {', '.join(METHODS)}, got {self.method!r}")
         for name, low in (
@@ -120,3 +123,47 @@ class AtlasOptions:
                 raise SettingsError(f"atlas {name}: expected a whole number of at least {low}, got {value!r}")
         if not (self.step_size > 0 and self.power >= 0):
             raise SettingsError("atlas step_size must be above 0 and power at least 0")
+
+
+@dataclass(frozen=True)
+class PatchOptions:
+    """How an adversarial patch is tested (``dream patch test``) and made (``dream patch make``).
+
+    Placements: the patch is a square of ``area`` (a share of the photo's area, uniform in the
+    range), turned by up to ±``rotate`` degrees, anywhere wholly inside the photo; each photo is
+    seen as a ``size``-pixel square (its short side scaled to ``size``, then centre-cropped).
+    The defaults are the flags' defaults; ``make`` has its own area default (``MAKE_AREA``).
+    """
+
+    target: str = ""  # the class name or index the patch should make the network say
+    size: int = 224  # each photo's side as the network sees it
+    area: tuple[float, float] = (0.05, 0.25)  # the patch's share of the photo's area
+    rotate: float = 22.5  # degrees either way
+    placements: int = 16  # placements per photo (test, and the held-out report of make)
+    seed: int = 0
+    # make only
+    steps: int = 300  # Adam steps
+    batch: int = 16  # photos (each with its own placement) per step
+    rate: float = 0.03  # Adam's learning rate on the patch's pixels in [0, 1]
+    holdout: float = 0.25  # share of the photos kept out of training, for the report
+    side: int = 0  # the patch's own side in pixels; 0: as large as it is ever drawn
+
+    def __post_init__(self) -> None:
+        low, high = self.area
+        if not 0 < low <= high <= 0.5:
+            raise SettingsError(f"patch area: expected shares with 0 < MIN <= MAX <= 0.5, got {low}-{high}")
+        if not 0 <= self.rotate <= 180:
+            raise SettingsError(f"patch rotate: expected 0 to 180 degrees, got {self.rotate}")
+        if not 0 <= self.holdout < 1:
+            raise SettingsError(f"patch holdout: expected a share from 0 to below 1, got {self.holdout}")
+        for name, low_value in (("size", 32), ("placements", 1), ("steps", 1), ("batch", 1), ("side", 0)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low_value:
+                raise SettingsError(
+                    f"patch {name}: expected a whole number of at least {low_value}, got {value!r}"
+                )
+        if not self.rate > 0:
+            raise SettingsError(f"patch rate: expected a number above 0, got {self.rate}")
+
+
+MAKE_AREA = (0.04, 0.10)  # dream patch make's default area: at most 10 % of the photo

@@ -1,0 +1,195 @@
+"""Adversarial patches (dreamcli.jobs.patches, patch_training, engine.placement, dream patch), on
+random weights and tiny photos: mechanics only."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dreamcli import models
+from dreamcli.engine.placement import draw, paste
+from dreamcli.errors import SettingsError
+from dreamcli.events import PhotoSkipped, Stage
+from dreamcli.io.metadata import METADATA_KEY
+from dreamcli.jobs.patch_training import make_patch, write_patch
+from dreamcli.jobs.patches import contact_sheet, evaluate_patch, read_patch
+from dreamcli.jobs.requests import PatchOptions
+from dreamcli.models.base import Loaded
+
+from conftest import cli_invoker, save_photo
+
+FAST = PatchOptions(size=48, area=(0.05, 0.2), placements=3, steps=3, batch=4, seed=0)
+
+
+@pytest.fixture(scope="module")
+def loaded(net):
+    return Loaded(models.get("googlenet"), net.eval(), "(random)")
+
+
+@pytest.fixture
+def photos(tmp_path):
+    sizes = [(48, 64), (64, 48), (56, 56), (64, 60), (50, 64)]
+    return [save_photo(tmp_path / f"p{i}.png", w, h, seed=i) for i, (w, h) in enumerate(sizes)]
+
+
+def noise(side=12, seed=0):
+    return torch.rand(3, side, side, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize(("height", "width"), [(40, 40), (30, 60), (64, 32)])
+def test_a_placed_patch_covers_its_share_inside_the_image(height, width):
+    placements = draw(6, (0.05, 0.2), 45.0, torch.Generator().manual_seed(3), aspect=width / height)
+    covered = paste(torch.zeros(6, 3, height, width), torch.ones(3, 16, 16), placements)[:, 0]
+    # All of the patch is inside (nothing clipped), so it covers its share of the area.
+    assert torch.allclose(covered.mean((1, 2)), placements.area, atol=0.02)
+    assert ((placements.area >= 0.05) & (placements.area <= 0.2)).all()
+    assert (placements.angle.abs() <= 45).all()
+
+
+def test_placements_are_seeded_and_the_paste_reaches_the_patch():
+    a = draw(5, (0.1, 0.2), 22.5, torch.Generator().manual_seed(1))
+    b = draw(5, (0.1, 0.2), 22.5, torch.Generator().manual_seed(1))
+    assert a.to_list() == b.to_list() and len(a.to_list()) == 5
+    patch = noise().requires_grad_(True)
+    alpha = torch.zeros(1, 12, 12)
+    alpha[:, :, :6] = 1  # the left half only
+    out = paste(torch.zeros(5, 3, 32, 32), patch, a, alpha)
+    out.sum().backward()
+    assert patch.grad is not None and patch.grad[:, :, :4].abs().sum() > 0
+    assert patch.grad[:, :, 8:].abs().sum() == 0  # transparent: no effect, no gradient
+    with pytest.raises(ValueError, match="placements"):
+        paste(torch.zeros(2, 3, 8, 8), patch, a)
+
+
+def test_testing_a_patch_names_every_photo_and_is_seeded(loaded, photos, tmp_path):
+    events = []
+    result = evaluate_patch(loaded, photos, noise(), "toaster", FAST, report=events.append)
+    assert [p["path"] for p in result.photos] == [str(p) for p in photos]
+    for photo in result.photos:
+        assert len(photo["before"]) == 5 and len(photo["after"]) == 5
+        assert photo["placements"] == 3 and 0 <= photo["successes"] <= 3 and photo["target"] == "toaster"
+        assert photo["before"][0]["p"] >= photo["before"][1]["p"]
+    summary = result.summary
+    assert summary["photos"] == 5 and summary["placements"] == 15 and summary["class"] == 859
+    assert {e.stage for e in events if isinstance(e, Stage)} == {"testing"}
+    again = evaluate_patch(loaded, photos, noise(), "toaster", FAST)
+    assert again.photos == result.photos
+    lines = result.lines()
+    assert len(lines) == 6 and lines[-1]["summary"] is True
+    json.dumps(lines)  # JSON-ready
+    other = evaluate_patch(loaded, photos, noise(), "toaster", PatchOptions(**{**FAST.__dict__, "seed": 5}))
+    assert other.photos != result.photos  # other placements
+    sheet = contact_sheet(result)
+    assert sheet.size[0] == 5 * 160 and sheet.size[1] > 160
+
+
+def test_a_bad_photo_is_reported_and_left_out(loaded, photos, tmp_path):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8 not a jpeg")
+    events = []
+    result = evaluate_patch(loaded, [photos[0], bad, photos[1]], noise(), "859", FAST, report=events.append)
+    assert [e.source for e in events if isinstance(e, PhotoSkipped)] == [bad]
+    assert [s["path"] for s in result.skipped] == [str(bad)]
+    assert [p["path"] for p in result.photos] == [str(photos[0]), str(photos[1])]
+    # Photo 1's placements depend on its index only: the same with or without the bad photo.
+    alone = evaluate_patch(loaded, [photos[0], photos[1]], noise(), "859", FAST)
+    assert alone.photos[0] == result.photos[0]
+
+
+def test_unknown_class_and_bad_patch_file(loaded, photos, tmp_path):
+    with pytest.raises(SettingsError, match="did you mean 'toaster'"):
+        evaluate_patch(loaded, photos, noise(), "toastr", FAST)
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    with pytest.raises(SettingsError, match=r"--patch: .*bad\.png"):
+        read_patch(tmp_path / "bad.png")
+    with pytest.raises(SettingsError, match="area"):
+        PatchOptions(area=(0.3, 0.2))
+
+
+def test_making_a_patch_is_seeded_and_holds_photos_out(loaded, photos, tmp_path):
+    events = []
+    made = make_patch(loaded, photos, "toaster", FAST, report=events.append)
+    side = round(48 * 0.2**0.5)
+    assert made.patch.shape == (3, side, side) and made.patch.min() >= 0 and made.patch.max() <= 1
+    assert len(made.losses) == 3 and made.metadata["held_out"] == "photos"
+    held = made.metadata["tested_on"]
+    assert len(held) == 1 and held[0] not in made.metadata["trained_on"]
+    assert [p["path"] for p in made.report.photos] == held
+    assert ("training", 3, 3) in {(e.stage, e.done, e.total) for e in events if isinstance(e, Stage)}
+    again = make_patch(loaded, photos, "toaster", FAST)
+    assert torch.equal(again.patch, made.patch) and again.report.photos == made.report.photos
+    # Under 4 photos: all train, and the report is on new placements of the same photos.
+    few = make_patch(loaded, photos[:2], "toaster", FAST)
+    assert few.metadata["held_out"] == "placements" and len(few.report.photos) == 2
+    write_patch(made, tmp_path / "patch.png", {"version": "x"})
+    recorded = json.loads(Image.open(tmp_path / "patch.png").info[METADATA_KEY])
+    assert recorded["patch"]["target"] == "toaster" and recorded["patch"]["side"] == side
+
+
+def test_training_raises_the_target(loaded, photos):
+    options = PatchOptions(size=48, area=(0.2, 0.25), placements=4, steps=12, batch=4, rate=0.1, holdout=0)
+    made = make_patch(loaded, photos, "toaster", options)
+    assert np.mean(made.losses[-3:]) < np.mean(made.losses[:3])
+
+
+def test_patch_commands_end_to_end(photos, tmp_path, weights_file, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = cli_invoker(weights_file, "--size", "48", "--placements", "2")
+    Image.fromarray((np.random.default_rng(0).random((10, 10, 3)) * 255).astype("uint8")).save("n.png")
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 nope")
+    result = run("patch", "test", tmp_path, "--patch", "n.png", "--target", "toaster", "--json")
+    assert result.exit_code == 1, result.output  # the broken photo
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["path"] for line in lines[:-1]] == [str(p) for p in photos]
+    assert lines[-1]["summary"] and lines[-1]["photos"] == 5
+    assert "broken.jpg" in result.stderr and (tmp_path / "patch_test.png").exists()
+    table = run("patch", "test", *photos, "--patch", "n.png", "--target", "toaster", "--no-sheet")
+    assert table.exit_code == 0 and "toaster: top-1 in" in table.stdout
+    assert "p4.png" in table.stdout
+
+    made = run("patch", "make", *photos, "--target", "toaster", "--steps", "2", "--batch", "2", "-o", "t.png")
+    assert made.exit_code == 0, made.output
+    assert "Wrote t.png" in made.stderr and "toaster: top-1 in" in made.stdout
+    recorded = json.loads(Image.open("t.png").info[METADATA_KEY])
+    assert recorded["patch"]["steps"] == 2 and recorded["model"].startswith("googlenet")
+    again = run("patch", "make", *photos, "--target", "toaster", "--steps", "2", "-o", "t.png")
+    assert again.exit_code == 0 and "Skipped" in again.stderr
+    start = (
+        "--start",
+        f"crop:{photos[2]}:4,4,20,20",
+        "--steps",
+        "1",
+        "-o",
+        "s.png",
+        "--sheet",
+        "s_sheet.png",
+    )
+    cropped = run("patch", "make", *photos[:2], "--target", "toaster", *start)
+    assert cropped.exit_code == 0 and "held-out placements" in cropped.stderr
+    assert (tmp_path / "s_sheet.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("test", "--patch", "bad.png", "--target", "toaster"), "--patch: "),
+        (("test", "--patch", "missing.png", "--target", "toaster"), "missing.png"),
+        (("test", "--patch", "n.png", "--target", "toastr"), "did you mean 'toaster'"),
+        (("make", "--target", "scuba divr"), "did you mean 'scuba diver'"),
+        (("make", "--target", "toaster", "--area", "0.9"), "--area"),
+        (("make", "--target", "toaster", "--start", "crop:{photo}:0,0,999,9"), "not inside"),
+        (("make", "--target", "toaster", "--start", "nope.png"), "--start"),
+    ],
+)
+def test_patch_refusals_are_one_line(photos, tmp_path, weights_file, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.png").write_bytes(b"not a picture")
+    save_photo(tmp_path / "n.png", 8, 8)
+    args = [a.format(photo=photos[0]) for a in args]
+    result = cli_invoker(weights_file, "--size", "48")("patch", *args[:1], photos[0], *args[1:])
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "patch.png").exists() and not (tmp_path / "patch_test.png").exists()
