@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from dreamcli.cli.flags import (  # noqa: F401 - the declarations commands use a
     check_size,
     default_of,
     dream_flags,
+    dream_job_flags,
     field_flag,
     flag,
     help_all_flag,
@@ -184,6 +185,16 @@ class Machine:
             "device": options.device,
             "precision": options.precision,
         }
+
+    def work(
+        self, chosen: Chosen, job: Callable[..., Any], reproducible: bool = True, many: bool = False
+    ) -> Any:
+        """A one-output command's work: run options, the display, the network loaded, then
+        ``job(loaded, options, metadata, display)``, whose result is returned."""
+        options = self.run_options(reproducible=reproducible)
+        with self.display(many=many) as display:
+            loaded = self.load(chosen.network, options)
+            return job(loaded, options, self.metadata(loaded, options, chosen.preset_name), display)
 
     def display(self, many: bool = False, as_json: bool = False) -> Display:
         return Display(self.quiet, as_json, many)

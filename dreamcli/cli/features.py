@@ -99,9 +99,7 @@ def _features(ctx: click.Context, params: dict[str, Any]) -> int:
         return 0
     from dreamcli.jobs.features import run_features
 
-    options = machine.run_options(reproducible=True)
-    with machine.display() as display:
-        loaded = machine.load(network, options)
+    def job(loaded, options, metadata, display) -> None:
         request = FeatureRequest(
             settings,
             path,
@@ -109,8 +107,10 @@ def _features(ctx: click.Context, params: dict[str, Any]) -> int:
             param=params["param"],
             each=params["each"],
             alpha=params["alpha"],
-            metadata=machine.metadata(loaded, options, chosen.preset_name),
+            metadata=metadata,
         )
         run_features(loaded, request, options, display)
+
+    machine.work(chosen, job)
     machine.say(f"Wrote {path}")
     return 0

@@ -275,3 +275,19 @@ def check_size(ctx: click.Context, param: click.Parameter, value: str | None) ->
     if digits and 16 <= int(width) <= 8192 and 16 <= int(height) <= 8192:
         return int(width), int(height)
     raise click.BadParameter(f"{value[:40]!r}: write WIDTHxHEIGHT, each 16-8192, e.g. 512x512")
+
+
+def dream_job_flags(sample: str | None = None) -> Decorator:
+    """What every command that dreams with DeepDream's octave loop takes after its own flags:
+    the settings, ``--sample`` (with this help) where it has a photo, skipping, quiet, the
+    network and where it runs, ``--help-all``."""
+    sample_flag = [flag("--sample", is_flag=True, help=sample)] if sample else []
+    return together(
+        dream_flags(),
+        *sample_flag,
+        overwrite_flag(section="Other"),
+        quiet_flag(section="Other"),
+        model_flags(),
+        tile_flag(),
+        help_all_flag(),
+    )

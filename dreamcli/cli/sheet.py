@@ -29,13 +29,7 @@ from dreamcli.jobs import outputs as plan
 @common.output_flag(
     "Output file, or a folder ending with /.  [default: PHOTO_sheet.png beside it]", section="Other"
 )
-@common.dream_flags()
-@flag("--sample", is_flag=True, help="Use the sample photo that ships with dreamcli.")
-@common.overwrite_flag(section="Other")
-@common.quiet_flag(section="Other")
-@common.model_flags()
-@common.tile_flag()
-@common.help_all_flag()
+@common.dream_job_flags(sample="Use the sample photo that ships with dreamcli.")
 @click.pass_context
 def command(ctx: click.Context, **params: Any) -> None:
     """One photo dreamed once per layer, per preset or per channel, on a labelled sheet.
@@ -101,18 +95,11 @@ def _sheet(ctx: click.Context, params: dict[str, Any]) -> int:
         return 0
     from dreamcli.jobs.sheets import SheetRequest, run_sheet
 
-    options = machine.run_options(reproducible=settings.seed is not None)
-    with machine.display(many=len(variants) > 1) as display:
-        loaded = machine.load(network, options)
-        request = SheetRequest(
-            photo,
-            settings,
-            path,
-            tuple(variants),
-            channels,
-            metadata=machine.metadata(loaded, options, chosen.preset_name),
-        )
-        written = run_sheet(loaded, request, options, display)
+    def job(loaded, options, metadata, display) -> Path:
+        request = SheetRequest(photo, settings, path, tuple(variants), channels, metadata=metadata)
+        return run_sheet(loaded, request, options, display)
+
+    written = machine.work(chosen, job, reproducible=settings.seed is not None, many=len(variants) > 1)
     machine.say(f"Wrote {written}")
     return 0
 

@@ -26,12 +26,7 @@ from dreamcli.jobs.requests import VideoRequest
 @common.output_flag(
     "The dreamed MP4, or a folder ending with /.  [default: CLIP_dream.mp4 beside it]", section="Other"
 )
-@common.dream_flags()
-@common.overwrite_flag(section="Other")
-@common.quiet_flag(section="Other")
-@common.model_flags()
-@common.tile_flag()
-@common.help_all_flag()
+@common.dream_job_flags()
 @click.pass_context
 def command(ctx: click.Context, **params: Any) -> None:
     """Dream every frame of a video (MP4, MOV, MKV, WebM, AVI); the audio is copied. Needs the
@@ -55,17 +50,13 @@ def _video(ctx: click.Context, params: dict[str, Any]) -> int:
     from dreamcli.jobs import animations
 
     animations.probe_video(source)  # a bad file fails before the model loads
-    options = machine.run_options(reproducible=chosen.settings.seed is not None)
-    with machine.display() as display:
-        loaded = machine.load(chosen.network, options)
+
+    def job(loaded, options, metadata, display):
         request = VideoRequest(
-            chosen.settings,
-            source,
-            output,
-            blend=params["blend"],
-            flow=params["flow"],
-            metadata=machine.metadata(loaded, options, chosen.preset_name),
+            chosen.settings, source, output, blend=params["blend"], flow=params["flow"], metadata=metadata
         )
-        info = animations.run_video(loaded, request, options, display)
+        return animations.run_video(loaded, request, options, display)
+
+    info = machine.work(chosen, job, reproducible=chosen.settings.seed is not None)
     machine.say(f"Wrote {output} ({info.frames} frames at {info.fps:g} fps)")
     return 0

@@ -68,13 +68,7 @@ def _check_pan(ctx: click.Context, param: click.Parameter, value: str) -> tuple[
 @common.output_flag(
     "gif, webp, mp4, or a folder (no extension) of PNG frames.  [default: PHOTO_zoom.gif]", section="Other"
 )
-@common.dream_flags()
-@flag("--sample", is_flag=True, help="Zoom into the sample photo that ships with dreamcli.")
-@common.overwrite_flag(section="Other")
-@common.quiet_flag(section="Other")
-@common.model_flags()
-@common.tile_flag()
-@common.help_all_flag()
+@common.dream_job_flags(sample="Zoom into the sample photo that ships with dreamcli.")
 @click.pass_context
 def command(ctx: click.Context, **params: Any) -> None:
     """Infinite zoom: dream, zoom in a little, dream again, --frames times. Without PHOTO it
@@ -113,9 +107,7 @@ def _zoom(ctx: click.Context, params: dict[str, Any]) -> int:
         return 0
     from dreamcli.jobs.animations import run_zoom
 
-    options = machine.run_options(reproducible=chosen.settings.seed is not None)
-    with machine.display() as display:
-        loaded = machine.load(chosen.network, options)
+    def job(loaded, options, metadata, display) -> None:
         request = ZoomRequest(
             chosen.settings,
             path,
@@ -126,8 +118,10 @@ def _zoom(ctx: click.Context, params: dict[str, Any]) -> int:
             pan=params["pan"],
             fps=params["fps"],
             size=params["size"] or default_of(ZoomRequest, "size"),
-            metadata=machine.metadata(loaded, options, chosen.preset_name),
+            metadata=metadata,
         )
         run_zoom(loaded, request, options, display)
+
+    machine.work(chosen, job, reproducible=chosen.settings.seed is not None)
     machine.say(f"Wrote {path} ({params['frames']} frames)")
     return 0
