@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import shlex
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -59,9 +61,20 @@ def test_a_job_reports_each_octave_and_downloads_the_clis_png(served, client, up
     config, base = served.config, served.base
     _, up = uploaded
     assert (up["width"], up["height"]) == (96, 64)
-    job = submit(client, upload=up["id"], layers=["inception_3a"], settings=FAST)
-    assert job["state"] in ("queued", "running") and job["settings"]["max_size"] == 64
-    latest, seen = events(base, config.token, finished([job["id"]]))
+    ids: list[str] = []
+    connected = threading.Event()
+
+    def until(jobs):  # the stream's first message is the queue as it is: the job comes after it
+        connected.set()
+        return bool(ids) and finished(ids)(jobs)
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        watching = pool.submit(events, base, config.token, until)
+        assert connected.wait(30), "the event stream sent nothing"
+        job = submit(client, upload=up["id"], layers=["inception_3a"], settings=FAST)
+        ids.append(job["id"])
+        latest, seen = watching.result(timeout=120)
+    assert job["state"] in ("queued", "running", "done") and job["settings"]["max_size"] == 64
     mine = [j for j in seen if j["id"] == job["id"]]
     assert latest[job["id"]]["state"] == "done", latest[job["id"]]["error"]
     assert [j["preview"] for j in mine if j["preview"]][:1] == [1]  # the first octave's picture came

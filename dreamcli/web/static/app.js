@@ -134,9 +134,14 @@ function tileFor(job) {
   return tile;
 }
 
+// A job only moves forward: queued, running, then one of the final states.
+const ORDER = { queued: 0, running: 1, done: 2, failed: 2, cancelled: 2 };
+
 function show(job) {
   const known = jobs.get(job.id);
-  if (known && known.state !== "queued" && known.state !== "running" && known.state === job.state) return;
+  // The answer to a POST can arrive after the events of the job it made: an older state
+  // (or the same final one again) never replaces a newer one.
+  if (known && (ORDER[job.state] < ORDER[known.state] || (ORDER[known.state] === 2 && known.state === job.state))) return;
   jobs.set(job.id, job);
   const tile = tileFor(job);
   tile.dataset.state = job.state;
