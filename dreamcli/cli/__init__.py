@@ -120,10 +120,10 @@ class DreamGroup(click.Group):
         try:
             code = super().main(argv, prog_name, *rest, standalone_mode=False, **extra)  # type: ignore[call-overload]
         except click.NoSuchOption as exc:
-            moved = exc.option_name.split("=", 1)[0] in MOVED
-            if moved:  # Click's "Did you mean --seed?" for --sweep would only mislead
-                exc.possibilities = None
-            click.echo(f"Error: {exc.format_message()}{_where(exc.option_name, argv)}", err=True)
+            name = exc.option_name.split("=", 1)[0]
+            # For an old mode flag, Click's "Did you mean --seed?" (for --sweep) would only mislead.
+            message = f"No such option '{name}'." if name in MOVED else exc.format_message()
+            click.echo(f"Error: {message}{_where(exc.option_name, argv)}", err=True)
             sys.exit(EXIT_USAGE)
         except click.ClickException as exc:  # usage errors: one line, like every other error
             click.echo(f"Error: {exc.format_message()}", err=True)
