@@ -347,7 +347,8 @@ def test_sigterm_stops_like_ctrl_c_with_exit_143(tmp_path, weights_file):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err
     assert "Interrupted: finished files are kept" in err and "Traceback" not in err
-    assert all(name.endswith("_dream.png") for name in os.listdir(out))  # no .part left
+    left = os.listdir(out)
+    assert all(name.endswith("_dream.png") for name in left), left  # no .part, no claim left
 
 
 # `dream ARGS`, its third dream held until the file RELEASE exists: the first file's line is

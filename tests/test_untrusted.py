@@ -565,3 +565,18 @@ def test_a_huge_unknown_layer_name_is_cut_in_its_message(run, tmp_path):
     path.write_text(f"layers: [{'x' * 50_000}]\n")
     output = clean(run(save_photo(tmp_path / "p.png", 40, 32), "--preset", path, "--layer", "x" * 50_000), 2)
     assert "unknown layer" in output and len(output) < 1000
+
+
+def test_release_all_removes_this_processes_claims_even_untracked(tmp_path):
+    """A SIGTERM can land between a claim's creation and its bookkeeping: the batch's last
+    step removes every claim of this process in its folders, and no other process's."""
+    from dreamcli.io import atomic
+    from dreamcli.io.atomic import claim, claim_path, release_all
+
+    mine = claim(tmp_path / "a_dream.png")
+    assert isinstance(mine, Path) and mine.exists()
+    other = claim_path(tmp_path / "b_dream.png")
+    other.write_text(f"{os.getppid()}@{atomic._HOST}\n")  # a live process's, not ours
+    (tmp_path / f"{other.name}.{os.getpid()}.stale").write_text("half a take-over")
+    release_all({tmp_path})
+    assert sorted(os.listdir(tmp_path)) == [other.name]

@@ -210,6 +210,22 @@ def release(path: Path | bool | None) -> None:
             path.unlink()
 
 
+def release_all(folders) -> None:
+    """Remove every claim this process left in ``folders``, tracked or not: a signal can land
+    between a claim's creation and its bookkeeping (and between a take-over's two steps)."""
+    for folder in folders:
+        try:
+            entries = [e for e in os.scandir(folder) if e.name.startswith(".")]
+        except OSError:
+            continue
+        for entry in entries:
+            mine = entry.name.endswith(".claim") and (_owner(Path(entry.path)) or "").startswith(_OWNER)
+            if mine or entry.name.endswith(f".claim.{os.getpid()}.stale"):
+                _HELD.discard(entry.path)
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+
+
 _OWNER = f"{os.getpid()}@{_HOST}\n"
 # The claims this process holds: a claim with this process's number that is not among them
 # was left by an earlier process of the same number (a container's pid 1, a reused pid).

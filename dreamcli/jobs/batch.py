@@ -21,7 +21,7 @@ from dreamcli.engine.objectives import Guided
 from dreamcli.engine.octaves import dream
 from dreamcli.errors import EXIT_INTERRUPTED, DreamError, ImageError, describe
 from dreamcli.events import FileDone, FileStarted, Note, Report, Summary, ignore
-from dreamcli.io.atomic import claim, claim_path, release, remove_stale_parts
+from dreamcli.io.atomic import claim, claim_path, release, release_all, remove_stale_parts
 from dreamcli.io.images import Picture, decode_image, fit, output_picture, to_pil, write_pil
 from dreamcli.jobs.outputs import Job, output_problem, triage
 from dreamcli.jobs.sheets import activation_map, heat_overlay
@@ -87,6 +87,7 @@ class Batch:
                 for held in self._claims.values():  # an interrupted run's: other runs may take them
                     release(held)
                 self._claims.clear()
+                release_all({job.output.parent for job in jobs})  # one a signal caught half made
         if summary.interrupted:
             ended = {str(result.output) for result in summary.results}
             summary.not_reached = sum(str(job.output) not in ended for job in jobs)
