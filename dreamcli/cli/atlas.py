@@ -71,10 +71,7 @@ from dreamcli.jobs.requests import AtlasOptions
 @flag("-r", "--recursive", is_flag=True, help="Walk folders recursively.")
 @flag("-0", "--null", is_flag=True, help="With PHOTOS -: the paths on stdin end with NUL.")
 @flag("--include-dreams", is_flag=True, help="Also take pictures dreamcli made when walking folders.")
-@common.overwrite_flag(section="Other")
-@common.quiet_flag(section="Other")
-@common.model_flags()
-@common.help_all_flag()
+@common.job_flags()
 @click.pass_context
 def command(ctx: click.Context, **params: Any) -> None:
     """Map what a layer sees in a collection of photos (Carter et al., "Activation Atlas",

@@ -33,6 +33,7 @@ from dreamcli.cli.flags import (  # noqa: F401 - the declarations commands use a
     field_flag,
     flag,
     help_all_flag,
+    job_flags,
     layer_flag,
     model_flags,
     output_flag,

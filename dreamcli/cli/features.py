@@ -53,10 +53,7 @@ from dreamcli.jobs.requests import PARAMS, FeatureRequest
 @common.field_flag("iterations", section="Other")
 @common.field_flag("step_size", section="Other")
 @common.field_flag("seed", section="Other")
-@common.overwrite_flag(section="Other")
-@common.quiet_flag(section="Other")
-@common.model_flags()
-@common.help_all_flag()
+@common.job_flags()
 @click.pass_context
 def command(ctx: click.Context, **params: Any) -> None:
     """What a layer, a channel or a class looks like to the network, made from noise.

@@ -44,6 +44,8 @@ class Span(click.ParamType):
 
     @property
     def text(self) -> str:
+        if self.kind is int:
+            return f"{int(self.low)}-{int(self.high)}"
         return f"{self.low:g}-{self.high:g}"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
@@ -282,12 +284,12 @@ def dream_job_flags(sample: str | None = None) -> Decorator:
     the settings, ``--sample`` (with this help) where it has a photo, skipping, quiet, the
     network and where it runs, ``--help-all``."""
     sample_flag = [flag("--sample", is_flag=True, help=sample)] if sample else []
+    return together(dream_flags(), *sample_flag, job_flags(tile_flag()))
+
+
+def job_flags(*more: Decorator) -> Decorator:
+    """What every command that writes with a network takes last: skipping, quiet, the network
+    and where it runs (and ``more`` of that), ``--help-all``."""
     return together(
-        dream_flags(),
-        *sample_flag,
-        overwrite_flag(section="Other"),
-        quiet_flag(section="Other"),
-        model_flags(),
-        tile_flag(),
-        help_all_flag(),
+        overwrite_flag(section="Other"), quiet_flag(section="Other"), model_flags(), *more, help_all_flag()
     )

@@ -67,15 +67,10 @@ def _shared(area_default: str) -> common.Decorator:
             Span(int, 32, 4096),
             "Each photo's side as the network sees it (short side scaled, centre cropped).",
         ),
-        flag(
-            "--seed", type=int, default=0, show_default=True, help="Same seed, same placements, same result."
-        ),
+        _ranged("--seed", "seed", Span(int, 0, 2**32 - 1), "Same seed, same placements, same result."),
         flag("--json", "as_json", is_flag=True, help="One JSON line per photo and a summary line on stdout."),
         flag("-r", "--recursive", is_flag=True, help="Walk folders recursively."),
-        common.overwrite_flag(section="Other"),
-        common.quiet_flag(section="Other"),
-        common.model_flags(),
-        common.help_all_flag(),
+        common.job_flags(),
     )
 
 
