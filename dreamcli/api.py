@@ -15,15 +15,16 @@ from typing import Any
 import torch
 
 from dreamcli import models
-from dreamcli.config import LayerSpec, Settings
-from dreamcli.engine.devices import select_device
+from dreamcli.config import Settings
+from dreamcli.engine.capture import model_device
+from dreamcli.engine.devices import run_options, select_device
 from dreamcli.engine.objectives import Objective
 from dreamcli.engine.octaves import dream as _dream
 from dreamcli.events import Report, ignore
 from dreamcli.io.images import Picture
 from dreamcli.models.base import Loaded
 from dreamcli.models.loading import load
-from dreamcli.run_options import RunOptions
+from dreamcli.run_options import DEFAULT_PRECISION, RunOptions
 
 
 def load_model(
@@ -50,15 +51,22 @@ def dream(
     """DeepDream ``image`` ((3, H, W) or (N, 3, H, W) in [0, 1], or a ``Picture``) on ``model``.
 
     With a network from ``load_model``, ``settings.layers`` are the names users
-    know (``inception_4c``; the network's default layer when ``settings`` is
-    None); with a plain module they are its module names.  See
+    know (``inception_4c``; none, the default: the network's default layer);
+    with a plain module they are its module names.  The defaults are the CLI's:
+    a missing seed is drawn at random (give one to make the picture again),
+    ``options`` None runs at ``auto`` precision with a memory budget on the
+    model's device (deterministic kernels where a seed is given).  See
     ``dreamcli.engine.octaves.dream`` for ``goal``, ``options`` and ``report``.
     """
     rgb: Any = image.rgb if isinstance(image, Picture) else image
+    settings = settings or Settings()
+    reproducible = settings.seed is not None  # as the CLI: deterministic kernels for a seed given
+    settings = settings.seeded()  # the CLI's seed policy: a missing seed is drawn
     if isinstance(model, Loaded):
-        default = Settings(layers=(LayerSpec.parse(model.network.default_layer),))
-        settings = model.resolved(settings or default)
+        settings = model.resolved(settings)  # no layers: the network's default layer
         module = model.module
     else:
         module = model
+    if options is None:  # the CLI's defaults: --precision auto, a memory budget on the model's device
+        options = run_options(model_device(module), DEFAULT_PRECISION, reproducible=reproducible)
     return _dream(module, rgb, settings=settings, goal=goal, options=options, report=report)

@@ -91,7 +91,6 @@ class Field:
     high: float | None = None
     low_open: bool = False  # True: the value must be strictly above ``low``
     optional: bool = False  # True: None is allowed (meaning "not set")
-    choices: tuple[str, ...] = ()  # for a text setting: the values it may take
 
     @property
     def flag(self) -> str:
@@ -101,8 +100,6 @@ class Field:
         """The range, written as every range in dreamcli is: ``1-20``."""
         if self.kind is bool:
             return "true or false"
-        if self.kind is str:
-            return " or ".join(self.choices)
         span = f"{self.low:g}-{self.high:.10g}"
         return f"{span}, above {self.low:g}" if self.low_open else span
 
@@ -110,10 +107,8 @@ class Field:
         """Return ``value`` converted to this field's type, or raise SettingsError."""
         if value is None and self.optional:
             return None
-        if self.kind is bool or self.kind is str:
-            if (self.kind is bool and not isinstance(value, bool)) or (
-                self.kind is str and value not in self.choices
-            ):
+        if self.kind is bool:
+            if not isinstance(value, bool):
                 raise SettingsError(f"{self.name}: expected {self.allowed()}, got {brief(value)}")
             return value
         ok_type = int if self.kind is int else (int, float)
@@ -169,24 +164,28 @@ FIELDS: dict[str, Field] = {
         ),
         Field("lapnorm", bool, "Normalise each band of the gradient's Laplacian pyramid (TF tutorial)."),
         Field("keep_colors", bool, "Dream on luminance only, so the photo keeps its colours."),
-        Field(
-            "param",
-            str,
-            "Dreams from noise or grey: optimise the pixels, or a decorrelated spectrum (fft, cleaner"
-            " features); auto is fft there and pixels for photos.",
-            choices=("auto", "pixel", "fft"),
-        ),
     )
 }
+# Keys that pictures and saved presets of earlier versions hold but that no longer set anything:
+# read and dropped, so that ``--preset old.png`` and a saved ``--show-settings`` still work.
+# (``param`` was validated and recorded but never read; ``dream features --param`` is the real one.)
+RETIRED = frozenset({"param"})
+# The seed of a job whose parts must agree and be the same on every run without --seed: every
+# frame of an animation, feature pictures, an atlas (``Settings.seeded(steady=True)``).
+STEADY_SEED = 0
 LAYERS_HELP = f"Layer to dream on; repeat for several. Syntax: {LAYER_SYNTAX}."
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything that decides how a dream looks, the network included (``dreamcli.models``)."""
+    """Everything that decides how a dream looks, the network included (``dreamcli.models``).
+
+    ``layers`` empty (the default) means the network's default layer: the network decides it
+    (``Network.default_layer``), and ``Network.settings`` / ``Loaded.resolved`` fill it in.
+    """
 
     model: str = "googlenet"
-    layers: tuple[LayerSpec, ...] = (LayerSpec("inception_4c"),)
+    layers: tuple[LayerSpec, ...] = ()
     octaves: int = 4
     octave_scale: float = 1.4
     iterations: int = 10
@@ -197,7 +196,6 @@ class Settings:
     smooth: float = 0.0
     lapnorm: bool = False
     keep_colors: bool = False
-    param: str = "auto"
 
     def __post_init__(self) -> None:
         for name, field in FIELDS.items():
@@ -206,15 +204,16 @@ class Settings:
             r"(?:(?:torchvision|timm):)?[a-z0-9_][a-z0-9_.-]*", self.model
         ):
             raise SettingsError(f"model: expected a network's name like googlenet, got {brief(self.model)}")
+        if isinstance(self.layers, str) or not isinstance(self.layers, (tuple, list)):
+            raise SettingsError(f"layers: expected a list of layers like {LAYER_SYNTAX}")
         layers = tuple(spec if isinstance(spec, LayerSpec) else LayerSpec.parse(spec) for spec in self.layers)
-        if not layers:
-            raise SettingsError("layers: give at least one layer")
         object.__setattr__(self, "layers", layers)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], base: Settings | None = None) -> Settings:
         """Settings from a dict (a preset, saved metadata): unknown keys are refused."""
         known = {f.name for f in dataclasses.fields(cls)}
+        data = {key: value for key, value in data.items() if key not in RETIRED}
         for key in data:
             if key not in known:
                 hint = difflib.get_close_matches(str(key), known, n=1)
@@ -224,7 +223,7 @@ class Settings:
                 )
         values = dict(data)
         if "layers" in values:
-            values["layers"] = _layers_from(values["layers"])
+            values["layers"] = layers_from(values["layers"])
         return dataclasses.replace(base or cls(), **values)
 
     def resolved(self, resolve: Callable[[str], str]) -> Settings:
@@ -233,14 +232,15 @@ class Settings:
             self, layers=tuple(spec.with_name(resolve(spec.name)) for spec in self.layers)
         )
 
-    def seeded(self, default: int | None = None) -> Settings:
-        """These settings with a seed, so that the metadata reproduces the picture: the one given,
-        else ``default`` (0 for animations and atlases: one steady seed), else a random one.
+    def seeded(self, steady: bool = False) -> Settings:
+        """These settings with a seed, so that the metadata reproduces the picture: the seed
+        given; else, for a ``steady`` job (one whose parts must agree and be the same on every
+        run: animation frames, feature pictures, atlases), ``STEADY_SEED``; else a random one.
 
-        The one place where a missing seed is decided."""
+        The one place where a missing seed is decided; the engine draws none."""
         if self.seed is not None:
             return self
-        seed = default if default is not None else random.randrange(2**32)
+        seed = STEADY_SEED if steady else random.randrange(2**32)
         return dataclasses.replace(self, seed=seed)
 
     def to_dict(self) -> dict[str, Any]:
@@ -250,9 +250,12 @@ class Settings:
         return out
 
 
-def _layers_from(value: Any) -> tuple[LayerSpec, ...]:
+def layers_from(value: Any) -> tuple[LayerSpec, ...]:
+    """Layers read from outside (a preset, a picture, the page): a string or a list of strings."""
     if isinstance(value, str):
         value = [value]
-    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, (str, LayerSpec)) for v in value):
         raise SettingsError(f"layers: expected a list of strings like {LAYER_SYNTAX}")
-    return tuple(LayerSpec.parse(v) for v in value)
+    if not value:
+        raise SettingsError("layers: give at least one layer")
+    return tuple(v if isinstance(v, LayerSpec) else LayerSpec.parse(v) for v in value)

@@ -24,9 +24,17 @@ class DreamError(Exception):
 
 
 class SettingsError(DreamError):
-    """A setting, preset or layer name is not valid; found before any work starts."""
+    """A setting, preset or layer name is not valid; found before any work starts.
+
+    ``key`` names the setting at fault where one value was (``model``, ``layers``...): the
+    CLI names its flag, the page its field.
+    """
 
     exit_code = EXIT_USAGE
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key
 
 
 class ImageError(DreamError):

@@ -1,9 +1,9 @@
 """How to run a dream, as opposed to how it looks (``config.Settings``).
 
-The CLI builds one ``RunOptions`` (``dreamcli.engine.devices.run_options``) and hands
-it to every mode: single images, batches, sweeps, grids, zooms and videos, so
-that a flag like ``--tile-size`` means the same everywhere.  Plain values
-only, no torch: it is cheap to build, to compare and to send to another process.
+``RunOptions`` is what the engine reads: plain values only, no torch, cheap to
+build and compare.  The run layer (``dreamcli.run.session``) builds one per job
+from the user's device and precision (``engine.devices.run_options``), so that a
+flag like ``--tile-size`` means the same everywhere.
 """
 
 from __future__ import annotations
@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from dreamcli.errors import SettingsError, brief
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# What --precision, the page and the Python API start from; engine.devices.choose_precision
+# resolves it once per job (bf16 on CUDA and AMX CPUs, else fp32).
+DEFAULT_PRECISION = "auto"
 # The share of free device memory (or RAM) a dream may plan to use; the rest is left
 # for the model, the images in flight and the rest of the system.
 MEMORY_SHARE = 0.7
@@ -20,18 +23,17 @@ MEMORY_SHARE = 0.7
 
 @dataclass(frozen=True)
 class RunOptions:
-    """Where and how the engine computes; none of it changes what a dream looks like.
+    """How the engine computes; none of it changes what a dream looks like.
 
-    ``device`` is where ``models.loading.load`` puts the model, and so where
-    the engine computes (``dream()`` computes on its model's device, wherever
-    that is); ``precision`` is the autocast type of the network's
-    forward pass (``auto`` picks per device); ``tile_size`` forces tiled
+    ``precision`` is the autocast type of the network's forward pass (resolved:
+    never ``auto`` once the run layer made it); ``tile_size`` forces tiled
     gradients; ``memory`` (bytes) lets the engine tile octaves that would not
     fit and refuse images that cannot fit even tiled; ``graphs`` allows CUDA
-    graph recording where it applies.
+    graph recording where it applies.  The device is the model's: the engine
+    computes wherever its model is.  ``RunOptions()`` itself is the engine's
+    plain default (fp32, no budget) for callers that decide nothing.
     """
 
-    device: str = "cpu"
     precision: str = "fp32"
     tile_size: int | None = None
     memory: float | None = None

@@ -14,7 +14,8 @@ from PIL import Image
 
 from dreamcli.config import Settings
 from dreamcli.errors import SettingsError
-from dreamcli.jobs.outputs import Job, collect_inputs, parse_shard, plan_jobs, take_shard
+from dreamcli.jobs.inputs import Job, collect_inputs, parse_shard, take_shard
+from dreamcli.jobs.naming import plan_jobs
 
 from conftest import cli_invoker, save_photo
 

@@ -1,5 +1,6 @@
 import pytest
 
+from dreamcli import models
 from dreamcli.config import FIELDS, LayerSpec, Settings
 from dreamcli.errors import SettingsError
 
@@ -22,7 +23,8 @@ def test_layer_spec_rejects_bad_syntax(text):
 def test_settings_defaults_are_the_notebook_values():
     s = Settings()
     assert (s.octaves, s.octave_scale, s.iterations, s.step_size, s.jitter) == (4, 1.4, 10, 1.5, 32)
-    assert [str(x) for x in s.layers] == ["inception_4c"]
+    assert s.layers == ()  # the network's default layer: the network decides it
+    assert [str(x) for x in models.get(s.model).settings(s).layers] == ["inception_4c"]
 
 
 @pytest.mark.parametrize(

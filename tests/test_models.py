@@ -164,8 +164,10 @@ def test_run_options_are_built_once_for_the_device(monkeypatch):
     from dreamcli.engine import devices
 
     monkeypatch.setattr(devices, "free_memory", lambda device: 1000)
+    from dreamcli.run.session import Runtime
+
     options = devices.run_options("cpu", "auto", tile_size=64)
-    assert options.device == "cpu" and options.precision in ("fp32", "bf16")
+    assert Runtime("cpu").options()[0] == "cpu" and options.precision in ("fp32", "bf16")
     assert options.tile_size == 64 and options.memory == pytest.approx(700)  # MEMORY_SHARE of what is free
     with pytest.raises(SettingsError, match="precision 'fp64' is unknown"):
         devices.run_options("cpu", "fp64")

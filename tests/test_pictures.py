@@ -123,19 +123,15 @@ def test_the_knobs_are_preset_keys(tmp_path, weights_file):
     preset = tmp_path / "soft.yaml"
     preset.write_text("smooth: 1.5\nlapnorm: true\nkeep_colors: true\nparam: fft\n")
     shown = yaml.safe_load(cli_invoker(weights_file)("--preset", preset, "--show-settings").output)
-    assert (shown["smooth"], shown["lapnorm"], shown["keep_colors"], shown["param"]) == (
-        1.5,
-        True,
-        True,
-        "fft",
-    )
+    assert (shown["smooth"], shown["lapnorm"], shown["keep_colors"]) == (1.5, True, True)
+    assert "param" not in shown  # retired (it set nothing): old presets and pictures hold it, it is dropped
     undone = yaml.safe_load(
         cli_invoker(weights_file)("--preset", preset, "--no-lapnorm", "--show-settings").output
     )
     assert undone["lapnorm"] is False
-    (tmp_path / "bad.yaml").write_text("param: fourier\n")
+    (tmp_path / "bad.yaml").write_text("lapnorm: maybe\n")
     result = cli_invoker(weights_file)("--preset", tmp_path / "bad.yaml", "--show-settings")
-    assert result.exit_code == 2 and "param: expected auto or pixel or fft, got 'fourier'" in result.output
+    assert result.exit_code == 2 and "lapnorm: expected true or false, got 'maybe'" in result.output
 
 
 # Run in a child process: a hung oneDNN kernel never gives the interpreter back, so only a

@@ -26,9 +26,9 @@ FLAGS = ("--seed", "3", "--octaves", "2", "--iterations", "2")
 def ray_session():
     """One local Ray for the module: starting one costs seconds, and every --ray local run reuses it."""
     pytest.importorskip("ray.data")
-    from dreamcli.jobs import ray_batch
+    from dreamcli.run import cluster
 
-    ray = ray_batch.connect("local")
+    ray = cluster.connect("local")
     yield ray
     ray.shutdown()
 

@@ -356,7 +356,8 @@ def test_a_killed_runs_claim_expires(run, tmp_path):
 def test_two_batches_at_once_dream_each_file_once(tmp_path, weights_file, monkeypatch):
     import dreamcli.jobs.batch as batch
     from dreamcli import load_model
-    from dreamcli.jobs.outputs import collect_inputs, plan_jobs
+    from dreamcli.jobs.inputs import collect_inputs
+    from dreamcli.jobs.naming import plan_jobs
 
     folder = photos_in(tmp_path / "in", "a.png", "b.png", "c.png")
     settings = Settings(layers=["conv2/3x3"], octaves=1, iterations=1, seed=0)

@@ -11,7 +11,8 @@ from dreamcli.engine.capture import LayerCapture
 from dreamcli.engine.objectives import ChannelPerImage, Guided, RandomAffine, guide_features, objective
 from dreamcli.engine.octaves import dream
 from dreamcli.io.images import read_metadata
-from dreamcli.jobs.sheets import activation_map, contact_sheet, heat_overlay
+from dreamcli.jobs.guides import activation_map, heat_overlay
+from dreamcli.jobs.sheets import contact_sheet
 
 from conftest import cli_invoker, photo_array, save_photo
 

@@ -275,11 +275,12 @@ def test_a_job_that_cannot_run_fails_in_one_line(served, client, tmp_path):
 
 def test_the_command_line_never_starts_with_an_option_or_a_command():
     from dreamcli.config import Settings
+    from dreamcli.jobs.naming import download_name
     from dreamcli.web import commands
 
     settings = Settings(seed=5)
     for photo, first in [("-rf.png", "./-rf.png"), ("zoom", "./zoom"), ("a b.jpg", "a b.jpg")]:
-        out = commands.download_name(photo, "x", 5)
+        out = download_name(photo, "x", 5)
         line = commands.shown(commands.command_line(settings, Settings(), None, photo, out))
         assert shlex.split(line)[1] == first and not shlex.split(line)[-1].startswith("-")
 

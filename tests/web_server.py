@@ -31,20 +31,17 @@ def running_server(weights_file: Path, **limits):
     """Yield a ``Served`` server dreaming on the CPU in fp32, as the CLI's tests do."""
     import uvicorn
 
-    from dreamcli import api
-    from dreamcli.engine.devices import run_options
-    from dreamcli.web import commands, server
+    from dreamcli import models
+    from dreamcli.run.session import Runtime
+    from dreamcli.web import server
 
-    options = run_options("cpu", "fp32", reproducible=True)
-    loaded = api.load_model(weights=weights_file, device="cpu", progress=False)
+    runtime = Runtime("cpu", "fp32", weights=str(weights_file))
+    session = runtime.open(models.get("googlenet"), progress=False)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(16)
     config = server.Config(
-        loaded=loaded,
-        options=options,
-        metadata={"version": "test", "model": loaded.label, "device": "cpu", "precision": "fp32"},
-        machine=commands.Machine("googlenet", str(weights_file), "cpu", "fp32"),
+        session=session,
         port=sock.getsockname()[1],
         **limits,
     )

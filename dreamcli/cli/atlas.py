@@ -12,7 +12,7 @@ from dreamcli.cli import common
 from dreamcli.cli.common import Machine, Span, default_of, flag
 from dreamcli.errors import EXIT_FAILED, EXIT_OK, DreamError, SettingsError, describe
 from dreamcli.io.formats import check_output
-from dreamcli.jobs import outputs as plan
+from dreamcli.jobs import inputs
 from dreamcli.jobs.requests import AtlasOptions
 
 
@@ -91,7 +91,7 @@ def command(ctx: click.Context, **params: Any) -> None:
 def _atlas(ctx: click.Context, params: dict[str, Any]) -> int:
     chosen = common.chosen_settings(ctx, params, fields=("seed",))
     layer = _layer(chosen, params)
-    found = plan.collect_inputs(
+    found = inputs.collect_inputs(
         common.paths_from_stdin(list(params["inputs"]), params["null"]),
         params["recursive"],
         dreams=params["include_dreams"],
@@ -108,7 +108,7 @@ def _atlas(ctx: click.Context, params: dict[str, Any]) -> int:
     elif not output.parent.is_dir():  # found now, not after minutes of work
         raise SettingsError(f"cannot write {output}: the folder {output.parent} does not exist")
     for path in (output, output.with_suffix(".json")):
-        if any(plan.same_file(photo, path) for photo in photos):
+        if any(inputs.same_file(photo, path) for photo in photos):
             raise SettingsError(
                 f"{path} is one of the photos; dreamcli never overwrites an input: choose another -o"
             )
@@ -139,13 +139,12 @@ def _atlas(ctx: click.Context, params: dict[str, Any]) -> int:
         method=params["method"],
         steps=params["steps"],
         labels=labels,
-        seed=chosen.settings.seeded(default=0).seed or 0,
+        seed=chosen.settings.seeded(steady=True).seed or 0,
         compare=compare,
     )
     atlas.require_layout(options.method)  # a missing extra says so before the model loads
-    run_options = machine.run_options(reproducible=True)
     with machine.display() as display:
-        loaded = machine.load(network, run_options)
+        loaded = machine.open(network).loaded
         try:
             made = atlas.make_atlas(loaded, layer, photos, options, report=display)
             atlas.write_atlas(made, output)
@@ -170,7 +169,7 @@ def _check_compare(value: str | None) -> tuple[str, str] | None:
     return names[0], names[1]
 
 
-def _layer(chosen: common.Chosen, params: dict[str, Any]) -> str:
+def _layer(chosen: common.Resolved, params: dict[str, Any]) -> str:
     layers = chosen.settings.layers
     if len(layers) != 1 or layers[0].channels is not None:
         if chosen.preset and not params["layers"]:

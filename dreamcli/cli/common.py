@@ -1,22 +1,22 @@
-"""What the commands share: settings merged from presets and flags, loading the network,
-the one-line "Skipped" and "Wrote" messages; and (from ``flags``) the option declarations,
-so that a command module needs only ``from dreamcli.cli import common``.
+"""What the commands share: their request for the run layer (``dreamcli.run``) made from the
+flags, the run layer's errors as Click's, the one-line "Skipped" and "Wrote" messages; and (from
+``flags``) the option declarations, so that a command module needs only ``from dreamcli.cli import common``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import click
 from click.core import ParameterSource
 
-from dreamcli import __version__, models
-from dreamcli import presets as preset_files
+from dreamcli import models
 from dreamcli.cli import complete
 from dreamcli.cli.display import Display, skipped
 from dreamcli.cli.flags import (  # noqa: F401 - the declarations commands use as common.X
@@ -44,11 +44,15 @@ from dreamcli.cli.flags import (  # noqa: F401 - the declarations commands use a
     together,
     version_flag,
 )
-from dreamcli.config import FIELDS, LayerSpec, Settings
+from dreamcli.config import FIELDS, LayerSpec
 from dreamcli.errors import SettingsError
+from dreamcli.run import recipe as run_recipe
+from dreamcli.run.recipe import Recipe, Resolved
+from dreamcli.run.session import Runtime, Session
+from dreamcli.run_options import DEFAULT_PRECISION
 
 # ---------------------------------------------------------------------------------------------
-# Settings: defaults < preset < the flags typed
+# The request: defaults < preset < the flags typed (merged by the run layer, run.recipe)
 
 
 def typed(ctx: click.Context, name: str) -> bool:
@@ -60,79 +64,62 @@ def typed(ctx: click.Context, name: str) -> bool:
     )
 
 
-def load_preset(name: str | None) -> preset_files.Preset | None:
-    if name is None:
-        return None
-    return preset_files.find(name, preset_files.search_path(complete.user_preset_folders()))
+# The flag of each key a SettingsError may name, where it is not the settings field's own.
+FLAGS = {"model": "--model", "layers": "--layer", "classes": "--class", "preset": "--preset"}
 
 
-def network_for(model: str | None, chosen: preset_files.Preset | None) -> models.Network:
-    """The --model typed, else the preset's, else the default."""
-    if model:
-        try:
-            return models.get(model)
-        except SettingsError as exc:
-            raise click.BadParameter(str(exc), param_hint="--model") from None
-    return models.get(chosen.apply().model if chosen and "model" in chosen.values else models.DEFAULT)
+@contextlib.contextmanager
+def as_flags() -> Iterator[None]:
+    """A SettingsError that names its key becomes Click's error naming the flag."""
+    try:
+        yield
+    except SettingsError as exc:
+        if exc.key is None:
+            raise
+        flag_name = (
+            FLAGS.get(exc.key) or FIELDS[exc.key].flag if exc.key in FLAGS or exc.key in FIELDS else None
+        )
+        if flag_name is None:
+            raise
+        raise click.BadParameter(str(exc), param_hint=flag_name) from None
 
 
-def merge(
-    chosen: preset_files.Preset | None,
-    layers: tuple[LayerSpec, ...],
-    typed_values: dict[str, Any],
-    network: models.Network,
-) -> Settings:
-    """defaults (the network's default layer) < preset < flags the user typed; every layer
-    checked against the network, and the error names where it came from."""
-    base = Settings(model=network.name, layers=(LayerSpec.parse(network.default_layer),))
-    settings = chosen.apply(base) if chosen else base
-    if chosen and "layers" in chosen.values and not layers:
-        for spec in settings.layers:
-            try:
-                network.layers.check(spec)
-            except SettingsError as exc:
-                raise SettingsError(f"{chosen.path}: layers: {_for_model(exc, network)}") from None
-    values = dict(typed_values)
-    if layers:
-        for spec in layers:
-            try:
-                network.layers.check(spec)
-            except SettingsError as exc:
-                raise click.BadParameter(_for_model(exc, network), param_hint="--layer") from None
-        values["layers"] = [str(spec) for spec in layers]
-    return Settings.from_mapping({**values, "model": network.name}, base=settings)
-
-
-def _for_model(exc: SettingsError, network: models.Network) -> str:
-    """A layer error for ``network``: its listing command names the model."""
-    text = str(exc)
-    if network.name != models.DEFAULT:
-        text = text.replace("'dream list layers'", f"'dream list layers --model {network.name}'")
-    return f"{text} (model {network.name})"
-
-
-@dataclass(frozen=True)
-class Chosen:
-    """A command's network, its merged settings and the preset they came from."""
-
-    network: models.Network
-    settings: Settings
-    preset: preset_files.Preset | None
-
-    @property
-    def preset_name(self) -> str | None:
-        return self.preset.name if self.preset else None
+def recipe(
+    ctx: click.Context, params: dict[str, Any], fields: Sequence[str] = tuple(FIELDS), **more: Any
+) -> Recipe:
+    """What this command was asked: its preset, model, layers, classes and the settings flags typed."""
+    values = {name: params[name] for name in fields if name in params and typed(ctx, name)}
+    found = {
+        "model": params.get("model"),
+        "preset": params.get("preset"),
+        "values": values,
+        "layers": tuple(params.get("layers") or ()),
+        "classes": tuple(params.get("classes") or ()),
+        "folders": tuple(complete.user_preset_folders()),
+    }
+    return Recipe(**{**found, **more})
 
 
 def chosen_settings(
     ctx: click.Context, params: dict[str, Any], fields: Sequence[str] = tuple(FIELDS)
-) -> Chosen:
+) -> Resolved:
     """The settings of this command: the preset (``--preset``), then the settings flags typed."""
-    chosen = load_preset(params.get("preset"))
-    network = network_for(params.get("model"), chosen)
-    values = {name: params[name] for name in fields if name in params and typed(ctx, name)}
-    settings = merge(chosen, tuple(params.get("layers") or ()), values, network)
-    return Chosen(network, settings, chosen)
+    with as_flags():
+        return recipe(ctx, params, fields).resolve()
+
+
+def network_for(model: str | None) -> models.Network:
+    """The --model typed, else the default."""
+    with as_flags():
+        return Recipe(model=model).network()
+
+
+def check_layer(network: models.Network, spec: LayerSpec, flag_name: str = "--layer") -> None:
+    """``spec`` against the network, as Click's error for ``flag_name``."""
+    try:
+        run_recipe.check_layer(network, spec)
+    except SettingsError as exc:
+        raise click.BadParameter(str(exc), param_hint=flag_name) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -141,61 +128,35 @@ def chosen_settings(
 
 @dataclass(frozen=True)
 class Machine:
-    """Where a command runs: its device and precision flags, weights and quiet."""
+    """The CLI's side of a run: the ``Runtime`` its flags ask for, and ``--quiet``."""
 
-    device: str = "auto"
-    precision: str = "auto"
-    tile_size: int | None = None
-    weights: Path | None = None
+    runtime: Runtime = field(default_factory=Runtime)
     quiet: bool = False
 
     @classmethod
     def of(cls, params: dict[str, Any]) -> Machine:
-        return cls(
+        weights = params.get("weights")
+        runtime = Runtime(
             device=params.get("device", "auto"),
-            precision=params.get("precision", "auto"),
+            precision=params.get("precision") or DEFAULT_PRECISION,
             tile_size=params.get("tile_size"),
-            weights=params.get("weights"),
-            quiet=params.get("quiet", False),
+            weights=str(weights) if weights is not None else None,
         )
-
-    def run_options(self, reproducible: bool) -> Any:
-        """The command's one RunOptions: device checked, kernels chosen, memory measured."""
-        from dreamcli.engine.devices import run_options
-
-        return run_options(self.device, self.precision, self.tile_size, reproducible=reproducible)
+        return cls(runtime, params.get("quiet", False))
 
     def check_device(self) -> None:
-        """Refuse a device this machine lacks before saying anything else (cheap for auto and cpu)."""
-        if self.device.strip().lower() not in ("auto", "cpu"):
-            from dreamcli.engine.devices import select_device
+        self.runtime.check_device()
 
-            select_device(self.device)
+    def open(self, network: models.Network, reproducible: bool = True) -> Session:
+        """The command's session: the device checked, precision resolved, the network loaded."""
+        return self.runtime.open(network, reproducible=reproducible, progress=not self.quiet)
 
-    def load(self, network: models.Network, options: Any) -> models.Loaded:
-        from dreamcli.models.loading import load
-
-        return load(network, weights=self.weights, device=options.device, progress=not self.quiet)
-
-    def metadata(self, loaded: models.Loaded, options: Any, preset: str | None) -> dict[str, Any]:
-        """What every output records besides its settings."""
-        return {
-            "version": __version__,
-            "preset": preset,
-            "model": loaded.label,
-            "device": options.device,
-            "precision": options.precision,
-        }
-
-    def work(
-        self, chosen: Chosen, job: Callable[..., Any], reproducible: bool = True, many: bool = False
-    ) -> Any:
-        """A one-output command's work: run options, the display, the network loaded, then
+    def work(self, chosen: Resolved, job: Callable[..., Any], many: bool = False) -> Any:
+        """A one-output command's work: the display, the session opened, then
         ``job(loaded, options, metadata, display)``, whose result is returned."""
-        options = self.run_options(reproducible=reproducible)
         with self.display(many=many) as display:
-            loaded = self.load(chosen.network, options)
-            return job(loaded, options, self.metadata(loaded, options, chosen.preset_name), display)
+            session = self.open(chosen.network, reproducible=chosen.reproducible)
+            return job(session.loaded, session.options, session.metadata(chosen.preset_name), display)
 
     def display(self, many: bool = False, as_json: bool = False) -> Display:
         return Display(self.quiet, as_json, many)

@@ -2,9 +2,9 @@
 
 Every input is dreamed alike: a plain DeepDream, or per file guided by a
 picture (``--guide``), toward classes (``--class``), with a heat map beside it
-(``--heatmap``).  Settings are merged here (defaults < preset < typed flags),
-the plan (inputs, output names, skips) is made before torch loads, and the
-batch runs here or on a Ray cluster.
+(``--heatmap``).  The flags become a request for the run layer (``run.recipe``:
+defaults < preset < typed flags), the plan (inputs, output names, skips) is made
+before torch loads, and the session's pipeline runs here or on a Ray cluster.
 """
 
 from __future__ import annotations
@@ -16,15 +16,14 @@ from typing import Any
 
 import click
 
-from dreamcli import __version__, models
 from dreamcli import presets as preset_files
 from dreamcli.cli import common
-from dreamcli.cli.common import Chosen, Machine, Span, flag, together
-from dreamcli.config import LayerSpec
+from dreamcli.cli.common import Machine, Span, flag, together
 from dreamcli.errors import EXIT_OK
 from dreamcli.events import Summary
 from dreamcli.io.formats import VIDEO_INPUTS
-from dreamcli.jobs import outputs as plan
+from dreamcli.jobs import inputs, naming
+from dreamcli.run.recipe import Resolved
 
 
 class DreamCommand(common.SectionedCommand):
@@ -165,18 +164,7 @@ def command(ctx: click.Context, **params: Any) -> None:
 
 
 def _dream(ctx: click.Context, params: dict[str, Any]) -> int:
-    chosen = common.chosen_settings(ctx, params)
-    settings = chosen.settings
-    classes: tuple[str, ...] = params["classes"]
-    if classes:
-        network = chosen.network
-        extra = tuple(
-            LayerSpec(str(network.logits), channels=(network.class_index(name),)) for name in classes
-        )
-        # --class replaces the preset's layers unless --layer was typed too.
-        kept = settings.layers if params["layers"] else ()
-        settings = dataclasses.replace(settings, layers=kept + extra)
-        chosen = dataclasses.replace(chosen, settings=settings)
+    chosen = common.chosen_settings(ctx, params)  # --class too: the run layer makes it a logits layer
     if params["show_settings"]:
         return _show_settings(ctx, chosen, params)
     guide: Path | None = params["guide"]
@@ -186,7 +174,7 @@ def _dream(ctx: click.Context, params: dict[str, Any]) -> int:
         raise click.BadParameter(
             "sets the workers of --ray; add --ray or leave it out", param_hint="--ray-workers"
         )
-    first = chosen.network.layers.resolve(settings.layers[0].name)
+    first = chosen.network.layers.resolve(chosen.settings.layers[0].name)
     if params["heatmap"] and first == chosen.network.logits:
         raise click.BadParameter(
             "shows where a layer fires, and a class has no place; add a --layer before the class "
@@ -208,7 +196,7 @@ def _dream(ctx: click.Context, params: dict[str, Any]) -> int:
     if not names:
         raise click.UsageError("give an image, a folder, or - (try 'dream --sample' or 'dream --help')")
     if params["ray"]:
-        from dreamcli.jobs.ray_batch import require_ray
+        from dreamcli.run.cluster import require_ray
 
         require_ray()  # without the extra: which command installs it, before any work
     return _batch(chosen, names, params, machine)
@@ -234,7 +222,7 @@ def _refuse_misplaced_commands(names: list[str]) -> None:
             raise click.UsageError(f"{name} does not exist; did you mean the command 'dream {close[0]}'?")
 
 
-def _show_settings(ctx: click.Context, chosen: Chosen, params: dict[str, Any]) -> int:
+def _show_settings(ctx: click.Context, chosen: Resolved, params: dict[str, Any]) -> int:
     description = chosen.preset.description if chosen.preset else ""
     changed = [name for name in common.DREAM_FIELDS + common.PICTURE_FIELDS if common.typed(ctx, name)]
     changed += ["layers"] if params["layers"] or params["classes"] else []
@@ -244,23 +232,23 @@ def _show_settings(ctx: click.Context, chosen: Chosen, params: dict[str, Any]) -
     return EXIT_OK
 
 
-def _batch(chosen: Chosen, names: list[str], params: dict[str, Any], machine: Machine) -> int:
+def _batch(chosen: Resolved, names: list[str], params: dict[str, Any], machine: Machine) -> int:
     output, into_folder = common.output_path(params["output"])
-    found = plan.collect_inputs(
+    found = inputs.collect_inputs(
         common.paths_from_stdin(names, params["null"]), params["recursive"], dreams=params["include_dreams"]
     )
     settings = chosen.settings
-    template = params["template"] or plan.default_template(
+    template = params["template"] or naming.default_template(
         guided=params["guide"] is not None,
         classes=params["classes"],
         channels=any(spec.channels for spec in settings.layers),
     )
-    jobs = plan.plan_jobs(found, output, template, settings, chosen.preset_name, into_folder)
+    jobs = naming.plan_jobs(found, output, template, settings, chosen.preset_name, into_folder)
     if params["shard"]:
-        jobs = plan.take_shard(jobs, *plan.parse_shard(params["shard"]))
+        jobs = inputs.take_shard(jobs, *inputs.parse_shard(params["shard"]))
     display = machine.display(many=len(jobs) > 1, as_json=params["as_json"])
     machine.check_device()
-    todo, settled = plan.triage(jobs, params["overwrite"])
+    todo, settled = naming.triage(jobs, params["overwrite"])
     for job in todo:
         if job.source.suffix.lower() in VIDEO_INPUTS:
             raise click.UsageError(f"{job.source} is a video: dream it with 'dream video {job.source}'")
@@ -272,55 +260,33 @@ def _batch(chosen: Chosen, names: list[str], params: dict[str, Any], machine: Ma
         return display.finish(summary, found)
     if params["ray"]:
         return _ray(chosen, jobs, found, display, params, machine)
-    from dreamcli.jobs import batch
-
-    options = machine.run_options(reproducible=settings.seed is not None)
-    loaded = machine.load(chosen.network, options)
-    runner = batch.Batch(
-        loaded,
+    session = machine.open(chosen.network, reproducible=chosen.reproducible)
+    summary = session.dream_files(
+        jobs,
         settings,
-        options,
+        preset=chosen.preset_name,
+        guide=params["guide"],
+        heatmap=params["heatmap"],
         report=display,
         overwrite=params["overwrite"],
         batch_size=params["batch_size"],
-        metadata=_metadata(machine.metadata(loaded, options, chosen.preset_name), params["guide"]),
-        guide=_guide(loaded, params["guide"], settings) if params["guide"] else None,
-        heatmap=params["heatmap"],
     )
-    summary = runner.run(jobs)
     display.close()
     return display.finish(summary, found)
 
 
-def _metadata(metadata: dict[str, Any], guide: Path | None) -> dict[str, Any]:
-    """What a dream records besides its settings: the guide only when there was one."""
-    return dict(metadata, guide=str(guide)) if guide is not None else metadata
-
-
-def _guide(loaded: models.Loaded, path: Path, settings: Any) -> dict:
-    """The guide picture's features at the dream's layers, computed once for every file."""
-    from dreamcli.io.images import read_image
-    from dreamcli.jobs.sheets import guide_for
-
-    layers = [spec.name for spec in loaded.resolved(settings).layers]
-    return guide_for(loaded.module, read_image(path).rgb, layers)
-
-
-def _ray(chosen: Chosen, jobs, found, display, params: dict[str, Any], machine: Machine) -> int:
+def _ray(chosen: Resolved, jobs, found, display, params: dict[str, Any], machine: Machine) -> int:
     """The batch on a Ray cluster: the same plan, names, skips, errors and summary."""
-    from dreamcli.jobs import ray_batch
+    from dreamcli.run import cluster
 
-    if params["guide"] or params["heatmap"]:
-        raise click.BadParameter(
-            "dreams plain or class dreams; --guide and --heatmap run here", param_hint="--ray"
-        )
+    runtime = machine.runtime
     if params["ray"] == "local":  # the workers run here: what they would fail on fails now, once
-        machine.run_options(reproducible=False)  # a device this machine lacks
-        if params["weights"] is None:  # the download, into the cache the workers read
+        runtime.options(reproducible=False)  # a device this machine lacks
+        if runtime.weights is None:  # the download, into the cache the workers read
             from dreamcli.models.weights import download
 
-            download(chosen.network, progress=not params["quiet"])
-    ray = ray_batch.connect(params["ray"])
+            download(chosen.network, progress=not machine.quiet)
+    ray = cluster.connect(params["ray"])
     threads = 0  # on a cluster: the CPUs Ray gives each worker
     if params["ray"] == "local":
         # This machine's threads shared by its workers: one worker uses what a local run
@@ -328,19 +294,17 @@ def _ray(chosen: Chosen, jobs, found, display, params: dict[str, Any], machine: 
         import torch
 
         threads = max(1, torch.get_num_threads() // (params["ray_workers"] or 1))
-    spec = ray_batch.WorkerSpec(
-        network=chosen.network.name,
-        weights=str(params["weights"].resolve()) if params["weights"] else None,
+    if runtime.weights is not None:  # a path every worker can read
+        runtime = dataclasses.replace(runtime, weights=str(Path(runtime.weights).resolve()))
+    spec = cluster.WorkerSpec(
+        runtime=dataclasses.asdict(runtime),
         settings=chosen.settings.to_dict(),
-        metadata={"version": __version__, "preset": chosen.preset_name},
-        device=params["device"],
-        precision=params["precision"],
-        tile_size=params["tile_size"],
-        reproducible=chosen.settings.seed is not None,
+        preset=chosen.preset_name,
+        reproducible=chosen.reproducible,
         overwrite=params["overwrite"],
         batch_size=params["batch_size"],
         threads=threads,
     )
-    summary = ray_batch.run(ray, jobs, spec, params["ray_workers"], report=display)
+    summary = cluster.run(ray, jobs, spec, params["ray_workers"], report=display)
     display.close()
     return display.finish(summary, found)

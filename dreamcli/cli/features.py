@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +9,7 @@ import click
 
 from dreamcli.cli import common
 from dreamcli.cli.common import Machine, flag
-from dreamcli.config import LayerSpec
-from dreamcli.jobs import outputs as plan
+from dreamcli.jobs import naming
 from dreamcli.jobs.requests import PARAMS, FeatureRequest
 
 
@@ -76,21 +74,16 @@ def _features(ctx: click.Context, params: dict[str, Any]) -> int:
     if params["alpha"] and params["param"] == "pixel":
         raise click.UsageError("--alpha needs --param fft or maco: pixel pictures have no transparency map")
     chosen = common.chosen_settings(ctx, params, fields=("octaves", "iterations", "step_size", "seed"))
-    settings, network = chosen.settings, chosen.network
+    settings = chosen.settings  # --class too: the run layer makes it a logits layer
     if params["classes"]:
-        extra = tuple(
-            LayerSpec(str(network.logits), channels=(network.class_index(c),)) for c in params["classes"]
-        )
-        settings = dataclasses.replace(settings, layers=(settings.layers if params["layers"] else ()) + extra)
-    if params["classes"]:
-        template = plan.default_template(classes=params["classes"]).replace("{stem}_", "features_")
+        template = naming.default_template(classes=params["classes"]).replace("{stem}_", "features_")
     else:
         template = (
             "features_{layer}-{channels}.png" if settings.layers[0].channels else "features_{layer}.png"
         )
-    name = plan.output_name(template, Path("features"), 1, chosen.preset_name, settings)
+    name = naming.output_name(template, Path("features"), 1, chosen.preset_name, settings)
     output, into_folder = common.output_path(params["output"])
-    path = plan.single_output(output, into_folder, Path(name))
+    path = naming.single_output(output, into_folder, Path(name))
     machine = Machine.of(params)
     if machine.kept(path, params["overwrite"]):
         return 0

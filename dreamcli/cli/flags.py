@@ -19,7 +19,7 @@ from dreamcli import __version__
 from dreamcli.cli import complete
 from dreamcli.config import FIELDS, LAYERS_HELP, Field, LayerSpec, Settings
 from dreamcli.errors import SettingsError
-from dreamcli.run_options import PRECISIONS
+from dreamcli.run_options import DEFAULT_PRECISION, PRECISIONS
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
@@ -153,9 +153,6 @@ def field_flag(name: str, section: str = "Dreaming") -> Decorator:
     if field.kind is bool:  # --lapnorm / --no-lapnorm: a flag can also undo a preset's true
         bare = field.flag.removeprefix("--")
         return flag(f"--{bare}/--no-{bare}", name, section=section, default=default, help=field.help)
-    if field.kind is str:
-        kind = click.Choice(field.choices)
-        return flag(field.flag, name, section=section, type=kind, default=default, help=field.help)
     return flag(
         field.flag,
         name,
@@ -208,7 +205,7 @@ def model_flags(section: str = "Running") -> Decorator:
             "--precision",
             section=section,
             type=click.Choice(PRECISIONS),
-            default="auto",
+            default=DEFAULT_PRECISION,
             show_default=True,
             help="Arithmetic of the network's forward pass; auto: bf16 on CUDA and AMX CPUs, else fp32.",
         ),

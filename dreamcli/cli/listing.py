@@ -24,7 +24,7 @@ def command(ctx: click.Context) -> None:
 @common.flag("-m", "--model", help="The network whose layers to list.  [default: googlenet]")
 def layers(model: str | None) -> None:
     """Every layer of a network with its channels, under both names where it has two."""
-    network = common.network_for(model, None)
+    network = common.network_for(model)
     click.echo(f"# {network.name}: {network.description}")
     click.echo(f"# input: {network.input}; default layer: {network.default_layer}")
     click.echo(f"{'name':<34} {'module':<34} channels")

@@ -13,7 +13,7 @@ from dreamcli.cli import common
 from dreamcli.cli.common import Machine, Span, default_of, flag
 from dreamcli.errors import EXIT_FAILED, EXIT_OK, DreamError, SettingsError, describe
 from dreamcli.io.formats import check_output, shown
-from dreamcli.jobs import outputs as plan
+from dreamcli.jobs import inputs
 from dreamcli.jobs.requests import MAKE_AREA, PatchOptions
 
 SHEET = "patch_test.png"  # patch test's contact sheet, in the current folder unless -o
@@ -154,15 +154,15 @@ def make(ctx: click.Context, **params: Any) -> None:
 
 def _photos(params: dict[str, Any], outputs: list[Path], patch: Path | None = None) -> list[Path]:
     """The photos named (folders walked), without the patch itself when it lies among them."""
-    found = plan.collect_inputs(common.paths_from_stdin(list(params["inputs"]), False), params["recursive"])
-    photos = [path for path, _root in found.files if patch is None or not plan.same_file(path, patch)]
+    found = inputs.collect_inputs(common.paths_from_stdin(list(params["inputs"]), False), params["recursive"])
+    photos = [path for path, _root in found.files if patch is None or not inputs.same_file(path, patch)]
     if not photos:
         raise click.UsageError("give photos, or folders of photos, to paste the patch into")
     for output in outputs:
         check_output(output)
         if not output.parent.is_dir():
             raise SettingsError(f"cannot write {output}: the folder {output.parent} does not exist")
-        if any(plan.same_file(photo, output) for photo in photos):
+        if any(inputs.same_file(photo, output) for photo in photos):
             raise SettingsError(f"{output} is one of the photos; dreamcli never overwrites an input")
     return photos
 
@@ -181,7 +181,7 @@ def _options(params: dict[str, Any], **extra: Any) -> PatchOptions:
 
 def _class(params: dict[str, Any]) -> None:
     """An unknown class is one line (with suggestions) before the model loads."""
-    network = common.network_for(params.get("model"), None)
+    network = common.network_for(params.get("model"))
     try:
         network.class_index(params["target"])
     except SettingsError as exc:
@@ -198,9 +198,9 @@ def _test(ctx: click.Context, params: dict[str, Any]) -> int:
     options = _options(params)
     machine = Machine.of(params)
     machine.check_device()
-    run_options = machine.run_options(reproducible=True)
     with machine.display(as_json=params["as_json"]) as display:
-        loaded = machine.load(common.network_for(params.get("model"), None), run_options)
+        session = machine.open(common.network_for(params.get("model")))
+        loaded, run_options = session.loaded, session.options
         try:
             result = patches.evaluate_patch(
                 loaded,
@@ -234,9 +234,9 @@ def _make(ctx: click.Context, params: dict[str, Any]) -> int:
     options = _options(params, steps=params["steps"], batch=params["batch"], holdout=params["holdout"])
     from dreamcli.jobs import patch_training
 
-    run_options = machine.run_options(reproducible=True)
     with machine.display(as_json=params["as_json"]) as display:
-        loaded = machine.load(common.network_for(params.get("model"), None), run_options)
+        session = machine.open(common.network_for(params.get("model")))
+        loaded, run_options = session.loaded, session.options
         try:
             made = patch_training.make_patch(
                 loaded,
@@ -247,7 +247,7 @@ def _make(ctx: click.Context, params: dict[str, Any]) -> int:
                 precision=run_options.precision,
                 report=display,
             )
-            patch_training.write_patch(made, output, machine.metadata(loaded, run_options, None))
+            patch_training.write_patch(made, output, session.metadata(None))
         except DreamError:
             raise
         except Exception as exc:

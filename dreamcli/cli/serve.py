@@ -9,6 +9,7 @@ drawn for this start, without which the server answers nothing.
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 from typing import Any
 
 import click
@@ -72,27 +73,26 @@ def _serve(ctx: click.Context, params: dict[str, Any]) -> int:
         raise DreamError(
             f"dream serve needs its extra ({exc.name} is missing): pip install 'dreamcli[web]'"
         ) from None
-    from dreamcli.cli.complete import user_preset_folders
-    from dreamcli.web.commands import Machine as Shown
+    import dataclasses
 
-    network = common.network_for(params["model"], None)
+    from dreamcli.cli.complete import user_preset_folders
+
+    network = common.network_for(params["model"])
     machine = Machine.of(params)
+    if machine.runtime.weights is not None:  # as each tile's command line repeats it
+        weights = str(Path(machine.runtime.weights).resolve())
+        machine = dataclasses.replace(machine, runtime=dataclasses.replace(machine.runtime, weights=weights))
     machine.check_device()
     sock = _listen(params["host"], params["port"])
-    options = machine.run_options(reproducible=True)  # every job has a seed, shown in its command
-    loaded = machine.load(network, options)
-    weights = str(params["weights"].resolve()) if params["weights"] else None
+    session = machine.open(network)  # reproducible: every job has a seed, shown in its command
     config = server.Config(
-        loaded=loaded,
-        options=options,
-        metadata=machine.metadata(loaded, options, None),
-        machine=Shown(network.name, weights, params["device"], params["precision"]),
+        session=session,
         host=params["host"],
         port=sock.getsockname()[1],
         max_size=params["max_size"],
         preset_folders=user_preset_folders(),
     )
-    click.echo(f"dreamcli {__version__} serving {loaded.label} on {options.device}; open:")
+    click.echo(f"dreamcli {__version__} serving {session.loaded.label} on {session.device}; open:")
     click.echo(f"  {config.url()}")
     machine.say("Ctrl-C stops it.")
     server.serve(config, sock)

@@ -12,7 +12,7 @@ from dreamcli.cli import common
 from dreamcli.cli.common import Machine, flag
 from dreamcli.config import LayerSpec
 from dreamcli.errors import SettingsError
-from dreamcli.jobs import outputs as plan
+from dreamcli.jobs import inputs, naming
 
 
 @click.command(name="sheet", cls=common.SectionedCommand, context_settings={"max_content_width": 100})
@@ -60,33 +60,35 @@ def _sheet(ctx: click.Context, params: dict[str, Any]) -> int:
     if params["sample"]:
         names.append(common.sample_path())
         machine.say(f"Dreaming the {common.SAMPLE_CREDIT}")
-    photo = plan.one_photo(names, "sheet")
+    photo = inputs.one_photo(names, "sheet")
     output, into_folder = common.output_path(params["output"])
     folder = Path(".") if params["sample"] else photo.parent  # not inside the package
-    path = plan.single_output(output, into_folder, folder / f"{photo.stem}_sheet.png")
+    path = naming.single_output(output, into_folder, folder / f"{photo.stem}_sheet.png")
     variants: list = []
     channels = None
     if params.get("sweep"):
         for text in params["sweep"].replace(",", " ").split():
             spec = LayerSpec.parse(text)
-            _check(network, spec)
+            common.check_layer(network, spec, "--layers")
             variants.append((str(spec), dataclasses.replace(settings, layers=(spec,))))
     elif params.get("preset_list"):
         typed_values = {
             n: params[n] for n in common.DREAM_FIELDS + common.PICTURE_FIELDS if common.typed(ctx, n)
         }
         for name in params["preset_list"].replace(",", " ").split():
-            preset = common.load_preset(name)
+            each = common.recipe(ctx, params, preset=name, model=network.name, values=typed_values)
+            preset = each.load_preset()
             model = preset.values.get("model", network.name) if preset else network.name
             if model != network.name:
                 raise SettingsError(
                     f"--presets: preset {name} dreams with {model}, the sheet with "
                     f"{network.name}; one sheet takes one model (--model chooses it)"
                 )
-            variants.append((name, common.merge(preset, params["layers"], typed_values, network)))
+            with common.as_flags():
+                variants.append((name, each.resolve().settings))
     else:
         channels = LayerSpec.parse(params["channels"])
-        _check(network, channels)
+        common.check_layer(network, channels, "--channels")
     if channels is not None:  # the metadata's settings name the layers dreamed
         settings = dataclasses.replace(settings, layers=(channels,))
     elif not params.get("preset_list"):
@@ -99,13 +101,6 @@ def _sheet(ctx: click.Context, params: dict[str, Any]) -> int:
         request = SheetRequest(photo, settings, path, tuple(variants), channels, metadata=metadata)
         return run_sheet(loaded, request, options, display)
 
-    written = machine.work(chosen, job, reproducible=settings.seed is not None, many=len(variants) > 1)
+    written = machine.work(chosen, job, many=len(variants) > 1)
     machine.say(f"Wrote {written}")
     return 0
-
-
-def _check(network, spec: LayerSpec) -> None:
-    try:
-        network.layers.check(spec)
-    except SettingsError as exc:
-        raise click.BadParameter(f"{exc} (model {network.name})") from None

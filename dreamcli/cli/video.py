@@ -9,7 +9,7 @@ import click
 
 from dreamcli.cli import common
 from dreamcli.cli.common import Machine, Span, default_of, flag
-from dreamcli.jobs import outputs as plan
+from dreamcli.jobs import naming
 from dreamcli.jobs.requests import VideoRequest
 
 
@@ -43,7 +43,7 @@ def command(ctx: click.Context, **params: Any) -> None:
 def _video(ctx: click.Context, params: dict[str, Any]) -> int:
     chosen = common.chosen_settings(ctx, params)
     source: Path = params["clip"]
-    output = plan.video_output(source, *common.output_path(params["output"]))
+    output = naming.video_output(source, *common.output_path(params["output"]))
     machine = Machine.of(params)
     if machine.kept(output, params["overwrite"]):
         return 0
@@ -57,6 +57,6 @@ def _video(ctx: click.Context, params: dict[str, Any]) -> int:
         )
         return animations.run_video(loaded, request, options, display)
 
-    info = machine.work(chosen, job, reproducible=chosen.settings.seed is not None)
+    info = machine.work(chosen, job)
     machine.say(f"Wrote {output} ({info.frames} frames at {info.fps:g} fps)")
     return 0

@@ -9,7 +9,7 @@ import click
 
 from dreamcli.cli import common
 from dreamcli.cli.common import Machine, Span, default_of, flag
-from dreamcli.jobs import outputs as plan
+from dreamcli.jobs import naming
 from dreamcli.jobs.requests import ZoomRequest
 
 
@@ -102,7 +102,7 @@ def _zoom(ctx: click.Context, params: dict[str, Any]) -> int:
     output, into_folder = common.output_path(params["output"])
     if params["sample"] and output is None:
         output = Path("sample_zoom.gif")  # here, not inside the package
-    path = plan.zoom_output(output, into_folder, photo)
+    path = naming.zoom_output(output, into_folder, photo)
     if machine.kept(path, params["overwrite"]):
         return 0
     from dreamcli.jobs.animations import run_zoom
@@ -122,6 +122,6 @@ def _zoom(ctx: click.Context, params: dict[str, Any]) -> int:
         )
         run_zoom(loaded, request, options, display)
 
-    machine.work(chosen, job, reproducible=chosen.settings.seed is not None)
+    machine.work(chosen, job)
     machine.say(f"Wrote {path} ({params['frames']} frames)")
     return 0

@@ -1,8 +1,8 @@
 """Devices, precision and memory: everything ``RunOptions`` is built from.
 
-``run_options`` is what the CLI calls once per command: it checks the device,
-chooses cuDNN's kernels, resolves ``--precision auto`` and measures the memory
-a dream may plan to use.
+``run_options`` is what the run layer (``dreamcli.run.session``) calls once per
+job: it chooses cuDNN's kernels, resolves ``--precision auto`` and measures the
+memory a dream may plan to use on the device ``select_device`` checked.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import os
 import torch
 
 from dreamcli.errors import SettingsError, brief
-from dreamcli.run_options import MEMORY_SHARE, RunOptions
+from dreamcli.run_options import DEFAULT_PRECISION, MEMORY_SHARE, RunOptions
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -61,7 +61,7 @@ def choose_kernels(device: torch.device, reproducible: bool) -> None:
 
 
 def choose_precision(name: str, device: torch.device) -> str:
-    """``auto``: bf16 on CUDA and on CPUs with AMX, fp32 elsewhere.
+    """The one place ``auto`` is resolved: bf16 on CUDA and on CPUs with AMX, fp32 elsewhere.
 
     bf16 was shown on a real-weights network (EfficientNet-Lite0, two photos) to
     give the same look and an objective gain within 3 % of fp32 (see
@@ -127,17 +127,17 @@ def memory_budget(device: torch.device) -> float | None:
 
 
 def run_options(
-    device: str = "auto",
-    precision: str = "auto",
+    device: torch.device | str = "auto",
+    precision: str = DEFAULT_PRECISION,
     tile_size: int | None = None,
     reproducible: bool = False,
     graphs: bool = True,
 ) -> RunOptions:
-    """The one ``RunOptions`` of a command: device checked, kernels chosen, memory measured."""
-    chosen = select_device(device)
+    """The one ``RunOptions`` of a job on ``device`` (a name is checked first): kernels chosen,
+    precision resolved, memory measured."""
+    chosen = device if isinstance(device, torch.device) else select_device(device)
     choose_kernels(chosen, reproducible)
     return RunOptions(
-        device=str(chosen),
         precision=choose_precision(precision, chosen),
         tile_size=tile_size,
         memory=memory_budget(chosen),

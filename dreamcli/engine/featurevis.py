@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dreamcli.config import Settings
+from dreamcli.config import STEADY_SEED, Settings
 from dreamcli.engine import transforms as tf
 from dreamcli.engine.capture import LayerCapture, model_device
 from dreamcli.engine.objectives import Activations, Objective
@@ -147,7 +147,7 @@ def feature_pictures(
     settings = settings or Settings()
     goal = (goal or Activations(settings.layers, signed=True)).untransformed()
     device = model_device(model)
-    generator = torch.Generator().manual_seed(settings.seed if settings.seed is not None else 0)
+    generator = torch.Generator().manual_seed(settings.seed if settings.seed is not None else STEADY_SEED)
     if param not in PARAMETERISATIONS:
         raise ValueError(f"param must be one of {PARAMETERISATIONS}, not {param!r}")
     maco = param == "maco"

@@ -4,7 +4,7 @@ Google's 2015 notebook (https://github.com/google/deepdream/blob/master/dream.ip
 dreams from the smallest octave up; at each octave the base image is the photo
 at that size and the dreamed *detail* (dream - base) is upscaled and added
 back, so the photo's own sharpness survives.  Each step is a ``steps.step``,
-computed as ``policy.StepPolicy`` decides (whole, tiled, or a CUDA graph).
+computed as ``step_policy.StepPolicy`` decides (whole, tiled, or a CUDA graph).
 
 It works with any ``nn.Module`` that takes RGB in [0, 1] plus the names of its
 modules to raise.  It prints nothing and writes no files: progress goes to a
@@ -16,13 +16,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dreamcli.config import Settings
+from dreamcli.config import STEADY_SEED, Settings
 from dreamcli.engine.capture import LayerCapture, model_device, smallest_input
 from dreamcli.engine.objectives import Activations, Objective
 from dreamcli.engine.shaping import Shaping
 from dreamcli.engine.step_policy import StepPolicy, measured
 from dreamcli.engine.steps import octave_sizes, random_shift, resize
-from dreamcli.errors import DreamError, ImageError
+from dreamcli.errors import DreamError, ImageError, SettingsError
 from dreamcli.events import Note, OctaveDone, Report, Step, ignore
 from dreamcli.run_options import RunOptions
 
@@ -47,13 +47,18 @@ def dream(
     """
     settings = settings or Settings()
     options = options or RunOptions()
+    if goal is None and not settings.layers:
+        raise SettingsError(
+            "settings.layers is empty: name the model's modules to dream on (a network from "
+            "dreamcli.load_model fills in its default layer)"
+        )
     goal = goal or Activations(settings.layers)
     single = image.dim() == 3
     batch = image.unsqueeze(0) if single else image
     device = model_device(model)
     original = batch.to(device=device, dtype=torch.float32)
-    seed = settings.seeded().seed or 0  # config.Settings.seeded: the one place a missing seed is drawn
-    generator = torch.Generator().manual_seed(seed)
+    # No seed is drawn here: callers decide a missing one (config.Settings.seeded) and record it.
+    generator = torch.Generator().manual_seed(settings.seed if settings.seed is not None else STEADY_SEED)
 
     with LayerCapture(model, goal.layers) as capture:
         sizes = _plan(capture, device, original.shape[-2:], settings, report)

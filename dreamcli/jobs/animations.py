@@ -88,7 +88,7 @@ def zoom_frames(
     """Yield ``frames`` dreamed frames, each dreamed from the zoomed previous one."""
     # One seed for every frame: the jitter pattern stays steady, so nothing flickers
     # from frame to frame but what the zoom moves.
-    steady = settings.seeded(default=0)
+    steady = settings.seeded(steady=True)
     frame = start
     for _ in range(frames):
         frame = dream(model, frame, settings=steady, options=options, report=report)
@@ -232,7 +232,7 @@ def dream_video(
     if flow:
         require("cv2", "--flow")
     work = output.with_name(f".{output.name}.frames")
-    steady = settings.seeded(default=0)
+    steady = settings.seeded(steady=True)
     previous: tuple[torch.Tensor, torch.Tensor] | None = None  # (source frame, its dream)
     for index, frame in enumerate(decode_frames(source, settings.max_size), start=1):
         png = work / f"{index:06d}.png"
@@ -272,7 +272,7 @@ def _prepare_folder(path: Path) -> None:
 def run_zoom(model: Loaded, request: ZoomRequest, options: RunOptions, report: Report = ignore) -> Path:
     """Dream, zoom, dream again; write the frames as GIF, WebP, MP4 or a folder of PNGs."""
     # Animations keep one seed for every frame (0 unless given), so nothing flickers but what moves.
-    settings = request.settings.seeded(default=0)
+    settings = request.settings.seeded(steady=True)
     if request.photo is not None:
         image = read_image(request.photo, settings.max_size).rgb
     else:
@@ -307,7 +307,7 @@ def run_video(
     model: Loaded, request: VideoRequest, options: RunOptions, report: Report = ignore
 ) -> VideoInfo:
     """Dream every frame of the source into the output; the settings go into the MP4's comment."""
-    settings = request.settings.seeded(default=0)  # the same for a resumed run's frames
+    settings = request.settings.seeded(steady=True)  # the same for a resumed run's frames
     meta = dict(request.metadata, settings=settings.to_dict(), blend=request.blend, flow=request.flow)
     meta["input"] = request.source.name
     _prepare_folder(request.output)

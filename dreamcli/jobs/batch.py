@@ -1,7 +1,9 @@
-"""Dreaming many files, planned by ``dreamcli.jobs.outputs``: one by one, or same-size ones together.
+"""The per-picture pipeline: read, dream, write; one by one, or same-size files together.
 
-One bad file never stops the batch: each file ends as done, skipped or failed,
-and the caller hears about it through a callback.  Decoding the next image and
+The CLI's files, the page's uploads and the Ray workers' rows all come through
+here (``run.session.Session.dream_files``), planned by ``jobs.naming``.  One bad
+file never stops the batch: each file ends as done, skipped or failed, and the
+caller hears about it through a callback.  Decoding the next image and
 encoding the last one run in worker threads while the current one is dreamed.
 """
 
@@ -11,7 +13,6 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,8 +24,9 @@ from dreamcli.errors import EXIT_INTERRUPTED, DreamError, ImageError, describe
 from dreamcli.events import FileDone, FileStarted, Note, Report, Summary, ignore
 from dreamcli.io.atomic import claim, claim_path, release, release_all, remove_stale_parts
 from dreamcli.io.images import Picture, decode_image, fit, output_picture, to_pil, write_pil
-from dreamcli.jobs.outputs import Job, output_problem, triage
-from dreamcli.jobs.sheets import activation_map, heat_overlay
+from dreamcli.jobs.guides import activation_map, heat_overlay
+from dreamcli.jobs.inputs import Job
+from dreamcli.jobs.naming import heatmap_path, output_problem, triage
 from dreamcli.models import Loaded
 from dreamcli.run_options import RunOptions
 
@@ -54,9 +56,9 @@ class Batch:
     overwrite: bool = False
     metadata: dict[str, Any] = field(default_factory=dict)
     batch_size: int = 1  # same-size images dreamed together
-    guide: dict[str, Any] | None = None  # guide features (sheets.guide_for): Google's guided objective
+    guide: dict[str, Any] | None = None  # guide features (guides.guide_for): Google's guided objective
     heatmap: bool = False  # also write <output>_heatmap.png: where the first layer fires on the input
-    run_name: str | None = None  # a cluster run's name, in its temporaries' names (imageio.write_pil)
+    run_name: str | None = None  # a cluster run's name, in its temporaries' names (io.images.write_pil)
 
     def run(self, jobs: Sequence[Job]) -> Summary:
         summary = Summary()
@@ -172,7 +174,7 @@ class Batch:
                 error = f"cannot create {job.output.parent}: {exc.strerror or exc}"
                 self._finish(summary, _done(job, "failed", started, error), storage=True)
                 continue
-            meta = dict(self.metadata, settings=settings.to_dict(), input=job.source.name)
+            meta = dict(self.metadata, settings=settings.to_dict(), input=job.input_name)
             # At most one batch of writes in flight: each write overlaps the next dream, but a
             # slow disk must hold the loop back (or dreamed pictures pile up in memory), and a
             # full disk is then found after the same number of dreams on every run.
@@ -260,11 +262,6 @@ class Batch:
                     f"the batch stopped after {WRITE_FAILURES_TO_STOP} writes in a row failed "
                     f"(the last: {result.error}); free some space or fix the folder, then run again"
                 )
-
-
-def heatmap_path(output: Path) -> Path:
-    """The heat map written beside a dream: ``photo_dream.png`` -> ``photo_dream_heatmap.png``."""
-    return output.with_name(f"{output.stem}_heatmap.png")
 
 
 def _write_all(images, metadata: dict[str, Any], run: str | None) -> None:

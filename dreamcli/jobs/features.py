@@ -56,7 +56,7 @@ def run_features(
     model: Loaded, request: FeatureRequest, options: RunOptions, report: Report = ignore
 ) -> Path:
     """Make the picture (or the sheet) and write it, with its settings in its metadata."""
-    settings = request.settings.seeded(default=0)
+    settings = request.settings.seeded(steady=True)
     width, height = request.picture_size
     meta = dict(request.metadata, features=request.param, settings=applied(settings, request.param))
     meta["size"] = [width, height]

@@ -9,6 +9,7 @@ describes) import their modules when first used.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import importlib
@@ -18,7 +19,7 @@ from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlparse
 
-from dreamcli.config import Settings
+from dreamcli.config import LayerSpec, Settings
 from dreamcli.errors import SettingsError, brief
 from dreamcli.layers import LayerTable
 
@@ -70,6 +71,13 @@ class Network:
     @functools.cached_property
     def layers(self) -> LayerTable:
         return self.table if isinstance(self.table, LayerTable) else imported(self.table)()
+
+    def settings(self, base: Settings | None = None) -> Settings:
+        """``base`` (default: every default) for this network: its name, and its default layer
+        where ``base`` names none.  The one place the default layer is decided."""
+        base = base or Settings()
+        layers = base.layers or (LayerSpec.parse(self.default_layer),)
+        return dataclasses.replace(base, model=self.name, layers=layers)
 
     def build(self, state_dict: dict | None = None, *, seed: int = 0, source: str = "the weights"):
         return imported(self.builder)(state_dict, seed=seed, source=source)
@@ -130,5 +138,8 @@ class Loaded:
         return self.network.layers.resolve(name)
 
     def resolved(self, settings: Settings) -> Settings:
-        """``settings`` with each layer named as the module the engine captures."""
+        """``settings`` with each layer named as the module the engine captures (no layers: the
+        network's default layer)."""
+        if not settings.layers:
+            settings = dataclasses.replace(settings, layers=self.network.settings().layers)
         return settings.resolved(self.resolve)

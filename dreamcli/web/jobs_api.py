@@ -2,7 +2,7 @@
 
 Every input from the page is checked as the CLI checks a typed flag: presets
 only by a name on the list (never a path), layers against the network, settings
-through ``Settings.from_mapping``; an upload is decoded with the CLI's own
+through the run layer's ``Recipe`` (the CLI's own merge); an upload is decoded with the CLI's own
 limits before it is kept.  A refusal is one line: ``{"error": "..."}``.
 """
 
@@ -25,6 +25,8 @@ from dreamcli import presets as preset_files
 from dreamcli.config import FIELDS, Settings
 from dreamcli.errors import DreamError, SettingsError, describe
 from dreamcli.io.formats import IMAGE_EXTENSIONS
+from dreamcli.jobs.naming import download_name
+from dreamcli.run.recipe import Recipe
 from dreamcli.web import commands
 from dreamcli.web.work import Job, Upload, Work
 
@@ -56,7 +58,8 @@ def add_sample(work: Work) -> None:
 async def options(request: Request) -> Response:
     """What the page offers: presets, layers, the settings' ranges and defaults, the limits."""
     config = request.app.state.config
-    network = config.loaded.network
+    session = config.session
+    network = session.network
     found = []
     for name, where in preset_files.available(config.folders()).items():
         try:
@@ -74,9 +77,9 @@ async def options(request: Request) -> Response:
     return JSONResponse(
         {
             "version": __version__,
-            "model": config.loaded.label,
-            "device": config.options.device,
-            "precision": config.options.precision,
+            "model": session.loaded.label,
+            "device": session.device,
+            "precision": session.options.precision,
             "default_layer": network.default_layer,
             "layers": [row[0] for row in network.layers.rows()],
             "presets": found,
@@ -185,40 +188,33 @@ def _job(config: Any, work: Work, data: dict[str, Any]) -> Job:
     up = work.uploads.get(str(data.get("upload", "")))
     if up is None:
         raise Refused(404, "no such upload (it may have been forgotten); upload the photo again")
-    network = config.loaded.network
+    network = config.session.network
     preset = data.get("preset")
-    values: dict[str, Any] | None = None
-    if preset is not None:
-        known = preset_files.available(config.folders())
-        if not isinstance(preset, str) or preset not in known:
-            raise Refused(400, f"unknown preset {str(preset)[:40]!r}; pick one from the list")
-        values = preset_files.find(preset, config.folders()).values
-        if values.get("model", network.name) != network.name:
-            raise Refused(400, f"preset {preset} is for {values['model']}; this server runs {network.name}")
-    base = commands.base_settings(network, values)
+    if preset is not None and (
+        not isinstance(preset, str) or preset not in preset_files.available(config.folders())
+    ):
+        raise Refused(400, f"unknown preset {str(preset)[:40]!r}; pick one from the list")
     overrides = data.get("settings") or {}
     if not isinstance(overrides, dict) or set(overrides) - set(commands.EDITABLE):
         raise Refused(400, f"settings: give only {', '.join(commands.EDITABLE)}")
-    if overrides.get("max_size", 0) is None and base.max_size is not None:
-        overrides = {k: v for k, v in overrides.items() if k != "max_size"}  # the CLI cannot undo it
-    layers = data.get("layers")
-    if layers:
-        overrides = {**overrides, "layers": layers}
-    settings = Settings.from_mapping(overrides, base)
-    for spec in settings.layers:
-        try:
-            network.layers.check(spec)
-        except SettingsError as exc:
-            raise Refused(400, f"{exc} (model {network.name})") from None
+    layers = data.get("layers") or ()
+    recipe = Recipe(network.name, preset, overrides, layers, folders=tuple(config.preset_folders))
+    chosen = recipe.load_preset()
+    if chosen is not None and chosen.values.get("model", network.name) != network.name:
+        raise Refused(
+            400, f"preset {preset} is for {chosen.values['model']}; this server runs {network.name}"
+        )
+    resolved = recipe.resolve()
+    settings = resolved.settings
     if max(up.width, up.height) > config.max_size and (settings.max_size or 1 << 30) > config.max_size:
-        settings = dataclasses.replace(settings, max_size=config.max_size)
+        settings = dataclasses.replace(settings, max_size=config.max_size)  # the server's limit
     settings = settings.seeded()
     label = preset or ", ".join(str(spec) for spec in settings.layers)
     if preset and layers:
         label += " · " + ", ".join(str(spec) for spec in settings.layers)
-    download = commands.download_name(up.name, label, settings.seed)
+    download = download_name(up.name, label, settings.seed)
     words = commands.command_line(
-        settings, base, preset, None if up.sample else up.name, download, config.machine
+        settings, resolved.base, preset, None if up.sample else up.name, download, config.session.runtime
     )
     replaces = data.get("replaces")
     return Job(

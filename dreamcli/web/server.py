@@ -28,7 +28,8 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from dreamcli import presets as preset_files
-from dreamcli.web import commands, jobs_api
+from dreamcli.run.session import Session
+from dreamcli.web import jobs_api
 from dreamcli.web.work import Hub, Work
 
 log = logging.getLogger("dreamcli.web")
@@ -43,10 +44,7 @@ FAILED = "the server failed on this request; its terminal says why"
 class Config:
     """What ``dream serve`` hands the app: the network, how it runs, the limits."""
 
-    loaded: Any  # models.Loaded
-    options: Any  # RunOptions
-    metadata: dict[str, Any]
-    machine: commands.Machine
+    session: Session  # the network loaded, its run options and runtime: what every job shares
     host: str = "127.0.0.1"
     port: int = 8765
     max_size: int = 1024  # uploads with a longer side are dreamed shrunk to this (--max-size)
@@ -198,7 +196,7 @@ def make_app(config: Config) -> Guard:
         with tempfile.TemporaryDirectory(prefix="dreamcli-serve-") as folder:
             hub = Hub()
             hub.loop = asyncio.get_running_loop()
-            work = Work(config.loaded, config.options, config.metadata, Path(folder), hub)
+            work = Work(config.session, Path(folder), hub)
             app.state.config, app.state.hub, app.state.work = config, hub, work
             jobs_api.add_sample(work)
             try:

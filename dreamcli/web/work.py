@@ -4,7 +4,8 @@ One worker per server, so one job at a time on its device; the network stays
 loaded between jobs.  A job reports as it goes (``Hub``): every page listening
 hears of every job, so a second page sees the queue.  A job is cancelled from
 inside the engine's own report callback; its picture is written only once
-whole (``io.images.write_image``: atomic), so a stopped job leaves no file.
+whole (the session's pipeline, ``jobs.batch``, writes atomically), so a stopped job
+leaves no file.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from typing import Any
 
 from dreamcli.config import Settings
 from dreamcli.errors import DreamError, describe
-from dreamcli.events import Note, OctaveDone, Step
+from dreamcli.events import FileDone, Note, OctaveDone, Step
+from dreamcli.run.session import Session
 
 log = logging.getLogger("dreamcli.web")
 
@@ -133,9 +135,8 @@ class Hub:
 class Work:
     """Uploads and jobs, and the worker thread that dreams the jobs one at a time."""
 
-    def __init__(self, loaded: Any, options: Any, metadata: dict[str, Any], folder: Path, hub: Hub):
-        self.loaded, self.options, self.metadata = loaded, options, metadata
-        self.folder, self.hub = folder, hub
+    def __init__(self, session: Session, folder: Path, hub: Hub):
+        self.session, self.folder, self.hub = session, folder, hub
         (folder / "uploads").mkdir(exist_ok=True)
         (folder / "results").mkdir(exist_ok=True)
         self.uploads: dict[str, Upload] = {}
@@ -222,10 +223,9 @@ class Work:
             job.state = "running"
         self._tell(job)
         try:
-            rgb, alpha = self._dream(job)
+            self._dream(job)
             if job.cancel.is_set():
                 raise Cancelled
-            self._write(job, rgb, alpha)
             state, job.picture = "done", None  # the page shows the result now; memory is kept for it
         except Cancelled:
             state = "cancelled"
@@ -238,15 +238,15 @@ class Work:
             job.state, job.seconds = state, time.perf_counter() - started
         self._tell(job)
 
-    def _dream(self, job: Job):
-        from dreamcli.api import dream
-        from dreamcli.io.images import decode_image, fit
+    def _dream(self, job: Job) -> None:
+        """The job's picture, through the session's pipeline (the CLI's own): read, dream, write."""
+        from dreamcli.jobs.inputs import Job as File
 
-        picture = fit(decode_image(job.upload.path, job.settings.max_size), job.settings.max_size)
+        path = self.folder / "results" / f"{job.id}.png"
         last = [0.0]
 
         def report(event: Any) -> None:
-            if job.cancel.is_set():
+            if job.cancel.is_set() and not isinstance(event, FileDone):  # a file's end is always heard
                 raise Cancelled
             if isinstance(event, Step):
                 job.octave, job.octaves = event.octave, event.octaves
@@ -261,21 +261,14 @@ class Work:
             elif isinstance(event, Note):
                 job.notes.append(event.message)
 
-        rgb = dream(self.loaded, picture, settings=job.settings, options=self.options, report=report)
-        return rgb, picture.alpha
-
-    def _write(self, job: Job, rgb: Any, alpha: Any) -> None:
-        from dreamcli.io.images import write_image
-
-        path = self.folder / "results" / f"{job.id}.png"
-        metadata = dict(
-            self.metadata,
-            preset=job.preset,
-            guide=None,
-            settings=job.settings.to_dict(),
-            input=job.upload.name,
-        )
-        write_image(path, rgb, alpha, metadata)
+        file = File(job.upload.path, path, 1, name=job.upload.name)
+        summary = self.session.dream_files([file], job.settings, preset=job.preset, report=report)
+        done = summary.results[-1]
+        if job.cancel.is_set():  # cancelled while its picture was written: no file stays
+            path.unlink(missing_ok=True)
+            raise Cancelled
+        if done.status != "done":
+            raise DreamError(done.error or f"{job.upload.name} was {done.status}")
         job.result = path
 
 

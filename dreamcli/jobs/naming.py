@@ -1,10 +1,8 @@
-"""Planning: which files to dream and where each dream, sheet or animation goes.  No torch.
+"""Output names: where each dream, sheet, animation, heat map and download goes.  No torch.
 
-Planned before torch and the model load, so that a bad name template,
-colliding outputs or a run with nothing left to do is told at once.  Inside folders
-only image files are taken, and dreamcli's own earlier outputs (their metadata
-marks them) are left out unless asked for; files named directly are always
-tried, and a bad one fails with its own error.
+The one module that names outputs.  Planned before torch and the model load, so
+that a bad name template, colliding outputs or a run with nothing left to do is
+told at once.
 """
 
 from __future__ import annotations
@@ -15,13 +13,12 @@ import re
 import stat
 import string
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from dreamcli import models
 from dreamcli.config import Settings
 from dreamcli.errors import DreamError, SettingsError, brief
 from dreamcli.events import FileDone
-from dreamcli.io.atomic import is_ours
 from dreamcli.io.formats import (
     ANIMATIONS,
     DEFAULT_TEMPLATE,
@@ -30,96 +27,7 @@ from dreamcli.io.formats import (
     check_output,
     shown,
 )
-from dreamcli.io.metadata import is_dream
-
-
-@dataclass(frozen=True)
-class Job:
-    """One input file and where its dream goes."""
-
-    source: Path
-    output: Path
-    index: int  # 1-based position among all inputs (before sharding), for {index}
-
-
-@dataclass
-class Inputs:
-    """Files to dream, each with the folder it was found under (for ``-r`` structure)."""
-
-    files: list[tuple[Path, Path | None]] = field(default_factory=list)
-    not_images: list[Path] = field(default_factory=list)  # in folders, without an image extension
-    dreams: list[Path] = field(default_factory=list)  # in folders, written by dreamcli: left out
-    hidden: list[Path] = field(default_factory=list)  # hidden files in folders, not dreamcli's own
-    refused: list[FileDone] = field(default_factory=list)  # paths no file can have: they fail alone
-
-
-def collect_inputs(args: Sequence[str | Path], recursive: bool = False, dreams: bool = False) -> Inputs:
-    """Expand files and folders into image files, sorted by path within each folder.
-
-    Hidden files and folders are skipped; hidden files not of dreamcli's making
-    (``.NAME.part`` temporaries, ``.NAME.claim`` claims) are counted in
-    ``Inputs.hidden`` (the files inside hidden folders are not).  With ``dreams`` False, pictures dreamcli
-    wrote are left out of folders, so a second run does not dream its own
-    outputs; they are counted in ``Inputs.dreams``.  A file reached twice by
-    the same path is taken once; a link and its target are two inputs.
-    """
-    found = Inputs()
-    seen: set[str] = set()
-    for arg in args:
-        path = Path(arg)
-        if "\0" in str(arg):  # read from stdin without -0: a NUL cannot be in a file's name
-            reason = f"{path} holds a NUL byte; for NUL-separated paths on stdin add -0 (find -print0)"
-            found.refused.append(FileDone(path, path, "failed", error=reason))
-            continue
-        if not path.is_dir():
-            _add(found, seen, path, None)
-            continue
-        walker = path.rglob("*") if recursive else path.glob("*")
-        for child in sorted(walker):
-            parts = child.relative_to(path).parts
-            if any(part.startswith(".") for part in parts[:-1]):
-                continue  # inside a hidden folder (ours: .NAME.frames)
-            if child.is_dir():
-                continue
-            if parts[-1].startswith("."):
-                if not is_ours(parts[-1]):
-                    found.hidden.append(child)
-                continue
-            if child.suffix.lower() not in IMAGE_EXTENSIONS:
-                found.not_images.append(child)
-            elif not dreams and is_dream(child):
-                found.dreams.append(child)
-            else:
-                _add(found, seen, child, path)  # FIFOs and broken links fail alone, with their reason
-    return found
-
-
-def _add(found: Inputs, seen: set[str], path: Path, root: Path | None) -> None:
-    # abspath, not resolve: a symlink loop must not raise here, and a link is its own input.
-    key = os.path.abspath(path)
-    if key not in seen:
-        seen.add(key)
-        found.files.append((path, root))
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """``K/N`` -> (K, N) with 1 <= K <= N."""
-    k, slash, n = text.partition("/")
-    k, n = k.strip(), n.strip()
-    # isdecimal, not isdigit: "²" is a digit that int() refuses.
-    if not slash or not k.isdecimal() or not n.isdecimal() or not 1 <= int(k) <= int(n):
-        raise SettingsError(f"shard {brief(text)} is not valid: write K/N with 1 <= K <= N, e.g. 2/4")
-    return int(k), int(n)
-
-
-def take_shard(jobs: Sequence[Job], k: int, n: int) -> list[Job]:
-    """A stable 1/N share: the K-th of every N jobs in sorted-path order.
-
-    Every machine sorts the same paths the same way, so N shards cover every
-    job exactly once, and round-robin keeps the shares within one file in size.
-    """
-    ordered = sorted(jobs, key=lambda job: str(job.source))
-    return ordered[k - 1 :: n]
+from dreamcli.jobs.inputs import Inputs, Job, same_file
 
 
 def check_template(template: str) -> None:
@@ -149,13 +57,14 @@ def output_name(template: str, source: Path, index: int, preset: str | None, set
     """``template`` filled in for ``source``.  A folder (``/``) or a ``..`` in the result must
     come from the template as typed: a field's value (a file's stem, a preset name read from
     a picture) never puts the output in another folder."""
+    first = (settings.layers or models.get(settings.model).settings().layers)[0]  # none: the network's
     values = {
         "stem": source.stem,
         "ext": source.suffix.lstrip(".").lower(),
         "preset": preset or "custom",
-        "layer": str(settings.layers[0].name).replace("/", "-").replace(".", "-"),
+        "layer": str(first.name).replace("/", "-").replace(".", "-"),
         "index": index,
-        "channels": channel_text(settings.layers[0].channels),
+        "channels": channel_text(first.channels),
     }
     formatter = string.Formatter()
     pieces: list[tuple[str, bool]] = []  # (text, typed by the user)
@@ -335,13 +244,6 @@ def triage(jobs: Iterable[Job], overwrite: bool) -> tuple[list[Job], list[FileDo
     return todo, settled
 
 
-def same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
 # ---------------------------------------------------------------- one picture or animation
 
 
@@ -378,8 +280,13 @@ def video_output(source: Path, output: Path | None, into_folder: bool = False) -
     return single_output(output, into_folder, source.with_name(f"{source.stem}_dream.mp4"), {".mp4"})
 
 
-def one_photo(names: Sequence[str], command: str) -> Path:
-    """The one photo a command takes (a sheet, a zoom of a photo, a video)."""
-    if len(names) != 1:
-        raise SettingsError(f"dream {command} takes one PHOTO; got {len(names)}")
-    return Path(names[0])
+def heatmap_path(output: Path) -> Path:
+    """The heat map written beside a dream: ``photo_dream.png`` -> ``photo_dream_heatmap.png``."""
+    return output.with_name(f"{output.stem}_heatmap.png")
+
+
+def download_name(photo: str, label: str, seed: int | None) -> str:
+    """A page tile's download, ``coffee_eyes_123.png``: the photo's stem, the tile's style, its seed."""
+    stem = Path(photo).stem or "photo"
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in f"{stem}_{label}").lstrip("-.")
+    return f"{safe[:80]}_{seed}.png"

@@ -1,10 +1,11 @@
 """A batch spread over a Ray cluster with Ray Data: the same files, names and promises as a local run.
 
-The driver plans the jobs as a local run does (``plan``), reports the ones to
+The driver plans the jobs as a local run does (``jobs.naming``), reports the ones to
 skip, and hands the rest to Ray Data as rows.  Each Ray worker is an actor that
-loads the network once (one per GPU, or CPU workers where there is none) and
-runs every row it gets through the local ``batch.Batch``: the same decoding,
-seeds, metadata, atomic writes, skip-if-exists and per-file errors.  Results
+opens the driver's session once (``session.Runtime.open``: one per GPU, or CPU
+workers where there is none) and runs every row it gets through
+``Session.dream_files``, as a local run does: the same decoding, seeds,
+metadata, atomic writes, skip-if-exists and per-file errors.  Results
 stream back as ``FileDone`` events, so bars, ``--json`` lines, the summary and
 the exit code are a local run's.  A worker that dies is restarted by Ray and
 its rows run again; a row whose output was written before the death finds it
@@ -28,7 +29,8 @@ from typing import Any
 
 from dreamcli.errors import EXIT_INTERRUPTED, DreamError, SettingsError
 from dreamcli.events import FileDone, Report, Summary, ignore
-from dreamcli.jobs.outputs import Job
+from dreamcli.jobs.inputs import Job
+from dreamcli.run.session import Runtime
 
 INSTALL = "pip install 'dreamcli[ray]'"
 # Ray retries an unreachable head for minutes; a plain TCP connect answers in this many seconds.
@@ -51,15 +53,15 @@ def require_ray():
 
 @dataclass(frozen=True)
 class WorkerSpec:
-    """What every worker needs to dream as the local run would, in plain values."""
+    """The driver's request, in plain values: each worker opens the same session with it.
 
-    network: str
-    weights: str | None  # a path every node can read, or None for the download
+    ``runtime`` is the driver's ``Runtime`` as a dict (``device`` is resolved on each
+    worker: its GPU, if it has one; ``weights`` a path every node can read, or None
+    for the download); ``settings`` the resolved ``Settings`` as a dict."""
+
+    runtime: dict[str, Any]
     settings: dict[str, Any]
-    metadata: dict[str, Any]
-    device: str  # the --device flag, resolved on each worker (its GPU, if it has one)
-    precision: str
-    tile_size: int | None
+    preset: str | None
     reproducible: bool
     overwrite: bool
     batch_size: int
@@ -68,38 +70,28 @@ class WorkerSpec:
 
 
 class Worker:
-    """A Ray Data actor: the network loaded once, every row dreamed by a local ``Batch``."""
+    """A Ray Data actor: the session opened once, every row dreamed by ``Session.dream_files``."""
 
     def __init__(self, spec: dict):
         self.failure: str | None = None
+        self.spec = WorkerSpec(**spec)
         try:
-            self._load(WorkerSpec(**spec))
+            self._open()
         except DreamError as exc:  # no weights, no device...: each row fails with the reason
             self.failure = str(exc)  # (raised here, Ray would retry the actor and print its traceback)
 
-    def _load(self, spec: WorkerSpec) -> None:
+    def _open(self) -> None:
         import torch
 
         from dreamcli import models
         from dreamcli.config import Settings
-        from dreamcli.engine.devices import run_options
-        from dreamcli.jobs import batch
-        from dreamcli.models.loading import load
 
-        if spec.threads:
-            torch.set_num_threads(spec.threads)
-        options = run_options(spec.device, spec.precision, spec.tile_size, spec.reproducible)
-        loaded = load(models.get(spec.network), weights=spec.weights, device=options.device, progress=False)
-        metadata = dict(spec.metadata, model=loaded.label, device=options.device, precision=options.precision)
-        self.batch = batch.Batch(
-            loaded,
-            Settings.from_mapping(spec.settings),
-            options,
-            overwrite=spec.overwrite,
-            batch_size=spec.batch_size,
-            metadata=metadata,
-            run_name=spec.run,
-        )
+        if self.spec.threads:
+            torch.set_num_threads(self.spec.threads)
+        self.settings = Settings.from_mapping(self.spec.settings)
+        network = models.get(self.settings.model)
+        runtime = Runtime(**self.spec.runtime)
+        self.session = runtime.open(network, reproducible=self.spec.reproducible, progress=False)
 
     def __call__(self, rows: dict) -> dict:
         jobs = [
@@ -109,7 +101,15 @@ class Worker:
         if self.failure is not None:
             results = [FileDone(job.source, job.output, "failed", error=self.failure) for job in jobs]
         else:
-            results = self.batch.run(jobs).results
+            spec = self.spec
+            results = self.session.dream_files(
+                jobs,
+                self.settings,
+                preset=spec.preset,
+                overwrite=spec.overwrite,
+                batch_size=spec.batch_size,
+                run_name=spec.run,
+            ).results
         return {
             "source": [str(r.source) for r in results],
             "output": [str(r.output) for r in results],
@@ -247,7 +247,7 @@ def run(
     report: Report = ignore,
 ) -> Summary:
     """Dream ``jobs`` on the cluster; skipped and refused jobs are reported here, the rest by the workers."""
-    from dreamcli.jobs.outputs import triage
+    from dreamcli.jobs.naming import triage
 
     summary = Summary()
     todo, settled = triage(jobs, spec.overwrite)
