@@ -27,15 +27,15 @@ class Served:
 
 
 @contextmanager
-def running_server(weights_file: Path, **limits):
-    """Yield a ``Served`` server dreaming on the CPU in fp32, as the CLI's tests do."""
+def running_server(weights_file: Path, precision: str = "fp32", **limits):
+    """Yield a ``Served`` server dreaming on the CPU (in fp32 unless told), as the CLI's tests do."""
     import uvicorn
 
     from dreamcli import models
     from dreamcli.run.session import Runtime
     from dreamcli.web import server
 
-    runtime = Runtime("cpu", "fp32", weights=str(weights_file))
+    runtime = Runtime("cpu", precision, weights=str(weights_file))
     session = runtime.open(models.get("googlenet"), progress=False)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
