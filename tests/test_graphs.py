@@ -17,10 +17,11 @@ from torch import nn
 from dreamcli.config import LayerSpec, Settings
 from dreamcli.engine import cuda_graphs as graphs
 from dreamcli.engine.capture import LayerCapture
-from dreamcli.engine.objectives import Activations, ChannelPerImage, Guided, RandomAffine
+from dreamcli.engine.objectives import Activations, ChannelPerImage, Guided
 from dreamcli.engine.octaves import dream
 from dreamcli.engine.step_policy import _MEASURED, OUT_OF_MEMORY
 from dreamcli.engine.steps import gradient, step
+from dreamcli.engine.transforms import RandomAffine
 from dreamcli.events import Note
 from dreamcli.run_options import RunOptions
 

@@ -104,7 +104,8 @@ def test_out_of_memory_retries_in_tiles(net, monkeypatch):
 
 
 def test_tiles_match_for_per_image_channels_and_ignore_view_transforms(net):
-    from dreamcli.engine.objectives import ChannelPerImage, RandomAffine
+    from dreamcli.engine.objectives import ChannelPerImage
+    from dreamcli.engine.transforms import RandomAffine
 
     image = torch.rand(2, 3, 150, 230, generator=torch.Generator().manual_seed(3))
     goal = ChannelPerImage("inception3b", [5, 9])

@@ -8,8 +8,9 @@ from PIL import Image
 from dreamcli import models
 from dreamcli.config import LayerSpec, Settings
 from dreamcli.engine.capture import LayerCapture
-from dreamcli.engine.objectives import ChannelPerImage, Guided, RandomAffine, guide_features, objective
+from dreamcli.engine.objectives import ChannelPerImage, Guided, guide_features, objective
 from dreamcli.engine.octaves import dream
+from dreamcli.engine.transforms import RandomAffine
 from dreamcli.io.images import read_metadata
 from dreamcli.jobs.guides import activation_map, heat_overlay
 from dreamcli.jobs.sheets import contact_sheet

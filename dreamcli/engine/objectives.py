@@ -12,18 +12,16 @@
   whatever is there", and on a layer with no ReLU after it lets the optimiser
   make a channel strongly negative instead.  Whole layers stay squared.
 * Objectives add and scale (``a + 0.5 * b``).
-* ``RandomAffine``: small random scale and rotation before the network, which
+* ``transforms.RandomAffine``: small random scale and rotation before the network, which
   keeps dreams started from noise readable (as in lucent's transforms).
 """
 
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from dreamcli.config import LayerSpec
 from dreamcli.errors import SettingsError
@@ -91,7 +89,7 @@ def objective(
 class Objective:
     """What a dream raises: one value per image from the captured outputs of ``layers``.
 
-    ``transform`` (e.g. ``RandomAffine``) changes what the network sees at each
+    ``transform`` (e.g. ``transforms.RandomAffine``) changes what the network sees at each
     step.  Objectives combine: ``a + b`` raises both, ``0.5 * a`` weighs one.
     """
 
@@ -248,23 +246,6 @@ def guide_features(capture, guide_image: torch.Tensor) -> dict[str, torch.Tensor
     with torch.no_grad():
         outputs = capture(guide_image[None] if guide_image.dim() == 3 else guide_image)
     return {name: out[0].float().flatten(1) for name, out in outputs.items() if out.dim() == 4}
-
-
-class RandomAffine:
-    """A small random scale and rotation, differentiable, drawn from a CPU generator."""
-
-    def __init__(self, seed: int = 0, scale: tuple[float, float] = (0.95, 1.05), degrees: float = 5.0):
-        self.generator = torch.Generator().manual_seed(seed)
-        self.scale, self.degrees = scale, degrees
-
-    def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        u = torch.rand(2, generator=self.generator).tolist()
-        factor = self.scale[0] + (self.scale[1] - self.scale[0]) * u[0]
-        angle = math.radians((2 * u[1] - 1) * self.degrees)
-        cos, sin = math.cos(angle) / factor, math.sin(angle) / factor
-        theta = torch.tensor([[cos, -sin, 0.0], [sin, cos, 0.0]], dtype=image.dtype, device=image.device)
-        grid = F.affine_grid(theta.expand(image.shape[0], 2, 3), list(image.shape), align_corners=False)
-        return F.grid_sample(image, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
 class Direction(Objective):

@@ -104,7 +104,7 @@ def step(
     """One gradient-ascent step with jitter: roll, ascend, roll back, clamp to [0, 1].
 
     ``grad_fn`` is ``gradient`` or a ``tiling.TiledGradient`` for large images;
-    ``shape`` (``gradients.Shaping``) smooths or normalises the gradient first.
+    ``shape`` (``shaping.Shaping``) smooths or normalises the gradient first.
     """
     dy, dx = shift
     rolled = torch.roll(image, shifts=(dy, dx), dims=(-2, -1))

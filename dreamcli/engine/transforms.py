@@ -8,6 +8,8 @@ the same picture on every device.  ``STANDARD`` is Lucid's standard set
 al. 2023): several random crops of the picture, resized to one view, with a
 little noise.  A feature grows only when it survives them, which keeps the
 picture free of the high-frequency patterns a network also answers to.
+``RandomAffine`` is an objective's own transform (``Objective.transform``): it
+draws from its own seeded generator, ``(image) -> image``.
 """
 
 from __future__ import annotations
@@ -137,3 +139,20 @@ STANDARD = Compose(
         Jitter(4),
     )
 )
+
+
+class RandomAffine:
+    """A small random scale and rotation, differentiable, drawn from a CPU generator."""
+
+    def __init__(self, seed: int = 0, scale: tuple[float, float] = (0.95, 1.05), degrees: float = 5.0):
+        self.generator = torch.Generator().manual_seed(seed)
+        self.scale, self.degrees = scale, degrees
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        u = torch.rand(2, generator=self.generator).tolist()
+        factor = self.scale[0] + (self.scale[1] - self.scale[0]) * u[0]
+        angle = math.radians((2 * u[1] - 1) * self.degrees)
+        cos, sin = math.cos(angle) / factor, math.sin(angle) / factor
+        theta = torch.tensor([[cos, -sin, 0.0], [sin, cos, 0.0]], dtype=image.dtype, device=image.device)
+        grid = F.affine_grid(theta.expand(image.shape[0], 2, 3), list(image.shape), align_corners=False)
+        return F.grid_sample(image, grid, mode="bilinear", padding_mode="reflection", align_corners=False)

@@ -21,8 +21,9 @@ import torch
 
 from dreamcli.config import LayerSpec, Settings
 from dreamcli.engine.featurevis import Pictures, feature_pictures
-from dreamcli.engine.objectives import Activations, ChannelPerImage, Objective, RandomAffine
+from dreamcli.engine.objectives import Activations, ChannelPerImage, Objective
 from dreamcli.engine.octaves import dream
+from dreamcli.engine.transforms import RandomAffine
 from dreamcli.events import FileStarted, Report, ignore
 from dreamcli.io.images import write_image, write_pil
 from dreamcli.jobs.requests import FeatureRequest
