@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import click
@@ -75,15 +74,8 @@ def _features(ctx: click.Context, params: dict[str, Any]) -> int:
         raise click.UsageError("--alpha needs --param fft or maco: pixel pictures have no transparency map")
     chosen = common.chosen_settings(ctx, params, fields=("octaves", "iterations", "step_size", "seed"))
     settings = chosen.settings  # --class too: the run layer makes it a logits layer
-    if params["classes"]:
-        template = naming.default_template(classes=params["classes"]).replace("{stem}_", "features_")
-    else:
-        template = (
-            "features_{layer}-{channels}.png" if settings.layers[0].channels else "features_{layer}.png"
-        )
-    name = naming.output_name(template, Path("features"), 1, chosen.preset_name, settings)
     output, into_folder = common.output_path(params["output"])
-    path = naming.single_output(output, into_folder, Path(name))
+    path = naming.features_output(output, into_folder, settings, params["classes"], chosen.preset_name)
     machine = Machine.of(params)
     if machine.kept(path, params["overwrite"]):
         return 0

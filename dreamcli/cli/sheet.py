@@ -62,8 +62,7 @@ def _sheet(ctx: click.Context, params: dict[str, Any]) -> int:
         machine.say(f"Dreaming the {common.SAMPLE_CREDIT}")
     photo = inputs.one_photo(names, "sheet")
     output, into_folder = common.output_path(params["output"])
-    folder = Path(".") if params["sample"] else photo.parent  # not inside the package
-    path = naming.single_output(output, into_folder, folder / f"{photo.stem}_sheet.png")
+    path = naming.sheet_output(output, into_folder, photo, here=params["sample"])
     variants: list = []
     channels = None
     if params.get("sweep"):

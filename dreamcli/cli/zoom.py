@@ -100,9 +100,7 @@ def _zoom(ctx: click.Context, params: dict[str, Any]) -> int:
     if photo is None and common.typed(ctx, "max_size"):
         raise click.BadParameter("shrinks a photo; a zoom from noise takes --size", param_hint="--max-size")
     output, into_folder = common.output_path(params["output"])
-    if params["sample"] and output is None:
-        output = Path("sample_zoom.gif")  # here, not inside the package
-    path = naming.zoom_output(output, into_folder, photo)
+    path = naming.zoom_output(output, into_folder, photo, here=params["sample"])
     if machine.kept(path, params["overwrite"]):
         return 0
     from dreamcli.jobs.animations import run_zoom

@@ -265,13 +265,35 @@ def single_output(
     return path
 
 
-def zoom_output(output: Path | None, into_folder: bool, photo: Path | None) -> Path:
+def zoom_output(output: Path | None, into_folder: bool, photo: Path | None, here: bool = False) -> Path:
     """A zoom's file (gif, webp, mp4), or with ``-o frames/`` (or any name without an
-    extension) a folder of numbered PNG frames."""
-    default = (photo.parent / f"{photo.stem}_zoom.gif") if photo else Path("noise_zoom.gif")
+    extension) a folder of numbered PNG frames.  ``here``: beside no photo, in the current
+    folder (the sample photo lies inside the package)."""
+    folder = Path(".") if here or photo is None else photo.parent
+    default = folder / (f"{photo.stem}_zoom.gif" if photo else "noise_zoom.gif")
     if output is not None and (into_folder or output.suffix == ""):
         return output  # the folder of frames itself
     return single_output(output, into_folder, default, {*ANIMATIONS, ""})
+
+
+def sheet_output(output: Path | None, into_folder: bool, photo: Path, here: bool = False) -> Path:
+    """A contact sheet: ``PHOTO_sheet.png`` beside the photo (``here``: in the current folder)."""
+    folder = Path(".") if here else photo.parent
+    return single_output(output, into_folder, folder / f"{photo.stem}_sheet.png")
+
+
+def features_output(
+    output: Path | None, into_folder: bool, settings: Settings, classes: Sequence[str], preset: str | None
+) -> Path:
+    """A feature picture: ``features_LAYER.png`` (``-CHANNELS``, or ``_class-NAME``) here."""
+    if classes:
+        template = default_template(classes=classes).replace("{stem}_", "features_")
+    elif settings.layers and settings.layers[0].channels:
+        template = "features_{layer}-{channels}.png"
+    else:
+        template = "features_{layer}.png"
+    name = output_name(template, Path("features"), 1, preset, settings)
+    return single_output(output, into_folder, Path(name))
 
 
 def video_output(source: Path, output: Path | None, into_folder: bool = False) -> Path:
