@@ -102,3 +102,36 @@ def cli_invoker(weights_file, *flags: str, catch_exceptions: bool = False):
 @pytest.fixture
 def photo(tmp_path):
     return save_photo(tmp_path / "photo.png")
+
+
+# The tiniest dream: one octave, one step, an early layer.  The tests of bad input and faults
+# (``faults.py``) run the CLI with it.
+TINY = ["--octaves", "1", "--iterations", "1", "--layer", "conv2/3x3", "--seed", "0"]
+
+
+@pytest.fixture
+def tiny(weights_file):
+    """``dream ARGS`` with the tiniest dream; exceptions propagate."""
+    return cli_invoker(weights_file, *TINY)
+
+
+@pytest.fixture
+def tiny_caught(weights_file):
+    """``dream ARGS`` with the tiniest dream; an exception is kept in the result (for checks)."""
+    return cli_invoker(weights_file, *TINY, catch_exceptions=True)
+
+
+@pytest.fixture
+def tiny_quiet(weights_file):
+    """``dream ARGS -q`` (``tiny=False``: without the tiniest dream's flags; ``weights=False``:
+    without --weights); an exception is kept in the result."""
+    from click.testing import CliRunner
+
+    from dreamcli.cli import main
+
+    def invoke(*args, tiny=True, weights=True):
+        argv = [str(a) for a in args] + (["--weights", str(weights_file)] if weights else [])
+        argv += [*TINY, "-q"] if tiny else ["-q"]
+        return CliRunner().invoke(main, argv, catch_exceptions=True)
+
+    return invoke

@@ -1,17 +1,27 @@
 """The dream command through Click's CliRunner: one image in, one dream out."""
 
+import base64
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 import urllib.error
 
 import pytest
 import torch
 from click.testing import CliRunner
+from faults import HELD_DREAM, POSIX, TINY, clean, dream_process, errors, flag_values, photos
+from hypothesis import HealthCheck, given, settings
 from PIL import Image
 
+from dreamcli import presets
 from dreamcli.cli import main
+from dreamcli.errors import SettingsError
 from dreamcli.io.images import read_metadata
 
-from conftest import save_photo
+from conftest import cli_invoker, save_photo
 
 FAST = ["--octaves", "2", "--iterations", "2", "--layer", "inception_3b", "--seed", "1"]
 
@@ -327,3 +337,267 @@ def test_the_readme_python_api_example_runs(tmp_path, monkeypatch, net):
     assert 'Settings(layers=["inception_3a"]' in code
     exec(compile(code, "README.md", "exec"), {})
     assert Image.open(tmp_path / "out.png").size == (64, 48)
+
+
+def test_one_input_with_an_existing_output_says_so_before_loading_torch(tmp_path, weights_file):
+    photo = save_photo(tmp_path / "p.png", 40, 32)
+    (tmp_path / "p_dream.png").write_bytes(b"an earlier result")
+    code = (
+        "import sys\nfrom dreamcli.cli import main\n"
+        f"try:\n    main({[str(photo), '--weights', str(weights_file)]!r})\n"
+        "except SystemExit as exit:\n    print('exit', exit.code)\n"
+        "print('torch loaded:', 'torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["exit", "0", "torch", "loaded:", "False"], out
+    assert out.stderr.strip() == f"Skipped {tmp_path / 'p_dream.png'} (exists; --overwrite replaces it)"
+
+
+def test_the_two_skipped_wordings_are_one(tiny, tmp_path):
+    photo = save_photo(tmp_path / "p.png", 40, 32)
+    (tmp_path / "p_dream.png").write_bytes(b"x")
+    (tmp_path / "p_sheet.png").write_bytes(b"x")
+    single = tiny(photo).output.strip()
+    view = tiny("sheet", photo, "--presets", "classic").output.strip()
+    assert single == f"Skipped {tmp_path / 'p_dream.png'} (exists; --overwrite replaces it)"
+    assert view == f"Skipped {tmp_path / 'p_sheet.png'} (exists; --overwrite replaces it)"
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--layer", "inception_4c[9999]"], "layer 'inception_4c' has 512 channels (0-511); channel 9999"),
+        (["--guide", "nowhere.png"], "nowhere.png is not a file"),
+        (["--name", "{stem:d}.png"], "output name template '{stem:d}.png' is not valid"),
+        (["--shard", "²/2"], "shard '²/2' is not valid"),
+        (["zoom", "--size", "64x64"], "--size: sets the size of a zoom from noise"),
+    ],
+)
+def test_what_can_be_checked_before_the_model_loads_exits_2_at_once(tmp_path, args, fragment):
+    photo = save_photo(tmp_path / "p.png", 40, 32)
+    # No weights anywhere: loading the model first would end in a weights error (exit 1).
+    command = [args.pop(0)] if args[0] == "zoom" else []
+    result = cli_invoker(tmp_path / "no-weights.pth")(*command, photo, *args)
+    assert result.exit_code == 2, result.output
+    assert len(result.output.strip().splitlines()) == 1 and fragment in result.output
+
+
+def test_size_with_an_exotic_digit_is_a_usage_error(tiny):
+    result = tiny("features", "--size", "²x16")
+    assert (
+        result.exit_code == 2 and "write WIDTHxHEIGHT" in result.output and "Traceback" not in result.output
+    )
+
+
+def test_usage_errors_are_one_line_with_one_form_of_option_name(weights_file, tmp_path):
+    photo = save_photo(tmp_path / "p.png", 40, 32)
+    tiny = cli_invoker(weights_file)
+    for args, fragment in (
+        (["--octaves", "0"], "Error: Invalid value for --octaves: 0 is out of range; use 1-20"),
+        (["--layer", "inception_9z"], "Error: Invalid value for --layer: unknown layer 'inception_9z'"),
+        (["--batch-size", "0"], "Error: Invalid value for --batch-size: 0 is out of range; use 1-1024"),
+    ):
+        result = tiny(photo, *args)
+        assert result.exit_code == 2
+        assert result.output.splitlines() == [result.output.strip()] and result.output.startswith(fragment)
+
+
+def test_stdin_keeps_spaces_and_takes_nul_separated_names(tiny, tmp_path):
+    folder = photos(tmp_path / "in", " lead.png", "trail.png ", "new\nline.png")
+    out = tmp_path / "out"
+    lines = f"{folder / ' lead.png'}\n{folder / 'trail.png '}\r\n"
+    assert tiny("-", "-o", out, input=lines).exit_code == 0
+    assert sorted(os.listdir(out)) == [" lead_dream.png", "trail_dream.png"]
+    newline = folder / "new\nline.png"
+    names = f"{newline}\0".encode()
+    result = tiny("-", "-0", "-o", out, input=names)
+    assert result.exit_code == 0 and "new\nline_dream.png" in os.listdir(out)
+
+
+@POSIX
+def test_names_that_are_not_utf8_or_hold_newlines_map_back_from_errors_and_json(tiny, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    odd = os.fsdecode(b"caf\xe9\nbad.png")
+    (folder / odd).write_text("not an image")
+    result = tiny(folder, "-o", tmp_path / "out", "--json")
+    assert result.exit_code == 1
+    (record,) = map(json.loads, result.stdout.splitlines())
+    assert base64.b64decode(record["input_bytes"]) == os.fsencode(str(folder / odd))  # the exact bytes
+    assert record["input"].endswith("/in/caf\ufffd\nbad.png")  # strict JSON: no lone surrogate
+    (line,) = errors(result)  # one line, with the name quoted as bash would
+    assert line.startswith("Error: $'/") and "/in/caf\\xe9\\x0abad.png' is not an image" in line
+
+
+@POSIX
+def test_sigterm_stops_like_ctrl_c_with_exit_143(tmp_path, weights_file):
+    folder = photos(tmp_path / "in", *[f"p{i}.png" for i in range(30)])
+    out = tmp_path / "out"
+    proc = dream_process(
+        folder,
+        "-o",
+        out,
+        "--weights",
+        weights_file,
+        "--octaves",
+        "1",
+        "--iterations",
+        "3",
+        "--layer",
+        "inception_4c",
+        "--seed",
+        "0",
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 120
+    while not (out.exists() and any(out.glob("*.png"))) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert out.exists() and any(out.glob("*.png")), (
+        "no output within 120 s: the signal would land in start-up"
+    )
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "Interrupted: finished files are kept" in err and "Traceback" not in err
+    left = os.listdir(out)
+    assert all(name.endswith("_dream.png") for name in left), left  # no .part, no claim left
+
+
+@POSIX
+def test_json_into_head_keeps_the_run_and_its_exit_code(tmp_path, weights_file):
+    folder = photos(tmp_path / "in", *[f"p{i}.png" for i in range(8)])
+    release = tmp_path / "release"
+    argv = [folder, "-o", tmp_path / "out", "--json", "--weights", weights_file, *TINY]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HELD_DREAM, release, *map(str, argv)],
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        # Buffered, as in a user's shell: each JSON line must be flushed as it is made.
+        env={k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"},
+    )
+    first = proc.stdout.readline()
+    assert proc.poll() is None  # the line came as soon as its file was done, not at exit
+    release.touch()
+    proc.stdout.close()  # what head -1 does after its line
+    err = proc.stderr.read()
+    proc.wait(timeout=120)
+    assert json.loads(first)["status"] == "done"
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "Exception ignored" not in err
+    assert len(os.listdir(tmp_path / "out")) == 8
+
+
+def test_help_fits_a_screen_and_help_all_has_every_option(tiny):
+    short = tiny("--help").output
+    assert len(short.splitlines()) <= 60
+    assert "More options" in short and "--heatmap" in short and "--tile-size" in short
+    assert all(
+        f"  {command} " in short for command in ("sheet", "zoom", "video", "features", "atlas", "list")
+    )
+    full = tiny("--help-all").output
+    for section in ("Dreaming", "Pictures", "Per file", "Running", "Many files"):
+        assert f"{section} options:" in full
+    assert "Range: 1-1024." in full and "<=" not in full  # one way to write a range
+
+
+def test_shell_completion_offers_presets_and_layers():
+    from click.testing import CliRunner
+
+    from dreamcli.cli import main
+
+    def complete(words: str) -> list[str]:
+        env = {
+            "_DREAM_COMPLETE": "bash_complete",
+            "COMP_WORDS": words,
+            "COMP_CWORD": str(len(words.split()) - 1),
+        }
+        result = CliRunner().invoke(main, [], env=env, prog_name="dream")
+        return [line.split(",", 1)[1] for line in result.output.splitlines()]
+
+    assert "eyes" in complete("dream --preset ey")
+    assert {"inception_4c", "inception_4c/3x3_reduce"} <= set(complete("dream --layer inception_4c"))
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--octaves", "9" * 400],
+        ["--octave-scale", "9" * 400],
+        ["--layer", "inception_4c[0-99999999999]"],
+        ["--layer", "inception_4c[0-9999999]"],
+        ["--layer", "inception_4c[0-70000]"],
+    ],
+    ids=["octaves", "octave-scale", "channels", "channels-middle", "channels-over-cap"],
+)
+def test_huge_numbers_are_usage_errors(weights_file, tmp_path, flags):
+    photo = save_photo(tmp_path / "p.png", 40, 32)
+    result = cli_invoker(weights_file, catch_exceptions=True)(photo, *flags)
+    output = clean(result, 2)
+    assert len(output.strip().splitlines()[-1]) < 300
+    if "[" in flags[1]:
+        assert "over 65535" in output  # refused before a list of that many channels is made
+
+
+def test_json_lines_are_strict_json_and_give_back_the_bytes(tiny_caught, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    name = os.fsdecode(b"caf\xe9.png")
+    save_photo(folder / name, 40, 32, format="PNG")
+    save_photo(folder / "plain.png", 40, 32)
+    output = tiny_caught(folder, "-o", tmp_path / "out", "--json", "-q").stdout
+    records = [json.loads(line) for line in output.splitlines()]
+    assert len(records) == 2
+    for record in records:
+        for key in ("input", "output"):
+            record[key].encode("utf-8")  # no lone surrogates: any strict parser reads it
+    odd = next(r for r in records if "input_bytes" in r)
+    assert odd["input"].endswith("caf\ufffd.png")
+    assert base64.b64decode(odd["input_bytes"]) == os.fsencode(folder / name)
+    assert base64.b64decode(odd["output_bytes"]) == os.fsencode(
+        tmp_path / "out" / os.fsdecode(b"caf\xe9_dream.png")
+    )
+    plain = next(r for r in records if "input_bytes" not in r)
+    assert "output_bytes" not in plain and plain["input"] == str(folder / "plain.png")
+
+
+def test_a_huge_unknown_layer_name_is_cut_in_its_message(tiny_caught, tmp_path):
+    path = tmp_path / "long.yaml"
+    path.write_text(f"layers: [{'x' * 50_000}]\nmodel: {'g' * 10_000}\n")
+    with pytest.raises(SettingsError) as info:
+        presets.load(path)
+    assert "unknown model" in str(info.value) and len(str(info.value)) < 500
+    path.write_text(f"layers: [{'x' * 50_000}]\n")
+    output = clean(
+        tiny_caught(save_photo(tmp_path / "p.png", 40, 32), "--preset", path, "--layer", "x" * 50_000), 2
+    )
+    assert "unknown layer" in output and len(output) < 1000
+
+
+def test_ctrl_c_during_a_single_image(tiny_quiet, tmp_path, monkeypatch):
+    src = save_photo(tmp_path / "a.png", 40, 32)
+    import dreamcli.jobs.batch
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dreamcli.jobs.batch, "dream", interrupted)
+    result = tiny_quiet(src)
+    assert result.exit_code == 130
+    assert os.listdir(tmp_path) == ["a.png"]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(values=flag_values)
+def test_random_settings_never_give_a_traceback(weights_file, tmp_path, values):
+    src = tmp_path / "p.png"
+    if not src.exists():
+        save_photo(src, 40, 32)
+    args = [str(src), "-o", str(tmp_path / "o.png"), "--overwrite", "--weights", str(weights_file), "-q"]
+    for flag, value in values.items():
+        args += [flag, str(value)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code in (0, 1, 2), (args, result.output)
+    assert result.exception is None or isinstance(result.exception, SystemExit), (args, result.exception)
+    if result.exit_code:
+        assert "Error:" in result.output, result.output

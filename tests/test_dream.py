@@ -1,7 +1,10 @@
 import itertools
 
+import numpy as np
 import pytest
 import torch
+from faults import clean, one_error_line, photos_in
+from PIL import Image
 from torch import nn
 
 from dreamcli.config import LayerSpec, Settings
@@ -294,3 +297,35 @@ def test_a_goal_reads_its_own_layers_whatever_the_settings_say(net):
         before = objective(capture(image[None]), [LayerSpec("inception4a")])
         after = objective(capture(out[None]), [LayerSpec("inception4a")])
     assert after > 1.5 * before
+
+
+def test_a_dream_that_turns_non_finite_fails_that_file(tiny_caught, tmp_path, monkeypatch):
+    import dreamcli.engine.octaves as octaves
+
+    real = octaves.StepPolicy.octave
+
+    def poisoned(self, image, *args, **kwargs):
+        return real(self, image, *args, **kwargs) * float("nan")
+
+    monkeypatch.setattr(octaves.StepPolicy, "octave", poisoned)
+    folder = photos_in(tmp_path / "in", "a.png", "b.png")
+    output = clean(tiny_caught(folder, "-o", tmp_path / "out", "-q"), 1)
+    assert output.count("Error:") == 2 and "NaN or infinity at octave 1" in output
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize(("width", "height"), [(1, 1), (7, 3)])
+def test_tiny_images_get_a_too_small_error(tiny_quiet, tmp_path, width, height):
+    src = tmp_path / f"tiny{width}x{height}.png"
+    Image.new("RGB", (width, height), (10, 200, 30)).save(src)
+    result = tiny_quiet(src, "--layer", "inception_4c", "--iterations", "1", tiny=False)
+    assert result.exit_code == 1
+    one_error_line(result, src.name, f"{width}x{height} px, too small", "at least")
+
+
+def test_extreme_aspect_ratio_adapts_the_octave_plan(tiny_quiet, tmp_path):
+    src = tmp_path / "strip.png"
+    Image.fromarray(np.tile(np.arange(16, dtype=np.uint8)[:, None, None] * 8, (1, 2000, 3))).save(src)
+    result = tiny_quiet(src, "--layer", "inception_4c", "--iterations", "1", "--octaves", "4", tiny=False)
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "strip_dream.png").size == (2000, 16)

@@ -9,8 +9,10 @@ from PIL import Image
 
 from dreamcli.config import LayerSpec, Settings
 from dreamcli.engine import transforms as tf
-from dreamcli.engine.featurevis import feature_pictures, visualize
-from dreamcli.engine.objectives import Activations, ChannelPerImage, Direction
+from dreamcli.engine.capture import LayerCapture
+from dreamcli.engine.featurevis import Spectrum, feature_pictures, visualize
+from dreamcli.engine.objectives import Activations, ChannelPerImage, Direction, objective
+from dreamcli.io.images import read_metadata
 from tests.conftest import cli_invoker
 
 
@@ -93,3 +95,39 @@ def test_dream_features_maco_writes_the_picture_and_its_alpha(weights_file, tmp_
     refused = run("features", "--param", "pixel", "--alpha", "-o", tmp_path / "p.png")
     assert refused.exit_code == 2 and "--alpha needs --param fft or maco" in refused.output
     assert not (tmp_path / "p.png").exists()
+
+
+def test_the_spectrum_is_a_valid_picture_and_visualize_raises_the_objective(net):
+    picture = Spectrum(2, 40, 56, torch.Generator().manual_seed(0), "cpu")().detach()
+    assert picture.shape == (2, 3, 40, 56) and float(picture.min()) > 0 and float(picture.max()) < 1
+    settings = Settings(layers=["inception3b"], octaves=1, iterations=2, seed=0)  # 16 Adam steps
+    out = visualize(net, (48, 48), settings=settings)
+    start = Spectrum(1, 48, 48, torch.Generator().manual_seed(0), "cpu")().detach()
+    with LayerCapture(net, ["inception3b"]) as capture:
+        before = float(objective(capture(start), Activations(["inception3b"]).specs))
+        after = float(objective(capture(out), Activations(["inception3b"]).specs))
+    assert after > 1.5 * before
+
+
+def test_param_fft_makes_feature_pictures_from_noise(weights_file, tmp_path):
+    run = cli_invoker(weights_file, "--octaves", "1", "--iterations", "1", "--layer", "inception_3b", "-q")
+    assert run("features", "--size", "64x64", "--param", "fft", "-o", tmp_path / "f.png").exit_code == 0
+    assert run("features", "--size", "64x64", "--param", "pixel", "-o", tmp_path / "p.png").exit_code == 0
+    fft, pixel = (np.asarray(Image.open(tmp_path / n), dtype=float) for n in ("f.png", "p.png"))
+    assert fft.shape == pixel.shape == (64, 64, 3) and np.abs(fft - pixel).mean() > 5
+    assert read_metadata(tmp_path / "f.png")["features"] == "fft"
+    grid = run(
+        "features", "--layer", "inception_3b[0-1]", "--each", "--size", "32x32", "-o", tmp_path / "g.png"
+    )
+    assert grid.exit_code == 0, grid.output
+    assert Image.open(tmp_path / "g.png").size[0] == 2 * 160  # two tiles side by side
+
+
+def test_a_feature_picture_records_only_the_settings_it_used(weights_file, tmp_path):
+    run = cli_invoker(weights_file, "--octaves", "1", "--iterations", "1", "--size", "32x32", "-q")
+    assert run("features", "--preset", "silky", "-o", tmp_path / "f.png").exit_code == 0
+    recorded = read_metadata(tmp_path / "f.png")["settings"]
+    assert "smooth" not in recorded and "lapnorm" not in recorded and "jitter" not in recorded  # not applied
+    assert recorded["layers"] == ["inception_4c"] and recorded["seed"] == 0
+    assert run("features", "--preset", "silky", "--param", "pixel", "-o", tmp_path / "p.png").exit_code == 0
+    assert read_metadata(tmp_path / "p.png")["settings"]["smooth"] == 2.0  # DeepDream's steps use it

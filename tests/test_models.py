@@ -3,11 +3,14 @@ import urllib.error
 
 import pytest
 import torch
+from faults import TINY, _save_state, errors
 
 from dreamcli import models
 from dreamcli.engine.devices import select_device
 from dreamcli.errors import SettingsError, WeightsError
 from dreamcli.models.loading import load
+
+from conftest import cli_invoker, save_photo
 
 
 def load_googlenet(weights, progress=True):
@@ -189,3 +192,61 @@ def test_no_free_memory_is_a_budget_of_zero_not_a_usage_error(monkeypatch):
 
     monkeypatch.setattr(devices, "free_memory", lambda device: 0)
     assert devices.run_options("cpu").memory == 0  # the engine then refuses with --max-size advice
+
+
+def test_torch_downloading_line_stays_off_stdout(tmp_path, monkeypatch):
+    import urllib.error
+
+    import torch
+    from click.testing import CliRunner
+
+    from dreamcli.cli import main
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(
+        torch.hub,
+        "download_url_to_file",
+        lambda *a, **k: (_ for _ in ()).throw(urllib.error.URLError("offline")),
+    )
+    photo = save_photo(tmp_path / "p.png", 40, 32)
+    result = CliRunner().invoke(main, [str(photo), "--json", *TINY])
+    assert result.exit_code == 1
+    assert result.stdout == ""  # --json's stream carries JSON only
+    assert "Downloading" in result.stderr
+    quiet = CliRunner().invoke(main, [str(photo), "-q", *TINY])
+    assert "Downloading" not in quiet.output
+
+
+def test_a_text_file_as_weights_says_what_it_is(tmp_path, photo):
+    (tmp_path / "notes.pth").write_text("just some text, no tensors\n")
+    result = cli_invoker(tmp_path / "notes.pth")(photo)
+    (line,) = errors(result)
+    assert "notes.pth cannot be loaded safely (" in line and ": " in line.split("safely (", 1)[1]
+
+
+def test_nan_weights_are_refused_at_load_with_the_key(net, tmp_path):
+    from dreamcli import load_model
+
+    def poison(k, v):
+        return v * float("nan") if k == "conv1.conv.weight" else v
+
+    path = _save_state(net, tmp_path / "nan.pth", poison)
+    with pytest.raises(WeightsError, match=r"conv1\.conv\.weight holds NaN"):
+        load_model("googlenet", device="cpu", weights=path)
+
+
+def test_integer_weights_name_the_dtype_and_half_weights_work(net, tmp_path):
+    from dreamcli import load_model
+
+    def to_int(k, v):
+        return v.to(torch.int32) if k == "conv1.conv.weight" else v
+
+    path = _save_state(net, tmp_path / "int.pth", to_int)
+    with pytest.raises(WeightsError, match=r"conv1\.conv\.weight holds int32"):
+        load_model("googlenet", device="cpu", weights=path)
+    for dtype in (torch.float16, torch.bfloat16):
+        path = _save_state(
+            net, tmp_path / "half.pth", lambda k, v, d=dtype: v.to(d) if v.is_floating_point() else v
+        )
+        loaded = load_model("googlenet", device="cpu", weights=path)
+        assert all(p.dtype == torch.float32 for p in loaded.module.parameters())

@@ -1,16 +1,23 @@
 """Presets: every shipped style runs; precedence, user folders and validation via the CLI."""
 
+import json
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
+from faults import FUZZ, dream_metadata, png_with_text, preset_text
+from hypothesis import given
 from PIL import Image
 
 from dreamcli import presets
 from dreamcli.cli import main
+from dreamcli.errors import SettingsError
 from dreamcli.io.images import read_metadata
 
-from conftest import save_photo
+from conftest import cli_invoker, save_photo
 
 SHIPPED = sorted(p.stem for p in presets.builtin_folder().glob("*.yaml"))
 
@@ -137,3 +144,95 @@ def test_unknown_preset_name_suggests_and_names_cannot_escape(tmp_path):
     result = cli("--preset", "../../etc/passwd", "--show-settings")
     assert result.exit_code == 2
     assert "root:" not in result.output
+
+
+def test_preset_from_a_picture_reproduces_it(tiny, tmp_path, weights_file):
+    photo = save_photo(tmp_path / "p.png", 40, 32)
+    assert tiny(photo, "-o", tmp_path / "first.png", "--seed", "7", "--jitter", "5").exit_code == 0
+    plain = cli_invoker(weights_file)  # no flags: every setting from the picture
+    assert plain(photo, "--preset", tmp_path / "first.png", "-o", tmp_path / "again.png").exit_code == 0
+    first = Image.open(tmp_path / "first.png")
+    assert first.tobytes() == Image.open(tmp_path / "again.png").tobytes()
+    assert tiny(photo, "--preset", photo).exit_code == 2  # a photo holds no settings: said so
+
+
+def test_show_settings_says_what_the_flags_changed_in_the_preset(weights_file):
+    import yaml
+
+    shown = yaml.safe_load(
+        cli_invoker(weights_file)("--preset", "deep", "--octaves", "5", "--show-settings").output
+    )
+    assert shown["octaves"] == 5 and "(Changed from the deep preset: octaves.)" in shown["description"]
+
+
+def test_a_picture_with_broken_settings_is_no_preset(weights_file, tmp_path):
+    photo = save_photo(tmp_path / "p.png", 40, 32)
+    odd = Image.new("RGB", (8, 8))
+    info = __import__("PIL.PngImagePlugin", fromlist=["PngInfo"]).PngInfo()
+    info.add_text("dreamcli", json.dumps({"settings": 5}))
+    odd.save(tmp_path / "odd.png", pnginfo=info)
+    result = cli_invoker(weights_file)(photo, "--preset", tmp_path / "odd.png")
+    assert result.exit_code == 2 and "holds no dreamcli settings" in result.output
+
+
+def test_from_picture_keeps_only_a_plain_preset_name(tmp_path):
+    for bad in ["../x", "a/b", "..", "", 7, ["x"], "x" * 5000]:
+        picture = png_with_text(tmp_path / "made.png", dream_metadata(preset=bad))
+        assert presets.from_picture(picture).name == "made"
+    picture = png_with_text(tmp_path / "made.png", dream_metadata(preset="soft-2"))
+    assert presets.from_picture(picture).name == "soft-2"
+
+
+def test_a_pictures_unknown_model_is_refused_like_a_flag(tmp_path):
+    text = json.loads(dream_metadata())
+    text["settings"]["model"] = "nosuchnet"
+    picture = png_with_text(tmp_path / "made.png", json.dumps(text))
+    with pytest.raises(SettingsError, match="nosuchnet"):
+        presets.from_picture(picture)
+
+
+def test_a_yaml_alias_bomb_under_a_known_key_is_one_short_line(tmp_path):
+    anchors = ["&a0 [1, 1, 1, 1, 1, 1, 1, 1, 1]"]
+    anchors += [f"&a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 12)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text(f"octaves: [{', '.join(anchors)}]\n")  # 9**12 ones when written out
+    with pytest.raises(SettingsError) as info:
+        presets.load(path)
+    assert "bomb.yaml: octaves" in str(info.value) and len(str(info.value)) < 300
+
+
+def test_a_huge_preset_file_is_refused_before_parsing(tmp_path):
+    path = tmp_path / "huge.yaml"
+    path.write_text("description: " + "x" * (1 << 20) + "\n")
+    with pytest.raises(SettingsError, match="at most 64 KiB"):
+        presets.load(path)
+
+
+def test_a_deeply_nested_preset_is_one_line(tmp_path):
+    path = tmp_path / "deep.yaml"
+    path.write_text("layers: " + "[" * 10_000 + "]" * 10_000 + "\n")
+    with pytest.raises(SettingsError, match="deep.yaml"):
+        presets.load(path)
+
+
+def test_huge_numbers_in_a_preset_are_one_line(tmp_path):
+    path = tmp_path / "big.yaml"
+    path.write_text(f"octaves: {'9' * 4000}\n")
+    with pytest.raises(SettingsError, match="octaves"):
+        presets.load(path)
+    path.write_text(f"octaves: {'9' * 5000}\n")  # over Python's int-from-text limit
+    with pytest.raises(SettingsError, match="big.yaml"):
+        presets.load(path)
+
+
+@FUZZ
+@given(text=preset_text)
+def test_preset_files_raise_only_settings_errors(text):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "fuzz.yaml"
+        path.write_text(text, encoding="utf-8", errors="surrogatepass")
+        try:
+            presets.load(path)
+        except SettingsError as exc:
+            assert "\n" not in str(exc) and len(str(exc)) < 1000
+        cli("--preset", path, "--show-settings")

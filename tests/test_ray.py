@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from faults import HOST
 from PIL import Image
 
 from conftest import cli_invoker, save_photo
@@ -208,3 +209,31 @@ def test_workers_that_cannot_load_fail_each_file_with_the_reason(ray_session, tm
     lines = result.stderr.splitlines()
     assert sum("broken.pth" in line and line.startswith("Error: ") for line in lines) == 4
     assert "Traceback" not in result.output and "0 done, 0 skipped, 4 failed" in result.stderr
+
+
+def test_a_cluster_run_removes_the_temporaries_its_killed_workers_left(tmp_path, monkeypatch):
+    import dreamcli.io.atomic
+    from dreamcli.io.atomic import remove_run_parts, remove_stale_parts
+    from dreamcli.io.images import write_pil
+
+    renamed = []
+    real_replace = dreamcli.io.atomic.os.replace
+    monkeypatch.setattr(
+        dreamcli.io.atomic.os, "replace", lambda a, b: renamed.append(a) or real_replace(a, b)
+    )
+    write_pil(tmp_path / "w.png", Image.new("RGB", (8, 8)), None, "0123abcd")
+    assert Path(renamed[0]).name.endswith(".0123abcd.part")  # the run's name is in its temporaries'
+
+    dead = 2**22 + 12347
+    names = {
+        "this run's": f".a_dream.png.{dead}@{HOST}.abcd1234.0123abcd.part",
+        "this run's, another node's": f".b_dream.png.{dead}@elsewhere.abcd1235.0123abcd.part",
+        "another run's": f".c_dream.png.{dead}@{HOST}.abcd1236.4567cdef.part",  # maybe running now
+        "a local run's": f".d_dream.png.{dead}@{HOST}.abcd1237.part",
+    }
+    for name in names.values():
+        (tmp_path / name).write_bytes(b"half an image")
+    remove_stale_parts(tmp_path)  # all just written: within the grace
+    assert len(os.listdir(tmp_path)) == 5
+    remove_run_parts(tmp_path, "0123abcd")
+    assert set(os.listdir(tmp_path)) == {"w.png", names["another run's"], names["a local run's"]}

@@ -204,3 +204,19 @@ def test_an_existing_feature_picture_is_kept_unless_overwrite(weights_file, tmp_
     assert (tmp_path / "features_class-goldfish.png").is_file()  # a class picture has its own name
     assert first("features", "--size", "48x48", "--overwrite").exit_code == 0
     assert (tmp_path / "features_inception_4c.png").stat().st_mtime_ns != stamp
+
+
+def test_sweeps_and_zooms_record_their_real_settings(tmp_path, weights_file):
+    from dreamcli.io.images import read_metadata
+
+    photo = save_photo(tmp_path / "p.png", 48, 40)
+    plain = cli_invoker(weights_file, "--octaves", "1", "--iterations", "1")
+    assert plain("sheet", photo, "--layers", "conv2,conv3").exit_code == 0
+    sheet = read_metadata(tmp_path / "p_sheet.png")
+    assert [v["settings"]["layers"] for v in sheet["variants"]] == [["conv2"], ["conv3"]]
+    assert all(v["settings"]["seed"] is not None for v in sheet["variants"])
+    zoom_args = ["zoom", photo, "--frames", "2", "--layer", "Conv2/3x3_Reduce", "-o", tmp_path / "z.gif"]
+    assert plain(*zoom_args).exit_code == 0
+    zoom = read_metadata(tmp_path / "z.gif")
+    assert zoom["settings"]["layers"] == ["Conv2/3x3_Reduce"] and zoom["settings"]["seed"] == 0
+    assert zoom["zoom"] == 2

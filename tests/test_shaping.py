@@ -1,6 +1,6 @@
-"""The picture knobs (issue 16): gradient smoothing, Laplacian normalisation, keeping colours,
-and feature pictures from a Fourier parameterisation.  Exact tensors where possible; the
-CLI on tiny images.  (Their look is measured with real weights in benchmarks/quality.py.)"""
+"""The picture knobs (``engine/shaping``, issue 16): gradient smoothing, Laplacian normalisation,
+keeping colours.  Exact tensors where possible; the CLI on tiny images.  (Their look is measured
+with real weights in benchmarks/quality.py.)  Feature pictures from a spectrum: test_features."""
 
 import numpy as np
 import pytest
@@ -9,9 +9,6 @@ import yaml
 from PIL import Image
 
 from dreamcli.config import Settings
-from dreamcli.engine.capture import LayerCapture
-from dreamcli.engine.featurevis import Spectrum, visualize
-from dreamcli.engine.objectives import Activations, objective
 from dreamcli.engine.shaping import Shaping, _merge, _split, cascade_smooth, lap_normalize
 from dreamcli.io.images import read_metadata
 
@@ -62,18 +59,6 @@ def test_luminance_only_steps_leave_cb_and_cr_alone():
     assert Shaping.of(Settings()) is None  # the 2015 step, untouched, when every knob is off
 
 
-def test_the_spectrum_is_a_valid_picture_and_visualize_raises_the_objective(net):
-    picture = Spectrum(2, 40, 56, torch.Generator().manual_seed(0), "cpu")().detach()
-    assert picture.shape == (2, 3, 40, 56) and float(picture.min()) > 0 and float(picture.max()) < 1
-    settings = Settings(layers=["inception3b"], octaves=1, iterations=2, seed=0)  # 16 Adam steps
-    out = visualize(net, (48, 48), settings=settings)
-    start = Spectrum(1, 48, 48, torch.Generator().manual_seed(0), "cpu")().detach()
-    with LayerCapture(net, ["inception3b"]) as capture:
-        before = float(objective(capture(start), Activations(["inception3b"]).specs))
-        after = float(objective(capture(out), Activations(["inception3b"]).specs))
-    assert after > 1.5 * before
-
-
 @pytest.mark.parametrize(
     ("flags", "key", "value"),
     [
@@ -103,20 +88,6 @@ def test_keep_colors_keeps_the_photos_colours(weights_file, tmp_path):
     plain = np.abs(cbcr(np.asarray(Image.open(tmp_path / "plain.png"))) - original).mean()
     kept = np.abs(cbcr(np.asarray(Image.open(tmp_path / "kept.png"))) - original).mean()
     assert kept < 0.25 * plain, (kept, plain)  # only 8-bit rounding and clipping at 0 and 255 are left
-
-
-def test_param_fft_makes_feature_pictures_from_noise(weights_file, tmp_path):
-    run = cli_invoker(weights_file, "--octaves", "1", "--iterations", "1", "--layer", "inception_3b", "-q")
-    assert run("features", "--size", "64x64", "--param", "fft", "-o", tmp_path / "f.png").exit_code == 0
-    assert run("features", "--size", "64x64", "--param", "pixel", "-o", tmp_path / "p.png").exit_code == 0
-    fft, pixel = (np.asarray(Image.open(tmp_path / n), dtype=float) for n in ("f.png", "p.png"))
-    assert fft.shape == pixel.shape == (64, 64, 3) and np.abs(fft - pixel).mean() > 5
-    assert read_metadata(tmp_path / "f.png")["features"] == "fft"
-    grid = run(
-        "features", "--layer", "inception_3b[0-1]", "--each", "--size", "32x32", "-o", tmp_path / "g.png"
-    )
-    assert grid.exit_code == 0, grid.output
-    assert Image.open(tmp_path / "g.png").size[0] == 2 * 160  # two tiles side by side
 
 
 def test_the_knobs_are_preset_keys(tmp_path, weights_file):
@@ -174,13 +145,3 @@ def test_gradient_shaping_under_bf16_autocast_runs_in_float32_and_returns():
     done = subprocess.run([sys.executable, "-c", _BF16_SHAPING], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().endswith("ok")
-
-
-def test_a_feature_picture_records_only_the_settings_it_used(weights_file, tmp_path):
-    run = cli_invoker(weights_file, "--octaves", "1", "--iterations", "1", "--size", "32x32", "-q")
-    assert run("features", "--preset", "silky", "-o", tmp_path / "f.png").exit_code == 0
-    recorded = read_metadata(tmp_path / "f.png")["settings"]
-    assert "smooth" not in recorded and "lapnorm" not in recorded and "jitter" not in recorded  # not applied
-    assert recorded["layers"] == ["inception_4c"] and recorded["seed"] == 0
-    assert run("features", "--preset", "silky", "--param", "pixel", "-o", tmp_path / "p.png").exit_code == 0
-    assert read_metadata(tmp_path / "p.png")["settings"]["smooth"] == 2.0  # DeepDream's steps use it
