@@ -1,6 +1,6 @@
 """``dream serve`` against a hostile client: nested bodies, pixel bombs, stalled heads and
-bodies, floods of idle connections, odd photo names, signals during an upload, a server
-killed with its uploads, and hosts beyond this machine.  Traffic goes only to 127.0.0.1."""
+bodies, floods of idle connections, odd photo names, signals during an upload, and a server
+killed with its uploads (hosts: test_web.py).  Traffic goes only to 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ httpx = pytest.importorskip("httpx")
 
 from web_server import events, running_server  # noqa: E402
 
-from conftest import cli_invoker, save_photo  # noqa: E402
+from conftest import save_photo  # noqa: E402
 
 FAST = {"octaves": 1, "iterations": 1}
 # A macOS screenshot's name (U+202F before PM), Cyrillic, CJK, an emoji (two code points
@@ -87,7 +87,7 @@ def test_json_depth_counts_brackets_outside_strings_only():
 
 def test_a_stalled_body_is_refused_after_its_timeout(served):
     before = set((served.work.folder / "uploads").iterdir())
-    with socket.create_connection(("127.0.0.1", served.config.port), timeout=30) as sock:
+    with socket.create_connection(("127.0.0.1", served.config.port), timeout=15) as sock:
         head = (
             f"POST /api/uploads HTTP/1.1\r\nHost: 127.0.0.1:{served.config.port}\r\n"
             f"X-Dream-Token: {served.config.token}\r\nContent-Length: 10000\r\n\r\n"
@@ -231,7 +231,7 @@ def test_a_name_no_file_can_have_becomes_upload():
 
 
 def test_a_connection_that_never_finishes_its_request_is_closed(served):
-    with socket.create_connection(("127.0.0.1", served.config.port), timeout=30) as sock:
+    with socket.create_connection(("127.0.0.1", served.config.port), timeout=15) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\n")  # a request line, then nothing
         started = time.monotonic()
         assert sock.recv(100) == b""  # closed without a word
@@ -280,11 +280,14 @@ def test_a_flood_of_idle_connections_neither_locks_out_the_page_nor_floods_the_t
     idle: list[socket.socket] = []
     try:
         for _ in range(1_200):
-            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            try:
+                sock = socket.create_connection(("127.0.0.1", port), timeout=2)
+            except OSError:
+                break  # the server takes no more: the page below is locked out too
             sock.sendall(b"GET / HTTP/1.1\r\n")
             idle.append(sock)
         started = time.monotonic()
-        page = httpx.get(url, timeout=30)
+        page = httpx.get(url, timeout=10)
         assert page.status_code == 200 and time.monotonic() - started < 5
         for sock in idle:
             sock.close()
@@ -363,40 +366,3 @@ def test_a_shared_parent_is_not_trusted(tmp_path, monkeypatch):
     mine = folders.claim()
     assert mine.parent == tmp_path and mine.name.startswith("dreamcli-serve-")
     folders.release(mine)
-
-
-# -- hosts --------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("host", "words"),
-    [("", "give an address"), ("  ", "give an address"), ("0.0.0.0", "--expose-to-network")],
-)
-def test_serve_refuses_an_empty_or_exposed_host_in_one_line(weights_file, host, words):
-    result = cli_invoker(weights_file, catch_exceptions=True)("serve", "--host", host, "--device", "cpu")
-    assert result.exit_code == 2 and words in result.output, result.output
-    assert "Traceback" not in result.output and "--host" in result.output
-
-
-def test_serve_listens_beyond_loopback_only_with_the_flag(weights_file):
-    with socket.socket() as busy:
-        busy.bind(("0.0.0.0", 0))
-        busy.listen(1)
-        port = busy.getsockname()[1]
-        result = cli_invoker(weights_file, catch_exceptions=True)(
-            "serve", "--host", "0.0.0.0", "--expose-to-network", "--port", port, "--device", "cpu"
-        )
-    assert result.exit_code == 2 and "cannot listen on 0.0.0.0" in result.output, result.output
-
-
-def test_the_host_check_holds_on_every_interface():
-    from dreamcli.web.server import Config
-
-    config = Config(loaded=None, options=None, metadata={}, machine=None, host="0.0.0.0", port=8765)
-    assert config.answers("192.168.1.20:8765") and config.answers("[fe80::1]:8765")
-    assert config.answers("localhost:8765") and config.answers(f"{socket.gethostname()}:8765")
-    assert not config.answers("evil.test:8765")  # a rebinding page sends its own name
-    assert not config.answers("192.168.1.20:9999") and not config.answers("")
-    local = Config(loaded=None, options=None, metadata={}, machine=None, port=8765)
-    assert local.answers("127.0.0.1:8765") and local.answers("[::1]:8765")
-    assert not local.answers("192.168.1.20:8765")
