@@ -16,16 +16,18 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-MAX_BODY_DEPTH = 8  # nesting of a job's JSON: a real one is 3 deep ({"settings": {...}})
+MAX_BODY_DEPTH = 8  # nesting of a job's JSON: the page's are 2 deep ({"settings": {...}})
 BODY_TIMEOUT = 30.0  # seconds a request's body may send nothing before it is refused
 MAX_UPLOADING = 4  # uploads arriving at once; the page sends one at a time
 # Pixels an upload may have as decoded (a JPEG is decoded at 1/2, 1/4 or 1/8 scale when that is
 # still over --max-size, so it is counted at that scale): a 6K screenshot or a 24 MP camera TIFF.
 MAX_PIXELS = 24_000_000
-# Peak memory of decoding one upload, per decoded pixel, measured (ru_maxrss, a 4000x4000 picture
-# of one colour, io.images.decode_image then fit): RGB 36 B (PNG, TIFF), RGBA PNG 44 B, RGBA
-# lossless WebP 52 B, grey 24-30 B.  So one decode at MAX_PIXELS needs at most ~1.3 GB.
-DECODE_BYTES_PER_PIXEL = 56
+# Peak memory of decoding one upload, per decoded pixel, measured (VmHWM over VmRSS, pictures of
+# one colour, io.images.decode_image then fit): RGB PNG/TIFF 36 B, RGBA PNG 44 B, RGBA lossless
+# WebP 52 B, grey 24-30 B; in dream serve, two 6000x4000 RGBA PNGs uploaded at once peaked 1,258
+# MiB over its resting size (55 B a pixel of one, as decodes take turns).  With room: one decode
+# at MAX_PIXELS needs at most ~1.5 GB.
+DECODE_BYTES_PER_PIXEL = 64
 _DECODING = threading.Lock()  # one decode at a time in this process: uploads and the worker's
 
 
