@@ -120,6 +120,11 @@ def explain(
     report(Stage("activations", 1, 1))
     channels, rows, cols = act.shape
     grid = grid_shape(rows, cols, options.grid)
+    if options.cell is not None and (options.cell[0] >= grid[0] or options.cell[1] >= grid[1]):
+        raise SettingsError(
+            f"cell {options.cell[0]},{options.cell[1]} is outside the {grid[0]}x{grid[1]} grid "
+            f"(rows 0-{grid[0] - 1}, columns 0-{grid[1] - 1})"
+        )
     index = cell_index(rows, cols, grid).flatten()
     cells = grid[0] * grid[1]
     flat = act.flatten(1)  # (C, P)
@@ -138,10 +143,6 @@ def explain(
     pictures, cosines = _pictures(module, name, targets, options, report)
     norms = vectors.norm(dim=0)
     if options.cell is not None:
-        if options.cell[0] >= grid[0] or options.cell[1] >= grid[1]:
-            raise SettingsError(
-                f"cell {options.cell[0]},{options.cell[1]} is outside the {grid[0]}x{grid[1]} grid"
-            )
         chosen = options.cell[0] * grid[1] + options.cell[1]
     else:
         chosen = int((cell_attr[0] if len(classes) else norms).argmax())
