@@ -1,6 +1,6 @@
 """The pictures of README.md's "What it makes", made with real weights (not a test: it draws).
 
-    python benchmarks/readme_pictures.py --out docs/images/    # a few minutes on 2 CPU cores
+    python benchmarks/readme_pictures.py --out docs/images/    # ~1 hour on 2 shared CPU cores
 
 GoogLeNet's pretrained weights cannot be downloaded on the machines this
 project is built on, so these are made on the EfficientNet-Lite0 with real
