@@ -89,12 +89,13 @@ def recipe(
 ) -> Recipe:
     """What this command was asked: its preset, model, layers, classes and the settings flags typed."""
     values = {name: params[name] for name in fields if name in params and typed(ctx, name)}
+    classes = params.get("classes")  # --class NAME, repeated: a tuple (explain's --classes is a count)
     found = {
         "model": params.get("model"),
         "preset": params.get("preset"),
         "values": values,
         "layers": tuple(params.get("layers") or ()),
-        "classes": tuple(params.get("classes") or ()),
+        "classes": tuple(classes) if isinstance(classes, (tuple, list)) else (),
         "folders": tuple(complete.user_preset_folders()),
     }
     return Recipe(**{**found, **more})

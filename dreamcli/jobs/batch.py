@@ -10,9 +10,10 @@ encoding the last one run in worker threads while the current one is dreamed.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -59,6 +60,7 @@ class Batch:
     guide: dict[str, Any] | None = None  # guide features (guides.guide_for): Google's guided objective
     heatmap: bool = False  # also write <output>_heatmap.png: where the first layer fires on the input
     run_name: str | None = None  # a cluster run's name, in its temporaries' names (io.images.write_pil)
+    decode: Callable[[Path, int | None], Picture] | None = None  # the reader's; None: io.images.decode_image
 
     def run(self, jobs: Sequence[Job]) -> Summary:
         summary = Summary()
@@ -116,16 +118,15 @@ class Batch:
     def _decoded(self, jobs: Sequence[Job], reader):
         """(job, picture, error, start time) in order, decoding up to a batch ahead in a thread."""
         ahead = max(2, self.batch_size + 1)
-        pending = [
-            (job, reader.submit(decode_image, job.source, self.settings.max_size)) for job in jobs[:ahead]
-        ]
+        decode = self.decode or decode_image  # looked up now: a test may stand in for it
+        pending = [(job, reader.submit(decode, job.source, self.settings.max_size)) for job in jobs[:ahead]]
         following = iter(jobs[ahead:])
         while pending:
             job, future = pending.pop(0)
             started = time.perf_counter()
             nxt = next(following, None)
             if nxt is not None:
-                pending.append((nxt, reader.submit(decode_image, nxt.source, self.settings.max_size)))
+                pending.append((nxt, reader.submit(decode, nxt.source, self.settings.max_size)))
             try:
                 picture = fit(future.result(), self.settings.max_size)  # torch work on this thread only
             except DreamError as exc:

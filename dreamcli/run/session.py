@@ -12,7 +12,7 @@ and dreams files (``dream_files``): the one per-picture pipeline
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,9 +123,11 @@ class Session:
         overwrite: bool = False,
         batch_size: int = 1,
         run_name: str | None = None,
+        decode: Callable[[Path, int | None], Any] | None = None,
     ) -> Summary:
         """Dream ``jobs`` (read, dream, write; one result per file) with ``settings``; a missing
-        seed is drawn per picture and recorded in it (``Settings.seeded``)."""
+        seed is drawn per picture and recorded in it (``Settings.seeded``).  ``decode``: another
+        decoder than ``io.images.decode_image`` (the page's holds its one decode slot)."""
         from dreamcli.jobs.batch import Batch
 
         extra = {"guide": str(guide)} if guide is not None else {}
@@ -140,5 +142,6 @@ class Session:
             guide=self.guide(guide, settings) if guide is not None else None,
             heatmap=heatmap,
             run_name=run_name,
+            decode=decode,
         )
         return runner.run(jobs)

@@ -42,7 +42,7 @@ class Cancelled(BaseException):
 class Upload:
     id: str
     path: Path  # in the server's private folder, under a name the server chose
-    name: str  # what the page called it, cleaned: shown and used in names, never opened
+    name: str  # the photo's own name (jobs_api.upload_name): shown and quoted, never opened
     width: int
     height: int
     sample: bool = False
@@ -262,7 +262,9 @@ class Work:
                 job.notes.append(event.message)
 
         file = File(job.upload.path, path, 1, name=job.upload.name)
-        summary = self.session.dream_files([file], job.settings, preset=job.preset, report=report)
+        summary = self.session.dream_files(
+            [file], job.settings, preset=job.preset, report=report, decode=_decode_one
+        )
         done = summary.results[-1]
         if job.cancel.is_set():  # cancelled while its picture was written: no file stays
             path.unlink(missing_ok=True)
@@ -270,6 +272,15 @@ class Work:
         if done.status != "done":
             raise DreamError(done.error or f"{job.upload.name} was {done.status}")
         job.result = path
+
+
+def _decode_one(path: Path, max_size: int | None) -> Any:
+    """A job's decode, in the one decode slot of uploads and jobs (limits.DECODE_BYTES_PER_PIXEL)."""
+    from dreamcli.io.images import decode_image
+    from dreamcli.web.limits import decoding
+
+    with decoding():
+        return decode_image(path, max_size)
 
 
 def _png(image: Any) -> bytes:
