@@ -197,7 +197,10 @@ def run(work: Any, *args: Any) -> int:
 
 
 def _make_main() -> DreamGroup:
+    from dreamcli.cli import complete
     from dreamcli.cli.dreaming import command
+
+    complete.register()  # bash: commands and files together (Click's script drops one for the other)
 
     return DreamGroup(
         name="dream",
