@@ -158,6 +158,13 @@ def test_an_option_the_command_does_not_take_names_the_command_that_does(run, ph
     assert len(result.stderr.splitlines()) == 1 and not (tmp_path / "out.png").exists()
 
 
+def test_an_option_of_another_command_is_not_guessed_among_this_ones(run, photo):
+    result = run(photo, "--fps", "3")
+    assert result.stderr.strip() == "Error: No such option '--fps' (an option of dream zoom)"
+    result = run(photo, "--presett", "eyes")  # a typo of this command's own option keeps the guess
+    assert "Did you mean" in result.stderr and "'--preset'" in result.stderr
+
+
 @pytest.mark.parametrize(
     ("command", "args", "fix"),
     [
