@@ -331,3 +331,15 @@ def test_read_ahead_and_write_behind_threads_run_no_torch_operator(tmp_path, wei
     assert result.exit_code == 0
     assert len(threads) == 6 and all(threads)
     assert Image.open(tmp_path / "out" / "a_dream.png").size == (24, 19)
+
+
+def test_a_missing_input_is_said_before_torch_loads(tmp_path):
+    code = (
+        "import sys\n"
+        "from dreamcli.cli import main\n"
+        f"try:\n    main([{str(tmp_path / 'nosuch.jpg')!r}])\nexcept SystemExit as exc:\n    print(exc.code)\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["1", "False"], out
+    assert out.stderr.strip() == f"Error: {tmp_path / 'nosuch.jpg'} does not exist; check the path"
