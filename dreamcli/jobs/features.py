@@ -98,7 +98,8 @@ def run_features(
             made = _pictures(model, resolved, goal, 1, request, options, report)
             tiles.append((str(spec), made.images[0], made.alpha[0]))
     columns = min(8, len(tiles))  # each tile at the --size asked for
-    write_pil(request.output, contact_sheet([(t, p) for t, p, _ in tiles], columns=columns, width=width), meta)
+    pictures = [(t, p) for t, p, _ in tiles]
+    write_pil(request.output, contact_sheet(pictures, columns=columns, width=width), meta)
     if request.alpha:
         alphas = [(t, a.expand(3, -1, -1)) for t, _, a in tiles]
         write_pil(request.alpha_output, contact_sheet(alphas, columns=columns, width=width), meta)
