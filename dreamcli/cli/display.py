@@ -39,6 +39,18 @@ def skipped(output: Path, reason: str | None = None) -> str:
     return f"Skipped {shown(output)} ({reason or 'exists; --overwrite replaces it'})"
 
 
+def why_skipped(summary: Summary) -> list[str]:
+    """Why a batch's files were skipped (``jobs.reruns`` says why for each), for its summary."""
+    reasons = {result.error for result in summary.results if result.status == "skipped"}
+    if not reasons:
+        return []
+    if len(reasons) > 1:
+        return [f"the {summary.skipped} skipped: --json says why for each"]
+    return [
+        f"the {summary.skipped} skipped were {reasons.pop() or 'there already: --overwrite replaces them'}"
+    ]
+
+
 class Display:
     """Turns engine, batch and animation events into tqdm bars, notes, error lines and JSON lines."""
 
@@ -199,7 +211,7 @@ class Display:
                 line += f", {summary.not_reached} not reached"
             if not total and not summary.interrupted:
                 line = "No images to dream"
-            click.echo("; ".join([line, *left_out]), err=True)
+            click.echo("; ".join([line, *left_out, *why_skipped(summary)]), err=True)
         if summary.interrupted:
             click.echo("Interrupted: finished files are kept, no partial file was left.", err=True)
             return summary.interrupted

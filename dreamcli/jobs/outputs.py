@@ -40,6 +40,7 @@ class Job:
     source: Path
     output: Path
     index: int  # 1-based position among all inputs (before sharding), for {index}
+    kept: str | None = None  # why an output already there is skipped (jobs.reruns), when known
 
 
 @dataclass
@@ -331,7 +332,7 @@ def triage(jobs: Iterable[Job], overwrite: bool) -> tuple[list[Job], list[FileDo
         if reason is None:
             todo.append(job)
         elif reason == "skip":
-            settled.append(FileDone(job.source, job.output, "skipped"))
+            settled.append(FileDone(job.source, job.output, "skipped", error=job.kept))
         else:
             settled.append(FileDone(job.source, job.output, "failed", error=reason))
     return todo, settled
