@@ -62,6 +62,18 @@ def test_smallest_input_is_the_boundary(net):
             capture(torch.zeros(1, 3, side - 1, side - 1))
 
 
+def test_the_smallest_input_is_found_without_computing_on_the_model(net):
+    passes = []
+    handle = net.register_forward_pre_hook(lambda module, inputs: passes.append(inputs[0].device.type))
+    try:
+        with LayerCapture(net, ["inception4c"]) as capture:
+            side = smallest_input(capture, torch.device("cpu"))
+    finally:
+        handle.remove()
+    assert "cpu" not in passes and side > 1  # shapes on a meta copy: a first dream's seconds on a CPU
+    assert next(net.parameters()).device.type == "cpu"  # the model itself is untouched
+
+
 def test_jitter_round_trip_leaves_a_shift_invariant_step_unchanged():
     # With circular padding a convolution commutes with torch.roll, so a step taken
     # through any jitter must equal the step without it once the roll is undone.

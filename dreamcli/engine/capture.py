@@ -7,6 +7,7 @@ The bottom of the engine, with ``steps`` and ``objectives``: it works with any
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Sequence
 
 import torch
@@ -80,21 +81,53 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def meta_copy(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` on the meta device (shapes only), without copying its weights, and
+    without the hooks a live capture put on it."""
+    memo: dict[int, object] = {}
+    for tensor in [*model.parameters(), *model.buffers()]:
+        empty = torch.empty_like(tensor, device="meta")
+        memo[id(tensor)] = (
+            nn.Parameter(empty, tensor.requires_grad) if isinstance(tensor, nn.Parameter) else empty
+        )
+    meta = copy.deepcopy(model, memo)
+    for module in meta.modules():
+        module._forward_hooks.clear()
+    return meta
+
+
 def smallest_input(capture: LayerCapture, device: torch.device, limit: int = 512) -> int:
-    """The smallest square side the model can take up to the requested layers (bisection)."""
+    """The smallest square side the model can take up to the requested layers (bisection).
 
-    def works(side: int) -> bool:
-        try:
-            with torch.no_grad():
-                capture(torch.zeros(1, 3, side, side, device=device))
-            return True
-        except RuntimeError:  # "Output size is too small" from pooling or convolution
-            return False
-
-    if not works(limit):
+    Bisected on a meta-device copy, where a forward pass checks shapes and computes nothing:
+    on the model itself its ten passes of up to 512x512 were 3 s of a first dream's 19 s loop
+    (2-core CPU, shared; benchmarks/first_dream.py).  On the model where the meta device
+    cannot run it."""
+    try:
+        meta: nn.Module | None = meta_copy(capture.model)
+    except Exception:  # a module that cannot be copied: the model itself answers
+        meta = None
+    if meta is not None:
+        with LayerCapture(meta, capture.names) as probe:
+            if _works(probe, torch.device("meta"), limit):
+                return _bisect(probe, torch.device("meta"), limit)
+    if not _works(capture, device, limit):
         raise SettingsError(f"the model cannot take even a {limit}x{limit} image at these layers")
+    return _bisect(capture, device, limit)
+
+
+def _works(capture: LayerCapture, device: torch.device, side: int) -> bool:
+    try:
+        with torch.no_grad():
+            capture(torch.zeros(1, 3, side, side, device=device))
+        return True
+    except (RuntimeError, NotImplementedError):  # "Output size is too small" from pooling or convolution
+        return False
+
+
+def _bisect(capture: LayerCapture, device: torch.device, limit: int) -> int:
     low, high = 0, limit  # works(high) is True; works(low) is taken as False
     while high - low > 1:
         mid = (low + high) // 2
-        low, high = (low, mid) if works(mid) else (mid, high)
+        low, high = (low, mid) if _works(capture, device, mid) else (mid, high)
     return high
