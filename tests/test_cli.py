@@ -334,3 +334,26 @@ def test_the_readme_python_api_example_runs(tmp_path, monkeypatch, net):
     assert 'Settings(layers=["inception_3a"]' in code
     exec(compile(code, "README.md", "exec"), {})
     assert Image.open(tmp_path / "out.png").size == (64, 48)
+
+
+def test_a_status_line_shows_while_the_network_loads_and_goes_when_the_work_begins(monkeypatch):
+    import io
+
+    from dreamcli.cli.display import Display
+    from dreamcli.events import FileStarted, Loading
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    display = Display(quiet=False, as_json=False, many=False)
+    display(Loading("GoogLeNet", "IMAGENET1K_V1 weights"))
+    assert "Loading GoogLeNet (IMAGENET1K_V1 weights)..." in terminal.getvalue()
+    display(FileStarted("photo.jpg", 1, 1))
+    assert display.status is None  # cleared: the dream's own bar takes the line
+    display.close()
+    quiet = Display(quiet=True, as_json=False, many=False)
+    quiet(Loading("GoogLeNet", "IMAGENET1K_V1 weights"))
+    assert terminal.getvalue().count("Loading") == 1  # -q: nothing

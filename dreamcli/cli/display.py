@@ -17,7 +17,18 @@ from typing import Any
 import click
 
 from dreamcli.errors import EXIT_FAILED, EXIT_OK
-from dreamcli.events import Event, FileDone, FileStarted, FrameDone, Note, PhotoSkipped, Stage, Step, Summary
+from dreamcli.events import (
+    Event,
+    FileDone,
+    FileStarted,
+    FrameDone,
+    Loading,
+    Note,
+    PhotoSkipped,
+    Stage,
+    Step,
+    Summary,
+)
 from dreamcli.io.formats import shown
 
 
@@ -58,6 +69,7 @@ class Display:
         self.quiet, self.as_json, self.many = quiet, as_json, many
         self.files: Any = None  # tqdm bars, made when the first event comes
         self.steps: Any = None
+        self.status: Any = None  # a one-line status (loading the network) until the first bar
         self.stage = ""  # the stage the steps bar shows, for work in stages
         self.notes: set[str] = set()
         self.stdout_closed = False  # the reader of --json went away (e.g. | head): the run goes on
@@ -70,6 +82,12 @@ class Display:
         self(Note(warning_text(message, category)))
 
     def __call__(self, event: Event) -> None:
+        if isinstance(event, Loading):
+            self._loading(event)
+            return
+        if self.status is not None and not isinstance(event, Note):
+            self.status.close()  # the work it announced has begun: its own bars take over
+            self.status = None
         if isinstance(event, FrameDone):
             self._frame(event)
         elif isinstance(event, FileStarted):
@@ -91,6 +109,12 @@ class Display:
 
         # disable=None: tqdm turns itself off when stderr is not a terminal.
         return tqdm(file=sys.stderr, disable=True if self.quiet else None, dynamic_ncols=True, **kwargs)
+
+    def _loading(self, event: Loading) -> None:
+        """``Loading GoogLeNet (its weights)...`` on the terminal, gone when the work begins."""
+        if self.status is None:
+            self.status = self._bar(total=0, bar_format="{desc}", leave=False)
+        self.status.set_description_str(f"Loading {event.network} ({event.source})...")
 
     def _start_file(self, event: FileStarted) -> None:
         if self.many and self.files is None:
@@ -162,7 +186,7 @@ class Display:
         if not err and self.stdout_closed:
             return
         try:
-            if self.files is None and self.steps is None:
+            if self.files is None and self.steps is None and self.status is None:
                 click.echo(text, err=err)
             else:
                 tqdm.write(text, file=sys.stderr if err else sys.stdout)
@@ -187,10 +211,10 @@ class Display:
     def close(self) -> None:
         if warnings.showwarning == self._warning:
             warnings.showwarning = self._showwarning
-        for bar in (self.steps, self.files):
+        for bar in (self.status, self.steps, self.files):
             if bar is not None:
                 bar.close()
-        self.steps = self.files = None
+        self.status = self.steps = self.files = None
 
     def finish(self, summary: Summary, found) -> int:
         """The summary line of a batch, and its exit code; ``found`` is the plan's ``Inputs``."""

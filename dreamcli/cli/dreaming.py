@@ -285,7 +285,7 @@ def _batch(chosen: Chosen, names: list[str], params: dict[str, Any], machine: Ma
     from dreamcli.jobs import batch
 
     options = machine.run_options(reproducible=settings.seed is not None)
-    loaded = machine.load(chosen.network, options)
+    loaded = machine.load(chosen.network, options, display)
     runner = batch.Batch(
         loaded,
         settings,
