@@ -357,3 +357,18 @@ def test_a_status_line_shows_while_the_network_loads_and_goes_when_the_work_begi
     quiet = Display(quiet=True, as_json=False, many=False)
     quiet(Loading("GoogLeNet", "IMAGENET1K_V1 weights"))
     assert terminal.getvalue().count("Loading") == 1  # -q: nothing
+
+
+def test_long_work_of_one_size_says_how_long_after_its_first_steps(monkeypatch, capsys):
+    from dreamcli.cli import display as shown
+    from dreamcli.events import FileStarted, Step
+
+    clock = iter(range(0, 10_000, 2))  # two seconds a step
+    monkeypatch.setattr(shown.time, "monotonic", lambda: next(clock))
+    display = shown.Display(quiet=False, as_json=False, many=False)
+    display(FileStarted("features", 1, 1))
+    for step in range(0, 8):
+        display(Step(1, 1, step, 320, (512, 512), None))
+    display.close()
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("Note:")]
+    assert notes == ["Note: 320 steps a picture: about 11 min more for this one at this pace"]  # 316 x 2 s

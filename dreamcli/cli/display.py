@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,12 @@ def warning_text(message, category) -> str:
 def skipped(output: Path, reason: str | None = None) -> str:
     """The one wording for an output that is kept (``reason``: other than that it exists)."""
     return f"Skipped {shown(output)} ({reason or 'exists; --overwrite replaces it'})"
+
+
+# Long work says how long it will take after this many steps past the first, when that is at
+# least this many seconds (a dream's own bar shows it too, but a minute is worth a line).
+PACE_STEPS = 3
+PACE_WORTH_SAYING = 60.0
 
 
 def why_skipped(summary: Summary) -> list[str]:
@@ -129,6 +136,22 @@ class Display:
             position=1 if self.many else 0,
         )
 
+    def _pace(self, event: Step) -> None:
+        """Long work of one size (a feature picture: 320 steps) says how long it will take, once,
+        a few steps in: the first step (the shapes' set-up) is left out of the pace."""
+        now = time.monotonic()
+        if event.iteration == 1 and not getattr(self, "_paced", False):
+            self._paced_from = now
+            return
+        since = getattr(self, "_paced_from", None)
+        if since is None or event.iteration < PACE_STEPS + 1 or self.quiet:
+            return
+        left = (now - since) / (event.iteration - 1) * (event.iterations - event.iteration)
+        self._paced_from, self._paced = None, True  # said once
+        if left >= PACE_WORTH_SAYING:
+            minutes = f"{left / 60:.0f} min" if left >= 90 else f"{left:.0f} s"
+            self(Note(f"{event.iterations} steps a picture: about {minutes} more for this one at this pace"))
+
     def _stage(self, event: Stage) -> None:
         """Long work in stages (an atlas): one bar per stage."""
         if self.steps is None or self.stage != event.stage:
@@ -149,6 +172,8 @@ class Display:
     def _step(self, event: Step) -> None:
         if self.steps is None:
             return
+        if event.octaves == 1 and event.iteration:
+            self._pace(event)
         if event.iteration == 0:
             self.steps.total = event.octaves * event.iterations
             self.steps.set_postfix_str(
