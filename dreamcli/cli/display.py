@@ -77,6 +77,8 @@ class Display:
         self.files: Any = None  # tqdm bars, made when the first event comes
         self.steps: Any = None
         self.status: Any = None  # a one-line status (loading the network) until the first bar
+        self._paced_from: float | None = None  # when the pace of long work began to be measured
+        self._paced = False  # its time was said
         self.stage = ""  # the stage the steps bar shows, for work in stages
         self.notes: set[str] = set()
         self.stdout_closed = False  # the reader of --json went away (e.g. | head): the run goes on
@@ -140,10 +142,10 @@ class Display:
         """Long work of one size (a feature picture: 320 steps) says how long it will take, once,
         a few steps in: the first step (the shapes' set-up) is left out of the pace."""
         now = time.monotonic()
-        if event.iteration == 1 and not getattr(self, "_paced", False):
+        if event.iteration == 1 and not self._paced:
             self._paced_from = now
             return
-        since = getattr(self, "_paced_from", None)
+        since = self._paced_from
         if since is None or event.iteration < PACE_STEPS + 1 or self.quiet:
             return
         left = (now - since) / (event.iteration - 1) * (event.iterations - event.iteration)
