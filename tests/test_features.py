@@ -93,3 +93,13 @@ def test_dream_features_maco_writes_the_picture_and_its_alpha(weights_file, tmp_
     refused = run("features", "--param", "pixel", "--alpha", "-o", tmp_path / "p.png")
     assert refused.exit_code == 2 and "--alpha needs --param fft or maco" in refused.output
     assert not (tmp_path / "p.png").exists()
+
+
+def test_each_tile_of_a_sheet_is_the_size_asked_for(weights_file, tmp_path):
+    run = cli_invoker(weights_file, "--octaves", "1", "--iterations", "1", "-q")
+    result = run(
+        "features", "--layer", "inception_3b[0-2]", "--each", "--size", "96x64", "-o", tmp_path / "s.png"
+    )
+    assert result.exit_code == 0, result.output
+    width, height = Image.open(tmp_path / "s.png").size
+    assert width == 3 * 96 and 64 < height < 64 + 40  # three tiles side by side, a label under each
