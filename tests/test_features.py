@@ -120,7 +120,7 @@ def test_param_fft_makes_feature_pictures_from_noise(weights_file, tmp_path):
         "features", "--layer", "inception_3b[0-1]", "--each", "--size", "32x32", "-o", tmp_path / "g.png"
     )
     assert grid.exit_code == 0, grid.output
-    assert Image.open(tmp_path / "g.png").size[0] == 2 * 160  # two tiles side by side
+    assert Image.open(tmp_path / "g.png").size[0] == 2 * 32  # two tiles side by side, at --size
 
 
 def test_a_feature_picture_records_only_the_settings_it_used(weights_file, tmp_path):
@@ -131,3 +131,13 @@ def test_a_feature_picture_records_only_the_settings_it_used(weights_file, tmp_p
     assert recorded["layers"] == ["inception_4c"] and recorded["seed"] == 0
     assert run("features", "--preset", "silky", "--param", "pixel", "-o", tmp_path / "p.png").exit_code == 0
     assert read_metadata(tmp_path / "p.png")["settings"]["smooth"] == 2.0  # DeepDream's steps use it
+
+
+def test_each_tile_of_a_sheet_is_the_size_asked_for(weights_file, tmp_path):
+    run = cli_invoker(weights_file, "--octaves", "1", "--iterations", "1", "-q")
+    result = run(
+        "features", "--layer", "inception_3b[0-2]", "--each", "--size", "96x64", "-o", tmp_path / "s.png"
+    )
+    assert result.exit_code == 0, result.output
+    width, height = Image.open(tmp_path / "s.png").size
+    assert width == 3 * 96 and 64 < height < 64 + 40  # three tiles side by side, a label under each

@@ -46,6 +46,7 @@ from dreamcli.cli.flags import (  # noqa: F401 - the declarations commands use a
 )
 from dreamcli.config import FIELDS, LayerSpec
 from dreamcli.errors import SettingsError
+from dreamcli.events import ignore
 from dreamcli.run import recipe as run_recipe
 from dreamcli.run.recipe import Recipe, Resolved
 from dreamcli.run.session import Runtime, Session
@@ -148,15 +149,18 @@ class Machine:
     def check_device(self) -> None:
         self.runtime.check_device()
 
-    def open(self, network: models.Network, reproducible: bool = True) -> Session:
-        """The command's session: the device checked, precision resolved, the network loaded."""
-        return self.runtime.open(network, reproducible=reproducible, progress=not self.quiet)
+    def open(self, network: models.Network, reproducible: bool = True, report: Any = None) -> Session:
+        """The command's session: the device checked, precision resolved, the network loaded;
+        ``report`` (a Display) shows a status line meanwhile."""
+        return self.runtime.open(
+            network, reproducible=reproducible, progress=not self.quiet, report=report or ignore
+        )
 
     def work(self, chosen: Resolved, job: Callable[..., Any], many: bool = False) -> Any:
         """A one-output command's work: the display, the session opened, then
         ``job(loaded, options, metadata, display)``, whose result is returned."""
         with self.display(many=many) as display:
-            session = self.open(chosen.network, reproducible=chosen.reproducible)
+            session = self.open(chosen.network, reproducible=chosen.reproducible, report=display)
             return job(session.loaded, session.options, session.metadata(chosen.preset_name), display)
 
     def display(self, many: bool = False, as_json: bool = False) -> Display:

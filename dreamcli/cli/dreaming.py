@@ -248,6 +248,16 @@ def _batch(chosen: Resolved, names: list[str], params: dict[str, Any], machine: 
         jobs = inputs.take_shard(jobs, *inputs.parse_shard(params["shard"]))
     display = machine.display(many=len(jobs) > 1, as_json=params["as_json"])
     machine.check_device()
+    if not params["overwrite"]:  # outputs of other settings: kept, the new dreams named beside them
+        from dreamcli.events import Note
+        from dreamcli.jobs import reruns
+
+        default_name = params["template"] is None
+        jobs, notes = reruns.settle(
+            jobs, settings, chosen.preset_name, lambda job: default_name and job.output != output
+        )
+        for note in notes:
+            display(Note(note))
     todo, settled = naming.triage(jobs, params["overwrite"])
     for job in todo:
         if job.source.suffix.lower() in VIDEO_INPUTS:
@@ -260,7 +270,7 @@ def _batch(chosen: Resolved, names: list[str], params: dict[str, Any], machine: 
         return display.finish(summary, found)
     if params["ray"]:
         return _ray(chosen, jobs, found, display, params, machine)
-    session = machine.open(chosen.network, reproducible=chosen.reproducible)
+    session = machine.open(chosen.network, reproducible=chosen.reproducible, report=display)
     summary = session.dream_files(
         jobs,
         settings,

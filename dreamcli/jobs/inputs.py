@@ -28,6 +28,7 @@ class Job:
     output: Path
     index: int  # 1-based position among all inputs (before sharding), for {index}
     name: str | None = None  # the input's name to record, where it is not the file's (the page's upload)
+    kept: str | None = None  # why an output already there is skipped (jobs.reruns), when known
 
     @property
     def input_name(self) -> str:

@@ -190,6 +190,8 @@ def _refuse_collisions(jobs: Iterable[Job]) -> None:
 
 def skip_reason(job: Job, overwrite: bool) -> str | None:
     """Why ``job`` is not to be dreamed: "skip" (its output exists), an error, or None (dream it)."""
+    if not os.path.lexists(job.source):  # said now, before torch and the model load (seconds)
+        return f"{job.source} does not exist; check the path"
     if same_file(job.source, job.output):
         return f"{job.output} is the input itself; dreamcli never overwrites an input"
     return output_problem(job.output, overwrite)
@@ -238,7 +240,7 @@ def triage(jobs: Iterable[Job], overwrite: bool) -> tuple[list[Job], list[FileDo
         if reason is None:
             todo.append(job)
         elif reason == "skip":
-            settled.append(FileDone(job.source, job.output, "skipped"))
+            settled.append(FileDone(job.source, job.output, "skipped", error=job.kept))
         else:
             settled.append(FileDone(job.source, job.output, "failed", error=reason))
     return todo, settled

@@ -57,12 +57,20 @@ class Runtime:
         device = select_device(self.device)
         return str(device), run_options(device, self.precision, self.tile_size, reproducible=reproducible)
 
-    def open(self, network: models.Network, *, reproducible: bool = True, progress: bool = True) -> Session:
-        """``network`` loaded on the device, with its run options: the session of a command."""
+    def open(
+        self,
+        network: models.Network,
+        *,
+        reproducible: bool = True,
+        progress: bool = True,
+        report: Report = ignore,
+    ) -> Session:
+        """``network`` loaded on the device, with its run options: the session of a command;
+        ``report`` hears ``Loading`` first (the CLI shows it while the seconds pass)."""
         from dreamcli.models.loading import load
 
         device, options = self.options(reproducible)
-        loaded = load(network, weights=self.weights, device=device, progress=progress)
+        loaded = load(network, weights=self.weights, device=device, progress=progress, report=report)
         return Session(self, loaded, device, options)
 
     def flags(self) -> list[str]:
