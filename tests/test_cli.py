@@ -327,3 +327,39 @@ def test_the_readme_python_api_example_runs(tmp_path, monkeypatch, net):
     assert 'Settings(layers=["inception_3a"]' in code
     exec(compile(code, "README.md", "exec"), {})
     assert Image.open(tmp_path / "out.png").size == (64, 48)
+
+
+# ---------------------------------------------------------------- no command replaces what it reads
+
+
+@pytest.mark.parametrize(
+    ("command", "said"),
+    [
+        (["sheet", "{photo}", "--layers", "conv2/3x3", "-o", "{photo}"], "the photo"),
+        (["zoom", "{frame}", "-o", "{frames}", "--frames", "2"], "would get a frame frame_00001.png"),
+        (["zoom", "{photo_gif}", "-o", "{photo_gif}", "--frames", "2"], "the photo"),
+        (["video", "{clip}", "-o", "{clip}"], "the clip"),
+        (["features", "--preset", "{picture}", "-o", "{picture}"], "the preset"),
+        (["sheet", "{photo}", "--presets", "{picture}", "-o", "{picture}"], "the preset"),
+    ],
+)
+def test_no_command_replaces_a_file_it_reads_even_with_overwrite(run, tmp_path, command, said):
+    photo = save_photo(tmp_path / "photo.png", 64, 48)
+    (tmp_path / "frames").mkdir()
+    frame = save_photo(tmp_path / "frames" / "frame_00001.png", 64, 48)
+    gif = tmp_path / "photo.gif"
+    Image.open(photo).save(gif)
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"not really a video")
+    picture = tmp_path / "dream.png"
+    made = run(photo, "-o", picture, "--octaves", "1", "--iterations", "1", "--layer", "conv2/3x3")
+    assert made.exit_code == 0, made.output
+    names = {"photo": photo, "frame": frame, "frames": tmp_path / "frames", "photo_gif": gif, "clip": clip}
+    names["picture"] = picture
+    before = {path: path.read_bytes() for path in (photo, frame, gif, clip, picture)}
+    argv = [part.format(**names) for part in command] + ["--overwrite", "--octaves", "1", "--iterations", "1"]
+    result = run(*argv)
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and said in errors[0] and "never overwrites an input" in errors[0], result.output
+    assert before == {path: path.read_bytes() for path in before}

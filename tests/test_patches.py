@@ -193,3 +193,63 @@ def test_patch_refusals_are_one_line(photos, tmp_path, weights_file, monkeypatch
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.output
     assert not (tmp_path / "patch.png").exists() and not (tmp_path / "patch_test.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("make", "--target", "toaster", "--start", "s.png", "-o", "s.png", "--overwrite"), "--start s.png"),
+        (("make", "--target", "toaster", "--start", "crop:s.png", "-o", "s.png", "--overwrite"), "--start"),
+        (("make", "--target", "toaster", "--sheet", "s.png", "--start", "s.png", "--overwrite"), "--start"),
+        (("test", "--target", "toaster", "--patch", "n.png", "-o", "n.png", "--overwrite"), "--patch n.png"),
+    ],
+)
+def test_no_patch_output_replaces_a_file_it_reads(photos, tmp_path, weights_file, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    save_photo(tmp_path / "s.png", 40, 40, seed=7)
+    save_photo(tmp_path / "n.png", 8, 8)
+    before = {name: (tmp_path / name).read_bytes() for name in ("s.png", "n.png")}
+    result = cli_invoker(weights_file, "--size", "48")("patch", args[0], photos[0], *args[1:])
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and "never overwrites an input" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert before == {name: (tmp_path / name).read_bytes() for name in before}
+
+
+@pytest.mark.parametrize(
+    ("start", "message"),
+    [
+        ("crop:{photo}:4,4", "is not X,Y,W,H"),  # was: the photo 'p0.png:4,4' does not exist
+        ("crop:{photo}:4,4,10,x", "is not X,Y,W,H"),
+        ("crop:{photo}:4,4,1,1", "is 1x1; a patch needs at least 2x2 pixels"),  # was: not inside
+        ("crop:{photo}:40,40,30,30", "X+W at most 48"),
+    ],
+)
+def test_a_bad_crop_box_is_named_as_a_box(photos, tmp_path, weights_file, monkeypatch, start, message):
+    monkeypatch.chdir(tmp_path)
+    run = cli_invoker(weights_file, "--size", "48")
+    result = run("patch", "make", photos[1], "--target", "toaster", "--start", start.format(photo=photos[0]))
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "does not exist" not in result.stderr
+
+
+def test_a_long_thin_patch_is_called_thin_not_small(tmp_path):
+    Image.new("RGB", (10000, 10), (200, 30, 30)).save(tmp_path / "thin.png")
+    with pytest.raises(SettingsError, match=r"thin.png is 10000x10, too thin for a patch: .*crop it"):
+        read_patch(tmp_path / "thin.png")
+    Image.new("RGB", (1, 1)).save(tmp_path / "dot.png")
+    with pytest.raises(SettingsError, match=r"dot.png is 1x1, too small for a patch"):
+        read_patch(tmp_path / "dot.png")
+
+
+def test_patch_make_leaves_its_own_outputs_out_of_the_photos(photos, tmp_path, weights_file, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = cli_invoker(weights_file, "--size", "48", "--steps", "1", "--batch", "2", "--placements", "1")
+    first = run("patch", "make", tmp_path, "--target", "toaster", "-o", "made.png", "--sheet", "sheet.png")
+    assert first.exit_code == 0, first.output
+    second = run("patch", "make", tmp_path, "--target", "toaster", "-o", "again.png", "--json")
+    assert second.exit_code == 0, second.output
+    recorded = json.loads(Image.open(tmp_path / "again.png").info[METADATA_KEY])["patch"]
+    used = recorded["trained_on"] + recorded["tested_on"]
+    assert sorted(used) == sorted({str(p) for p in photos}), used  # not made.png, not sheet.png

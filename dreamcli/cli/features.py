@@ -11,6 +11,7 @@ import click
 from dreamcli.cli import common
 from dreamcli.cli.common import Machine, flag
 from dreamcli.config import LayerSpec
+from dreamcli.io.formats import refuse_inputs
 from dreamcli.jobs import outputs as plan
 from dreamcli.jobs.requests import PARAMS, FeatureRequest
 
@@ -92,6 +93,7 @@ def _features(ctx: click.Context, params: dict[str, Any]) -> int:
     output, into_folder = common.output_path(params["output"])
     path = plan.single_output(output, into_folder, Path(name))
     machine = Machine.of(params)
+    refuse_inputs(path, [("preset", chosen.preset.path if chosen.preset else None)])
     if machine.kept(path, params["overwrite"]):
         return 0
     from dreamcli.jobs.features import run_features

@@ -12,6 +12,7 @@ from dreamcli.cli import common
 from dreamcli.cli.common import Machine, flag
 from dreamcli.config import LayerSpec
 from dreamcli.errors import SettingsError
+from dreamcli.io.formats import refuse_inputs
 from dreamcli.jobs import outputs as plan
 
 
@@ -65,6 +66,7 @@ def _sheet(ctx: click.Context, params: dict[str, Any]) -> int:
     folder = Path(".") if params["sample"] else photo.parent  # not inside the package
     path = plan.single_output(output, into_folder, folder / f"{photo.stem}_sheet.png")
     variants: list = []
+    sheet_presets: list = []
     channels = None
     if params.get("sweep"):
         for text in params["sweep"].replace(",", " ").split():
@@ -77,6 +79,7 @@ def _sheet(ctx: click.Context, params: dict[str, Any]) -> int:
         }
         for name in params["preset_list"].replace(",", " ").split():
             preset = common.load_preset(name)
+            sheet_presets += [preset] if preset else []
             model = preset.values.get("model", network.name) if preset else network.name
             if model != network.name:
                 raise SettingsError(
@@ -91,6 +94,8 @@ def _sheet(ctx: click.Context, params: dict[str, Any]) -> int:
         settings = dataclasses.replace(settings, layers=(channels,))
     elif not params.get("preset_list"):
         settings = dataclasses.replace(settings, layers=tuple(v.layers[0] for _, v in variants))
+    read = [("photo", photo), ("preset", chosen.preset.path if chosen.preset else None)]
+    refuse_inputs(path, read + [("preset", preset.path) for preset in sheet_presets])
     if machine.kept(path, params["overwrite"]):
         return 0
     from dreamcli.jobs.sheets import SheetRequest, run_sheet

@@ -9,6 +9,7 @@ import click
 
 from dreamcli.cli import common
 from dreamcli.cli.common import Machine, Span, default_of, flag
+from dreamcli.io.formats import refuse_inputs
 from dreamcli.jobs import outputs as plan
 from dreamcli.jobs.requests import VideoRequest
 
@@ -45,6 +46,7 @@ def _video(ctx: click.Context, params: dict[str, Any]) -> int:
     source: Path = params["clip"]
     output = plan.video_output(source, *common.output_path(params["output"]))
     machine = Machine.of(params)
+    refuse_inputs(output, [("clip", source), ("preset", chosen.preset.path if chosen.preset else None)])
     if machine.kept(output, params["overwrite"]):
         return 0
     from dreamcli.jobs import animations

@@ -35,6 +35,7 @@ from dreamcli.engine.octaves import dream
 from dreamcli.errors import DreamError, ImageError
 from dreamcli.events import FrameDone, Report, ignore
 from dreamcli.io.atomic import atomic_write, remove_stale_parts
+from dreamcli.io.formats import frame_names
 from dreamcli.io.images import read_image, shrink, to_pil, write_image
 from dreamcli.io.metadata import save_options
 from dreamcli.jobs.requests import VideoRequest, ZoomRequest
@@ -105,8 +106,8 @@ def write_animation(path: Path, frames: list[torch.Tensor], fps: float, metadata
     suffix = path.suffix.lower()
     if suffix == "":
         path.mkdir(parents=True, exist_ok=True)
-        for index, frame in enumerate(frames, start=1):
-            write_image(path / f"frame_{index:05d}.png", frame, None, metadata)
+        for name, frame in zip(frame_names(len(frames)), frames, strict=True):
+            write_image(path / name, frame, None, metadata)
         return
     if suffix == ".mp4":
         encode_mp4(path, (np.asarray(to_pil(f)) for f in frames), fps, metadata=metadata)

@@ -40,6 +40,7 @@ TOP = 5  # classes listed before and after
 CHUNK = 32  # pasted photos per forward pass when testing
 SHEET_TILE = 160  # pixels a side of each example on the contact sheet
 SHEET_PHOTOS = 24  # examples on the sheet at most
+PATCH_SIDE = 1024  # a --patch picture's long side is read at most this large
 
 
 @dataclass
@@ -145,12 +146,26 @@ def read_patch(path: str | Path) -> tuple[torch.Tensor, torch.Tensor | None]:
     """A patch picture: RGB (3, h, w) and its alpha (1, h, w) if it has one.  SettingsError
     (exit 2) for a file that is not a picture."""
     try:
-        picture = read_image(path, max_size=1024)
+        picture = read_image(path, max_size=PATCH_SIDE)
     except ImageError as exc:
         raise SettingsError(f"--patch: {exc}") from None
     if min(picture.rgb.shape[-2:]) < 2:
-        raise SettingsError(f"--patch: {path} is too small for a patch (at least 2x2 pixels)")
+        width, height = _header_size(path)
+        if min(width, height) >= 2:  # long and thin: under 2 pixels across once the long side is 1024
+            raise SettingsError(
+                f"--patch: {path} is {width}x{height}, too thin for a patch: its sides may differ at most "
+                f"{PATCH_SIDE // 2} times (its long side is read at {PATCH_SIDE} px); crop it"
+            )
+        raise SettingsError(
+            f"--patch: {path} is {width}x{height}, too small for a patch (at least 2x2 pixels)"
+        )
     return picture.rgb, picture.alpha
+
+
+def _header_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) as the file says, without decoding it."""
+    with Image.open(path) as img:
+        return img.size
 
 
 def drawn_side(options: PatchOptions) -> int:

@@ -15,15 +15,12 @@ import importlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlparse
 
 from dreamcli.config import Settings
 from dreamcli.errors import SettingsError, brief
 from dreamcli.layers import LayerTable
-
-if TYPE_CHECKING:
-    from dreamcli.models.weights import LeftOut
 
 
 def imported(path: str) -> Any:
@@ -123,7 +120,7 @@ class Loaded:
     network: Network
     module: Any  # torch.nn.Module
     weights: str  # the weights' label, or the local file's name
-    left_out: LeftOut | None = None  # a weights file's tensors that did not fit (a fine-tuned head)
+    left_out: Any = None  # weights.LeftOut: a weights file's tensors that did not fit (a fine-tuned head)
 
     @property
     def label(self) -> str:

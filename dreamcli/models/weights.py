@@ -143,7 +143,8 @@ class LeftOut:
         if name not in self.order:
             return _ordered(self.problems)
         end = self.order[name][1]
-        needed = (k for k, owner in self.owners.items() if owner in self.order and self.order[owner][0] <= end)
+        order = self.order
+        needed = (k for k, owner in self.owners.items() if owner in order and order[owner][0] <= end)
         return _ordered(needed)
 
     def check(self, module: str, layer: str | None = None) -> None:
