@@ -253,3 +253,60 @@ def test_patch_make_leaves_its_own_outputs_out_of_the_photos(photos, tmp_path, w
     recorded = json.loads(Image.open(tmp_path / "again.png").info[METADATA_KEY])["patch"]
     used = recorded["trained_on"] + recorded["tested_on"]
     assert sorted(used) == sorted({str(p) for p in photos}), used  # not made.png, not sheet.png
+
+
+def test_patch_test_streams_photo_by_photo(loaded, photos, monkeypatch):
+    import dreamcli.jobs.patches as patches
+
+    seen = []
+    real = patches.read_image
+    monkeypatch.setattr(patches, "read_image", lambda path, *a: seen.append(("read", path)) or real(path, *a))
+    result = evaluate_patch(
+        loaded, photos, noise(), "toaster", FAST, on_photo=lambda line: seen.append(("scored", line["path"]))
+    )
+    # Each photo is read, scored and reported before the next is read: none waits for all.
+    assert seen == [step for p in photos for step in (("read", p), ("scored", str(p)))]
+    assert len(result.photos) == 5
+
+
+def test_patch_make_refuses_photos_that_do_not_fit_before_reading_them(loaded, photos):
+    from dreamcli.errors import ImageTooLargeError
+
+    with pytest.raises(ImageTooLargeError, match=r"5 photos at --size 48 need .* give at most 2 photos, or"):
+        make_patch(loaded, photos, "toaster", FAST, memory=2.5 * 2 * 3 * 48 * 48 * 4)
+
+
+def test_patch_test_json_is_strict_per_photo_and_ctrl_c_keeps_a_partial_table(
+    photos, tmp_path, weights_file, monkeypatch
+):
+    import os
+
+    import dreamcli.jobs.patches as patches
+
+    monkeypatch.chdir(tmp_path)
+    odd = tmp_path / os.fsdecode(b"caf\xe9.png")  # a Latin-1 name: not UTF-8
+    save_photo(odd, 48, 48)
+    save_photo(tmp_path / "n.png", 8, 8)
+    run = cli_invoker(weights_file, "--size", "48", "--placements", "1", "--no-sheet")
+    result = run("patch", "test", odd, photos[0], "--patch", "n.png", "--target", "toaster", "--json")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == 3 and "\\udc" not in result.stdout  # no lone surrogate
+    first = json.loads(lines[0])
+    assert first["path"].endswith("caf\ufffd.png") and os.fsencode(odd) in [
+        __import__("base64").b64decode(first["path_bytes"])
+    ]
+    calls = []
+    real = patches.placements_for
+
+    def interrupted(index, *args, **kwargs):
+        calls.append(index)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(index, *args, **kwargs)
+
+    monkeypatch.setattr(patches, "placements_for", interrupted)
+    stopped = run("patch", "test", *photos, "--patch", "n.png", "--target", "toaster")
+    assert stopped.exit_code == 130, stopped.output
+    assert "(interrupted after 2 of 5 photos)" in stopped.stdout
+    assert "p0.png" in stopped.stdout and "p1.png" in stopped.stdout and "p2.png" not in stopped.stdout

@@ -205,7 +205,13 @@ def _test(ctx: click.Context, params: dict[str, Any]) -> int:
     machine = Machine.of(params)
     machine.check_device()
     run_options = machine.run_options(reproducible=True)
-    with machine.display(as_json=params["as_json"]) as display:
+    partial = patches.PatchReport([], {})  # what was done, for the table if Ctrl-C comes
+    as_json = params["as_json"]
+
+    def line(photo: dict[str, Any]) -> None:  # a --json line per photo as soon as it is scored
+        click.echo(json.dumps(patches.json_line(photo), ensure_ascii=True))
+
+    with machine.display(as_json=as_json) as display:
         loaded = machine.load(common.network_for(params.get("model"), None), run_options)
         try:
             result = patches.evaluate_patch(
@@ -217,12 +223,20 @@ def _test(ctx: click.Context, params: dict[str, Any]) -> int:
                 alpha=alpha,
                 precision=run_options.precision,
                 report=display,
+                on_photo=line if as_json else None,
+                result=partial,
             )
+        except KeyboardInterrupt:
+            display.close()
+            if not as_json and partial.photos:
+                _table(partial.photos, params)
+                click.echo(f"(interrupted after {len(partial.photos)} of {len(photos)} photos)")
+            raise
         except DreamError:
             raise
         except Exception as exc:
             raise DreamError(f"the patch could not be tested: {describe(exc)}") from None
-    _print(result, params)
+    _print(result, params, streamed=as_json)
     if sheet is not None:
         _write_sheet(machine, result, sheet, params["overwrite"])
     return EXIT_FAILED if result.skipped else EXIT_OK
@@ -253,6 +267,7 @@ def _make(ctx: click.Context, params: dict[str, Any]) -> int:
                 start=start,
                 precision=run_options.precision,
                 report=display,
+                memory=run_options.memory,
             )
             patch_training.write_patch(made, output, machine.metadata(loaded, run_options, None))
         except DreamError:
@@ -328,16 +343,30 @@ def _start(value: str):
     return rgb[:, y : y + h, x : x + w]
 
 
-def _print(result: Any, params: dict[str, Any]) -> None:
-    """The table (or JSON lines) on stdout."""
+def _print(result: Any, params: dict[str, Any], streamed: bool = False) -> None:
+    """The table (or JSON lines; ``streamed``: the photos' lines are out already) on stdout."""
     if params["as_json"]:
-        for line in result.lines():
+        for line in result.lines()[len(result.photos) if streamed else 0 :]:
             click.echo(json.dumps(line, ensure_ascii=True))
         return
     if params["quiet"]:
         return
+    _table(result.photos, params)
+    s = result.summary
+    low, high = s["area"]
+    click.echo(
+        f"{s['target']}: top-1 in {s['successes']} of {s['placements']} placements "
+        f"({100 * s['success_rate']:.1f} %) on {s['photos']} photos; patch {100 * low:g}-{100 * high:g} % "
+        f"of the area, ±{s['rotate']:g}°, seed {s['seed']}"
+    )
+
+
+def _table(photos: list[dict[str, Any]], params: dict[str, Any]) -> None:
+    """One row per photo: its top-1 before and after, and the placements where it became the target."""
+    if params["quiet"]:
+        return
     rows = [("photo", "before (top-1)", "after (top-1)", "success")]
-    for photo in result.photos:
+    for photo in photos:
         before, after = photo["before"][0], photo["after"][0]
         rows.append(
             (
@@ -350,13 +379,6 @@ def _print(result: Any, params: dict[str, Any]) -> None:
     widths = [max(len(row[k]) for row in rows) for k in range(4)]
     for row in rows:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
-    s = result.summary
-    low, high = s["area"]
-    click.echo(
-        f"{s['target']}: top-1 in {s['successes']} of {s['placements']} placements "
-        f"({100 * s['success_rate']:.1f} %) on {s['photos']} photos; patch {100 * low:g}-{100 * high:g} % "
-        f"of the area, ±{s['rotate']:g}°, seed {s['seed']}"
-    )
 
 
 def _write_sheet(machine: Machine, result: Any, sheet: Path, overwrite: bool) -> None:

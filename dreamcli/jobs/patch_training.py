@@ -63,17 +63,19 @@ def make_patch(
     class_names: Sequence[str] | None = None,
     precision: str = "fp32",
     report: Report = ignore,
+    memory: float | None = None,
 ) -> MadePatch:
     """A patch that makes ``model`` say ``target`` wherever it is pasted into the photos.
 
     ``start`` (3, h, w) in [0, 1] is the picture training starts from (default: seeded
-    uniform noise).  Progress is reported as ``Stage("training", step, steps)``.
+    uniform noise).  Progress is reported as ``Stage("training", step, steps)``.  ``memory``:
+    the bytes the photos may take (``RunOptions.memory``); more photos are refused up front.
     """
     options = options or PatchOptions()
     classifier = Classifier.of(model, class_names, precision)
     goal = classifier.index(model, target)
     started = time.perf_counter()
-    paths, photos, skipped = usable_photos(paths, options.size, report)
+    paths, photos, skipped = usable_photos(paths, options.size, report, memory)
     generator = torch.Generator().manual_seed(options.seed)
     count = len(paths)
     if count >= MIN_HOLDOUT_PHOTOS and options.holdout > 0:
@@ -111,8 +113,8 @@ def make_patch(
     made = patch.detach().cpu()
     result = score(
         classifier,
-        [paths[i] for i in held_out],
-        photos[held_out],
+        [(paths[i], photos[i]) for i in held_out],
+        len(held_out),
         made,
         None,
         goal,

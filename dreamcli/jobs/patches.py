@@ -15,7 +15,7 @@ The placements of photo *i* come from ``seed`` and *i* alone.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,8 +30,8 @@ from dreamcli.engine.capture import LayerCapture, model_device
 from dreamcli.engine.devices import DTYPES
 from dreamcli.engine.placement import Placements, draw, paste
 from dreamcli.engine.steps import network_precision
-from dreamcli.errors import DreamError, ImageError, SettingsError
-from dreamcli.events import PhotoSkipped, Report, Stage, ignore
+from dreamcli.errors import DreamError, ImageError, ImageTooLargeError, SettingsError
+from dreamcli.events import PhotoSkipped, Report, Stage, ignore, text_fields
 from dreamcli.io.images import fit_label, label_font, read_image, shrink
 from dreamcli.jobs.requests import PatchOptions
 from dreamcli.models import Loaded
@@ -128,18 +128,16 @@ def square(rgb: torch.Tensor, size: int) -> torch.Tensor:
 
 def read_photos(
     paths: Sequence[Path], size: int, on_error: Callable[[Path, str], None]
-) -> tuple[list[Path], torch.Tensor]:
-    """The photos that could be read, as (N, 3, size, size); each one that could not goes to
-    ``on_error`` with its one-line message."""
-    used, pictures = [], []
+) -> Iterator[tuple[Path, torch.Tensor]]:
+    """Each photo that can be read, as (path, (3, size, size)), one at a time: only one is held
+    while it is scored.  Each one that cannot goes to ``on_error`` with its one-line message."""
     for path in paths:
         try:
-            pictures.append(square(read_image(path).rgb, size))
+            picture = square(read_image(path).rgb, size)
         except ImageError as exc:
             on_error(path, str(exc))
         else:
-            used.append(path)
-    return used, (torch.stack(pictures) if pictures else torch.zeros(0, 3, size, size))
+            yield path, picture
 
 
 def read_patch(path: str | Path) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -188,7 +186,12 @@ class PatchReport:
 
     def lines(self) -> list[dict[str, Any]]:
         """The ``--json`` lines: one per photo, then the summary."""
-        return [*self.photos, {"summary": True, **self.summary}]
+        return [json_line(photo) for photo in self.photos] + [{"summary": True, **self.summary}]
+
+
+def json_line(photo: dict[str, Any]) -> dict[str, Any]:
+    """A photo's ``--json`` line, strict JSON whatever its name (``events.text_fields``)."""
+    return {**text_fields("path", photo["path"]), **{k: v for k, v in photo.items() if k != "path"}}
 
 
 def placements_for(index: int, options: PatchOptions, salt: int = 0) -> Placements:
@@ -199,8 +202,8 @@ def placements_for(index: int, options: PatchOptions, salt: int = 0) -> Placemen
 
 def score(
     classifier: Classifier,
-    paths: Sequence[Path],
-    photos: torch.Tensor,
+    photos: Iterable[tuple[Path, torch.Tensor]],
+    count: int,
     patch: torch.Tensor,
     alpha: torch.Tensor | None,
     target: int,
@@ -209,18 +212,22 @@ def score(
     salt: int = 0,
     indices: Sequence[int] | None = None,
     report: Report = ignore,
+    on_photo: Callable[[dict[str, Any]], None] | None = None,
+    result: PatchReport | None = None,
 ) -> PatchReport:
-    """The patch pasted into each photo at its placements: top-1 success rate and top-5s."""
+    """The patch pasted into each of ``count`` photos (path, (3, size, size)) at its placements:
+    top-1 success rate and top-5s.  Photos come one at a time; each one's result goes to
+    ``result`` (made here unless given: a caller interrupted keeps what was done) and
+    ``on_photo`` as soon as it is scored."""
     device = classifier.device
     patch = shrink(patch, drawn_side(options)) if max(patch.shape[-2:]) > drawn_side(options) else patch
     if alpha is not None and alpha.shape[-2:] != patch.shape[-2:]:
         alpha = F.interpolate(alpha[None], size=patch.shape[-2:], mode="bilinear", antialias=True)[0]
-    results: list[Any] = []
-    examples: list[Any] = []
+    result = result if result is not None else PatchReport([], {})
     successes = 0
-    report(Stage("testing", 0, len(paths)))
+    report(Stage("testing", 0, count))
     with torch.no_grad():
-        for n, (path, photo) in enumerate(zip(paths, photos, strict=True)):
+        for n, (path, photo) in enumerate(photos):
             index = indices[n] if indices is not None else n
             where = placements_for(index, options, salt)
             clean = classifier(photo[None].to(device)).softmax(1)[0].cpu()
@@ -236,43 +243,42 @@ def score(
                     first = (batch[0].cpu(), probabilities[0])
             mean /= len(where)
             successes += hits
-            results.append(
-                {
-                    "path": str(path),
-                    "target": classifier.name(target),
-                    "before": classifier.top(clean),
-                    "after": classifier.top(mean),
-                    "target_before": round(float(clean[target]), 4),
-                    "target_after": round(float(mean[target]), 4),
-                    "successes": hits,
-                    "placements": len(where),
-                    "success_rate": round(hits / len(where), 4),
-                }
-            )
-            if first is not None and len(examples) < SHEET_PHOTOS:
+            line = {
+                "path": str(path),
+                "target": classifier.name(target),
+                "before": classifier.top(clean),
+                "after": classifier.top(mean),
+                "target_before": round(float(clean[target]), 4),
+                "target_after": round(float(mean[target]), 4),
+                "successes": hits,
+                "placements": len(where),
+                "success_rate": round(hits / len(where), 4),
+            }
+            result.photos.append(line)
+            if first is not None and len(result.examples) < SHEET_PHOTOS:
                 top1 = int(first[1].argmax())
-                examples.append(
-                    (
-                        first[0],
-                        {"name": classifier.name(top1), "p": float(first[1][top1]), "hit": top1 == target},
-                    )
-                )
-            report(Stage("testing", n + 1, len(paths)))
-    total = len(paths) * options.placements
-    summary = {
-        "target": classifier.name(target),
-        "class": target,
-        "model": classifier.label,
-        "photos": len(paths),
-        "placements": total,
-        "successes": successes,
-        "success_rate": round(successes / total, 4) if total else 0.0,
-        "area": list(options.area),
-        "rotate": options.rotate,
-        "size": options.size,
-        "seed": options.seed,
-    }
-    return PatchReport(results, summary, examples=examples)
+                label = {"name": classifier.name(top1), "p": float(first[1][top1]), "hit": top1 == target}
+                result.examples.append((first[0], label))
+            if on_photo is not None:
+                on_photo(line)
+            report(Stage("testing", n + 1, count))
+    total = len(result.photos) * options.placements
+    result.summary.update(
+        {
+            "target": classifier.name(target),
+            "class": target,
+            "model": classifier.label,
+            "photos": len(result.photos),
+            "placements": total,
+            "successes": successes,
+            "success_rate": round(successes / total, 4) if total else 0.0,
+            "area": list(options.area),
+            "rotate": options.rotate,
+            "size": options.size,
+            "seed": options.seed,
+        }
+    )
+    return result
 
 
 def evaluate_patch(
@@ -286,26 +292,45 @@ def evaluate_patch(
     class_names: Sequence[str] | None = None,
     precision: str = "fp32",
     report: Report = ignore,
+    on_photo: Callable[[dict[str, Any]], None] | None = None,
+    result: PatchReport | None = None,
 ) -> PatchReport:
     """``patch`` (3, h, w) in [0, 1] pasted into every photo at ``options.placements`` seeded
     placements: how often the network's top-1 becomes ``target``, and the top-5 before and
-    after (the mean of the placements' probabilities) per photo."""
+    after (the mean of the placements' probabilities) per photo.
+
+    Photos are read, scored and let go one at a time (memory does not grow with their
+    number); ``on_photo`` gets each one's line at once, and ``result`` (if given) holds
+    what was done when the run is interrupted."""
     options = options or PatchOptions()
     classifier = Classifier.of(model, class_names, precision)
     goal = classifier.index(model, target)
     started = time.perf_counter()
-    paths, photos, skipped = usable_photos(paths, options.size, report)
-    result = score(classifier, paths, photos, patch, alpha, goal, options, report=report)
-    result.skipped = skipped
-    result.summary["skipped"] = len(skipped)
+    photo_paths = [Path(p) for p in paths]
+    if not photo_paths:
+        raise SettingsError("no photos to paste the patch into")
+    result = result if result is not None else PatchReport([], {})
+
+    def skip(path: Path, error: str) -> None:
+        result.skipped.append({"path": str(path), "error": error})
+        report(PhotoSkipped(path, error))
+
+    photos = read_photos(photo_paths, options.size, skip)
+    score(classifier, photos, len(photo_paths), patch, alpha, goal, options, report=report,
+          on_photo=on_photo, result=result)  # fmt: skip
+    if not result.photos:
+        raise DreamError(f"none of the {len(photo_paths)} photos could be read (each is named above)")
+    result.summary["skipped"] = len(result.skipped)
     result.summary["seconds"] = round(time.perf_counter() - started, 2)
     return result
 
 
 def usable_photos(
-    paths: Sequence[str | Path], size: int, report: Report
+    paths: Sequence[str | Path], size: int, report: Report, memory: float | None = None
 ) -> tuple[list[Path], torch.Tensor, list[dict[str, str]]]:
-    """The usable photos; each unreadable one reported and listed.  DreamError when none is left."""
+    """The usable photos, all held at once (training draws from them every step); each
+    unreadable one reported and listed.  Refused up front where ``memory`` (bytes) cannot
+    hold them; DreamError when none is left."""
     skipped: list[dict[str, str]] = []
 
     def skip(path: Path, error: str) -> None:
@@ -315,10 +340,34 @@ def usable_photos(
     photo_paths = [Path(p) for p in paths]
     if not photo_paths:
         raise SettingsError("no photos to paste the patch into")
-    used, photos = read_photos(photo_paths, size, skip)
-    if not used:
+    check_photo_memory(len(photo_paths), size, memory)
+    found = list(read_photos(photo_paths, size, skip))
+    if not found:
         raise DreamError(f"none of the {len(photo_paths)} photos could be read (each is named above)")
-    return used, photos, skipped
+    return [path for path, _ in found], torch.stack([photo for _, photo in found]), skipped
+
+
+# A photo held for training: 3 float32 planes of size x size, twice (on the CPU and, moved for
+# training, on the device: on the CPU that copy is a second one too).
+PHOTO_COPIES = 2
+
+
+def check_photo_memory(count: int, size: int, memory: float | None) -> None:
+    """Refuse before reading when ``count`` photos at ``size`` cannot be held in ``memory``."""
+    need = count * PHOTO_COPIES * 3 * size * size * 4
+    if memory is None or need <= memory:
+        return
+    fits = int(memory // (PHOTO_COPIES * 3 * size * size * 4))
+    side = int((memory / (count * PHOTO_COPIES * 3 * 4)) ** 0.5)
+    raise ImageTooLargeError(
+        f"{count} photos at --size {size} need {need / 2**30:.1f} GiB to train on, more than the "
+        f"{memory / 2**30:.1f} GiB free for them; "
+        + (
+            f"give at most {fits} photos, or --size {max(32, side)}"
+            if fits
+            else f"use --size {max(32, side)}"
+        )
+    )
 
 
 # ---------------------------------------------------------------------------------------------
