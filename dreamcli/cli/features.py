@@ -11,7 +11,7 @@ import click
 from dreamcli.cli import common
 from dreamcli.cli.common import Machine, flag
 from dreamcli.config import LayerSpec
-from dreamcli.io.formats import refuse_inputs
+from dreamcli.io.formats import check_output_path, refuse_inputs
 from dreamcli.jobs import outputs as plan
 from dreamcli.jobs.requests import PARAMS, FeatureRequest
 
@@ -93,7 +93,9 @@ def _features(ctx: click.Context, params: dict[str, Any]) -> int:
         )
     name = plan.output_name(template, Path("features"), 1, chosen.preset_name, settings)
     output, into_folder = common.output_path(params["output"])
+    check_output_path(params["output"], Path(params["output"] or "."))
     path = plan.single_output(output, into_folder, Path(name))
+    check_output_path(params["output"], path)
     machine = Machine.of(params)
     refuse_inputs(path, [("preset", chosen.preset.path if chosen.preset else None)])
     if machine.kept(path, params["overwrite"]):

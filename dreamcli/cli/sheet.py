@@ -12,7 +12,7 @@ from dreamcli.cli import common
 from dreamcli.cli.common import Machine, flag
 from dreamcli.config import LayerSpec
 from dreamcli.errors import SettingsError
-from dreamcli.io.formats import refuse_inputs
+from dreamcli.io.formats import check_output_path, refuse_inputs
 from dreamcli.jobs import outputs as plan
 
 
@@ -64,7 +64,9 @@ def _sheet(ctx: click.Context, params: dict[str, Any]) -> int:
     photo = plan.one_photo(names, "sheet")
     output, into_folder = common.output_path(params["output"])
     folder = Path(".") if params["sample"] else photo.parent  # not inside the package
+    check_output_path(params["output"], Path(params["output"] or "."))
     path = plan.single_output(output, into_folder, folder / f"{photo.stem}_sheet.png")
+    check_output_path(params["output"], path)
     variants: list = []
     sheet_presets: list = []
     channels = None

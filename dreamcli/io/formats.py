@@ -104,3 +104,13 @@ def refuse_frames_over(folder: Path, count: int, inputs: Iterable[tuple[str, str
                     f"{shown(folder)} would get a frame {path.name}, the {what} {shown(source)} this "
                     "command reads; dreamcli never overwrites an input: choose another -o"
                 )
+
+
+def check_output_path(raw: str | None, path: Path) -> None:
+    """Refuse, before any work, an ``-o`` that names nothing (``-o ''`` would write into the
+    current folder) or that goes through a file (``notes.txt/out.png``)."""
+    if raw is not None and not raw.strip():
+        raise SettingsError(f"-o {raw!r} names no file; give a file, or a folder ending with /")
+    for parent in path.parents:
+        if os.path.lexists(parent) and not parent.is_dir():
+            raise SettingsError(f"cannot write {shown(path)}: {shown(parent)} is a file, not a folder")
