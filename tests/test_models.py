@@ -287,3 +287,16 @@ def test_a_fine_tuned_head_dreams_the_layers_before_it_with_a_note(tmp_path, res
         "expected (1000, 512) (and 1 more)",
     )
     assert not (tmp_path / "out.png").exists()
+
+
+def test_patches_and_atlas_labels_refuse_a_head_the_weights_left_out(tmp_path, resnet18_ten_classes):
+    from dreamcli.jobs.atlas import make_atlas
+    from dreamcli.jobs.patches import Classifier
+    from dreamcli.jobs.requests import AtlasOptions
+
+    with pytest.warns(UserWarning, match="2 tensors not loaded"):
+        loaded = load(models.get("torchvision:resnet18"), weights=resnet18_ten_classes)
+    with pytest.raises(WeightsError, match=r"up to layer fc: fc.weight has shape \(10, 512\)"):
+        Classifier.of(loaded)
+    with pytest.raises(WeightsError, match=r"up to layer fc: fc.weight has shape"):
+        make_atlas(loaded, "layer3", [tmp_path / "none.png"], AtlasOptions(labels=True))

@@ -197,7 +197,7 @@ def _unpack(model, layer: str, class_names, labels: bool):
     """The module, the layer's module name, the logits' module ('' = the output) and the class names."""
     if isinstance(model, Loaded):
         module, name = model.module, model.resolve(layer)
-        logits = model.network.logits if labels else None
+        logits = model.resolve(model.network.logits) if labels and model.network.logits else None
         if labels and logits is None:
             raise SettingsError(
                 f"{model.network.name} has no classifier to label the atlas with; leave out labels"
@@ -220,7 +220,7 @@ def _compared(
         if network.logits is None:
             raise SettingsError(f"{network.name} has no classifier to compare classes with")
         a, b = (network.class_index(name) for name in compare)
-        names, logits = class_names or network.class_names(), network.logits
+        names, logits = class_names or network.class_names(), model.resolve(network.logits)
     else:
         names, logits = class_names, ""
         a, b = (_index(name, names) for name in compare)

@@ -30,7 +30,7 @@ from dreamcli.engine.capture import LayerCapture, model_device
 from dreamcli.engine.devices import DTYPES
 from dreamcli.engine.placement import Placements, draw, paste
 from dreamcli.engine.steps import network_precision
-from dreamcli.errors import DreamError, ImageError, ImageTooLargeError, SettingsError
+from dreamcli.errors import DreamError, ImageError, SettingsError
 from dreamcli.events import PhotoSkipped, Report, Stage, ignore, text_fields
 from dreamcli.io.images import fit_label, label_font, read_image, shrink
 from dreamcli.jobs.requests import PatchOptions
@@ -62,6 +62,7 @@ class Classifier:
                 raise SettingsError(f"{model.network.name} has no classifier: a patch needs class scores")
             names = class_names or model.network.class_names()
             module, logits, label = model.module, model.network.logits, model.label
+            model.resolve(logits)  # weights that left the head out (a fine-tuned one) are refused here
         else:
             module, logits, label, names = model, "", type(model).__name__, class_names
         if logits:
@@ -323,51 +324,6 @@ def evaluate_patch(
     result.summary["skipped"] = len(result.skipped)
     result.summary["seconds"] = round(time.perf_counter() - started, 2)
     return result
-
-
-def usable_photos(
-    paths: Sequence[str | Path], size: int, report: Report, memory: float | None = None
-) -> tuple[list[Path], torch.Tensor, list[dict[str, str]]]:
-    """The usable photos, all held at once (training draws from them every step); each
-    unreadable one reported and listed.  Refused up front where ``memory`` (bytes) cannot
-    hold them; DreamError when none is left."""
-    skipped: list[dict[str, str]] = []
-
-    def skip(path: Path, error: str) -> None:
-        skipped.append({"path": str(path), "error": error})
-        report(PhotoSkipped(path, error))
-
-    photo_paths = [Path(p) for p in paths]
-    if not photo_paths:
-        raise SettingsError("no photos to paste the patch into")
-    check_photo_memory(len(photo_paths), size, memory)
-    found = list(read_photos(photo_paths, size, skip))
-    if not found:
-        raise DreamError(f"none of the {len(photo_paths)} photos could be read (each is named above)")
-    return [path for path, _ in found], torch.stack([photo for _, photo in found]), skipped
-
-
-# A photo held for training: 3 float32 planes of size x size, twice (on the CPU and, moved for
-# training, on the device: on the CPU that copy is a second one too).
-PHOTO_COPIES = 2
-
-
-def check_photo_memory(count: int, size: int, memory: float | None) -> None:
-    """Refuse before reading when ``count`` photos at ``size`` cannot be held in ``memory``."""
-    need = count * PHOTO_COPIES * 3 * size * size * 4
-    if memory is None or need <= memory:
-        return
-    fits = int(memory // (PHOTO_COPIES * 3 * size * size * 4))
-    side = int((memory / (count * PHOTO_COPIES * 3 * 4)) ** 0.5)
-    raise ImageTooLargeError(
-        f"{count} photos at --size {size} need {need / 2**30:.1f} GiB to train on, more than the "
-        f"{memory / 2**30:.1f} GiB free for them; "
-        + (
-            f"give at most {fits} photos, or --size {max(32, side)}"
-            if fits
-            else f"use --size {max(32, side)}"
-        )
-    )
 
 
 # ---------------------------------------------------------------------------------------------
