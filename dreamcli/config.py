@@ -128,7 +128,10 @@ class Field:
         too_low = self.low is not None and (value <= self.low if self.low_open else value < self.low)
         too_high = self.high is not None and value > self.high
         if too_low or too_high or (self.kind is float and not math.isfinite(value)):
-            shown = f"{value:g}" if self.kind is float or abs(value) < 10**15 else brief(value)
+            # An int as written (a seed of 4294967296 is not "4.29497e+09"); a float as %g.
+            shown = (
+                f"{value:g}" if self.kind is float else str(value) if abs(value) < 10**15 else brief(value)
+            )
             raise SettingsError(f"{self.name}: {shown} is out of range; use {self.allowed()}")
         return value
 

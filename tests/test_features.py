@@ -103,3 +103,32 @@ def test_each_tile_of_a_sheet_is_the_size_asked_for(weights_file, tmp_path):
     assert result.exit_code == 0, result.output
     width, height = Image.open(tmp_path / "s.png").size
     assert width == 3 * 96 and 64 < height < 64 + 40  # three tiles side by side, a label under each
+
+
+def test_a_feature_picture_that_would_not_fit_is_refused_before_work(weights_file, tmp_path, monkeypatch):
+    import dreamcli.engine.devices as devices
+
+    monkeypatch.setattr(devices, "memory_budget", lambda device: 200e6)
+    run = cli_invoker(weights_file, "--layer", "conv2/3x3", "--octaves", "1", "--iterations", "1")
+    out = tmp_path / "big.png"
+    result = run("features", "--size", "4096x2048", "-o", out)
+    assert result.exit_code == 1, result.output
+    (line,) = [x for x in result.output.splitlines() if x.startswith("Error:")]
+    assert "a 4096x2048 fft feature picture needs about" in line and "GiB free for it; use --size" in line
+    width, height = (int(v) for v in line.split("--size ")[1].split(" ")[0].split("x"))
+    assert abs(width - 2 * height) <= 1 and width * height < 4096 * 2048 // 20  # the same shape, smaller
+    assert not out.exists()
+
+
+def test_a_feature_picture_as_preset_keeps_its_param_and_size(weights_file, tmp_path):
+    from dreamcli.io.images import read_metadata
+
+    run = cli_invoker(weights_file, "--layer", "conv2/3x3", "--octaves", "1", "--iterations", "1")
+    first = tmp_path / "maco.png"
+    made = run("features", "--param", "maco", "--size", "48x32", "--seed", "3", "-o", first)
+    assert made.exit_code == 0, made.output
+    again = tmp_path / "again.png"
+    redone = cli_invoker(weights_file)("features", "--preset", first, "-o", again)
+    assert redone.exit_code == 0, redone.output
+    assert read_metadata(again)["features"] == "maco" and Image.open(again).size == (48, 32)
+    assert np.array_equal(np.asarray(Image.open(first)), np.asarray(Image.open(again)))

@@ -286,6 +286,7 @@ def _batch(chosen: Chosen, names: list[str], params: dict[str, Any], machine: Ma
 
     options = machine.run_options(reproducible=settings.seed is not None)
     loaded = machine.load(chosen.network, options, display)
+    loaded.resolved(settings)  # weights that leave out what these layers need: refused once, not per file
     runner = batch.Batch(
         loaded,
         settings,

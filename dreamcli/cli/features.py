@@ -11,6 +11,7 @@ import click
 from dreamcli.cli import common
 from dreamcli.cli.common import Machine, flag
 from dreamcli.config import LayerSpec
+from dreamcli.io.formats import check_output_path, refuse_inputs
 from dreamcli.jobs import outputs as plan
 from dreamcli.jobs.requests import PARAMS, FeatureRequest
 
@@ -77,6 +78,8 @@ def _features(ctx: click.Context, params: dict[str, Any]) -> int:
         raise click.UsageError("--alpha needs --param fft or maco: pixel pictures have no transparency map")
     chosen = common.chosen_settings(ctx, params, fields=("octaves", "iterations", "step_size", "seed"))
     settings, network = chosen.settings, chosen.network
+    if chosen.preset is not None and chosen.preset.origin == "picture":
+        params = _as_recorded(ctx, params, chosen.preset.path)
     if params["classes"]:
         extra = tuple(
             LayerSpec(str(network.logits), channels=(network.class_index(c),)) for c in params["classes"]
@@ -90,8 +93,11 @@ def _features(ctx: click.Context, params: dict[str, Any]) -> int:
         )
     name = plan.output_name(template, Path("features"), 1, chosen.preset_name, settings)
     output, into_folder = common.output_path(params["output"])
+    check_output_path(params["output"], Path(params["output"] or "."))
     path = plan.single_output(output, into_folder, Path(name))
+    check_output_path(params["output"], path)
     machine = Machine.of(params)
+    refuse_inputs(path, [("preset", chosen.preset.path if chosen.preset else None)])
     if machine.kept(path, params["overwrite"]):
         return 0
     from dreamcli.jobs.features import run_features
@@ -111,3 +117,25 @@ def _features(ctx: click.Context, params: dict[str, Any]) -> int:
     machine.work(chosen, job)
     machine.say(f"Wrote {path}")
     return 0
+
+
+def _as_recorded(ctx: click.Context, params: dict[str, Any], picture: Path) -> dict[str, Any]:
+    """``--preset picture.png`` of a feature picture: its --param and --size too, unless typed
+    (the settings alone would make a 512x512 fft picture of a 300x200 maco one)."""
+    from dreamcli.io.metadata import read_metadata
+
+    recorded = read_metadata(picture) or {}
+    params = dict(params)
+    if not common.typed(ctx, "param") and recorded.get("features") in PARAMS:
+        params["param"] = recorded["features"]
+    size = recorded.get("size")
+    whole = isinstance(size, list) and len(size) == 2 and all(type(side) is int for side in size)
+    if not common.typed(ctx, "size") and whole:  # a hostile picture's size: checked as if typed
+        assert isinstance(size, list)
+        try:
+            params["size"] = common.check_size(ctx, None, f"{size[0]}x{size[1]}")  # type: ignore[arg-type]
+        except click.BadParameter as exc:
+            raise click.BadParameter(
+                f"{picture}: its recorded size {exc.message}", param_hint="--preset"
+            ) from None
+    return params

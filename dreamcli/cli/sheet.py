@@ -12,6 +12,7 @@ from dreamcli.cli import common
 from dreamcli.cli.common import Machine, flag
 from dreamcli.config import LayerSpec
 from dreamcli.errors import SettingsError
+from dreamcli.io.formats import check_output_path, refuse_inputs
 from dreamcli.jobs import outputs as plan
 
 
@@ -63,8 +64,11 @@ def _sheet(ctx: click.Context, params: dict[str, Any]) -> int:
     photo = plan.one_photo(names, "sheet")
     output, into_folder = common.output_path(params["output"])
     folder = Path(".") if params["sample"] else photo.parent  # not inside the package
+    check_output_path(params["output"], Path(params["output"] or "."))
     path = plan.single_output(output, into_folder, folder / f"{photo.stem}_sheet.png")
+    check_output_path(params["output"], path)
     variants: list = []
+    sheet_presets: list = []
     channels = None
     if params.get("sweep"):
         for text in params["sweep"].replace(",", " ").split():
@@ -77,6 +81,7 @@ def _sheet(ctx: click.Context, params: dict[str, Any]) -> int:
         }
         for name in params["preset_list"].replace(",", " ").split():
             preset = common.load_preset(name)
+            sheet_presets += [preset] if preset else []
             model = preset.values.get("model", network.name) if preset else network.name
             if model != network.name:
                 raise SettingsError(
@@ -91,6 +96,8 @@ def _sheet(ctx: click.Context, params: dict[str, Any]) -> int:
         settings = dataclasses.replace(settings, layers=(channels,))
     elif not params.get("preset_list"):
         settings = dataclasses.replace(settings, layers=tuple(v.layers[0] for _, v in variants))
+    read = [("photo", photo), ("preset", chosen.preset.path if chosen.preset else None)]
+    refuse_inputs(path, read + [("preset", preset.path) for preset in sheet_presets])
     if machine.kept(path, params["overwrite"]):
         return 0
     from dreamcli.jobs.sheets import SheetRequest, run_sheet

@@ -9,6 +9,7 @@ import click
 
 from dreamcli.cli import common
 from dreamcli.cli.common import Machine, Span, default_of, flag
+from dreamcli.io.formats import check_output_path, refuse_frames_over, refuse_inputs
 from dreamcli.jobs import outputs as plan
 from dreamcli.jobs.requests import ZoomRequest
 
@@ -102,7 +103,14 @@ def _zoom(ctx: click.Context, params: dict[str, Any]) -> int:
     output, into_folder = common.output_path(params["output"])
     if params["sample"] and output is None:
         output = Path("sample_zoom.gif")  # here, not inside the package
+    check_output_path(params["output"], Path(params["output"] or "."))
     path = plan.zoom_output(output, into_folder, photo)
+    check_output_path(params["output"], path)
+    read = [("photo", photo), ("preset", chosen.preset.path if chosen.preset else None)]
+    if path.suffix == "":
+        refuse_frames_over(path, params["frames"], read)
+    else:
+        refuse_inputs(path, read)
     if machine.kept(path, params["overwrite"]):
         return 0
     from dreamcli.jobs.animations import run_zoom

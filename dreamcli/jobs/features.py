@@ -20,9 +20,12 @@ from pathlib import Path
 import torch
 
 from dreamcli.config import LayerSpec, Settings
-from dreamcli.engine.featurevis import Pictures, feature_pictures
+from dreamcli.engine.capture import LayerCapture, model_device
+from dreamcli.engine.featurevis import MACO_CROPS, VIEW, Pictures, feature_pictures
 from dreamcli.engine.objectives import Activations, ChannelPerImage, Objective, RandomAffine
 from dreamcli.engine.octaves import dream
+from dreamcli.engine.tiling import bytes_per_pixel
+from dreamcli.errors import ImageTooLargeError
 from dreamcli.events import FileStarted, Report, ignore
 from dreamcli.io.images import write_image, write_pil
 from dreamcli.jobs.requests import FeatureRequest
@@ -60,8 +63,9 @@ def run_features(
     width, height = request.picture_size
     meta = dict(request.metadata, features=request.param, settings=applied(settings, request.param))
     meta["size"] = [width, height]
-    prepare_folder(request.output)
     resolved = model.resolved(settings)
+    check_memory(model, resolved, request, options)
+    prepare_folder(request.output)
     signed = request.param != "pixel"  # the papers' objectives; pixel keeps DeepDream's
     if not request.each:
         report(FileStarted("features", 1, 1))
@@ -77,8 +81,8 @@ def run_features(
     single = len(settings.layers) == 1 and settings.layers[0].channels
     if single:  # one channel per image of a batch, 16 at a time
         layer = resolved.layers[0].name
-        for start in range(0, len(wanted), 16):
-            chunk = wanted[start : start + 16]
+        for start in range(0, len(wanted), SHEET_BATCH):
+            chunk = wanted[start : start + SHEET_BATCH]
             report(FileStarted(str(chunk[0]), start + 1, len(wanted)))
             channels = [spec.channels[0] for spec in chunk if spec.channels]
             made = _pictures(
@@ -104,6 +108,44 @@ def run_features(
         alphas = [(t, a.expand(3, -1, -1)) for t, _, a in tiles]
         write_pil(request.alpha_output, contact_sheet(alphas, columns=columns, width=width), meta)
     return request.output
+
+
+# What a spectrum picture costs per pixel besides the network: the spectrum, its gradient and
+# Adam's two moments, the image and its gradient, the transparency map.  Measured as the peak
+# RSS of 2-step maco pictures at 1024 and 2048 px on GoogLeNet's conv2/3x3 (whose views stay
+# 224 px): 464 and 924 MB, 146 bytes per pixel more (shared CPU).  fft's peaks (938 MB and
+# 2.95 GB) stay under this plus tiling.bytes_per_pixel's 852 bytes per viewed pixel.
+PICTURE_BYTES = 146
+SHEET_BATCH = 16  # channel pictures made together, one per image of a batch
+
+
+def check_memory(model: Loaded, settings: Settings, request: FeatureRequest, options: RunOptions) -> None:
+    """Refuse, before any work, pictures whose optimisation would not fit in the memory
+    budget (``RunOptions.memory``), with the size that fits.  ``pixel`` pictures are
+    DeepDream's steps, which tile by themselves."""
+    if options.memory is None or request.param == "pixel":
+        return
+    width, height = request.picture_size
+    batch = min(SHEET_BATCH, len(terms(settings.layers))) if request.each else 1
+    with LayerCapture(model.module, [spec.name for spec in settings.layers]) as capture:
+        per_pixel = bytes_per_pixel(capture, model_device(model.module))
+    if request.param == "maco":  # the network sees MACO_CROPS views of at most VIEW px
+        scale = min(0.7, VIEW / max(width, height))
+        viewed = MACO_CROPS * max(1, round(width * scale)) * max(1, round(height * scale)) * per_pixel
+        cost, fixed = float(PICTURE_BYTES), viewed
+    else:
+        cost, fixed = per_pixel + PICTURE_BYTES, 0.0
+    need = batch * (width * height * cost + fixed)
+    if need <= options.memory:
+        return
+    pixels = max(0.0, options.memory / batch - fixed) / cost
+    shrink_by = (pixels / (width * height)) ** 0.5
+    fit_w, fit_h = int(width * shrink_by), int(height * shrink_by)
+    hint = f"use --size {fit_w}x{fit_h} or smaller" if min(fit_w, fit_h) >= 16 else "pick an earlier layer"
+    raise ImageTooLargeError(
+        f"a {width}x{height} {request.param} feature picture needs about {need / 2**30:.1f} GiB, "
+        f"more than the {options.memory / 2**30:.1f} GiB free for it; {hint}, or free some memory"
+    )
 
 
 def _pictures(model, settings, goal: Objective, batch, request: FeatureRequest, options, report) -> Pictures:
