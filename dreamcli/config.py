@@ -198,6 +198,8 @@ class Settings:
     lapnorm: bool = False
     keep_colors: bool = False
     param: str = "auto"
+    mask: str | None = None  # a greyscale picture's path: dream only where it is white
+    mask_invert: bool = False  # dream where the mask is black instead
 
     def __post_init__(self) -> None:
         for name, field in FIELDS.items():
@@ -210,6 +212,7 @@ class Settings:
         if not layers:
             raise SettingsError("layers: give at least one layer")
         object.__setattr__(self, "layers", layers)
+        _check_mask(self.mask, self.mask_invert)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], base: Settings | None = None) -> Settings:
@@ -247,7 +250,22 @@ class Settings:
         """Plain types only, so that the result can be written as YAML or JSON."""
         out = dataclasses.asdict(self)
         out["layers"] = [str(spec) for spec in self.layers]
+        if self.mask is None and not self.mask_invert:  # pictures without a mask record as before
+            del out["mask"], out["mask_invert"]
         return out
+
+
+# The longest mask path taken (from a flag, a preset or a picture's metadata): PATH_MAX.
+MAX_MASK_PATH = 4096
+
+
+def _check_mask(mask: Any, invert: Any) -> None:
+    if mask is not None and (
+        not isinstance(mask, str) or not mask or len(mask) > MAX_MASK_PATH or "\0" in mask
+    ):
+        raise SettingsError(f"mask: expected the path of a greyscale picture, got {brief(mask)}")
+    if not isinstance(invert, bool):
+        raise SettingsError(f"mask_invert: expected true or false, got {brief(invert)}")
 
 
 def _layers_from(value: Any) -> tuple[LayerSpec, ...]:

@@ -121,6 +121,18 @@ per_file = together(
         help="Dream of this picture's features (Google's guided objective).",
     ),
     flag(
+        "--mask",
+        section="Per file",
+        type=click.Path(path_type=Path),
+        help="Dream only where this greyscale picture is white (grey: partly); one mask for every file.",
+    ),
+    flag(
+        "--mask-invert",
+        section="Per file",
+        is_flag=True,
+        help="Dream where the mask is black instead.",
+    ),
+    flag(
         "--heatmap",
         section="Per file",
         is_flag=True,
@@ -177,6 +189,8 @@ def _dream(ctx: click.Context, params: dict[str, Any]) -> int:
         kept = settings.layers if params["layers"] else ()
         settings = dataclasses.replace(settings, layers=kept + extra)
         chosen = dataclasses.replace(chosen, settings=settings)
+    chosen = _with_mask(chosen, params)
+    settings = chosen.settings
     if params["show_settings"]:
         return _show_settings(ctx, chosen, params)
     guide: Path | None = params["guide"]
@@ -193,9 +207,9 @@ def _dream(ctx: click.Context, params: dict[str, Any]) -> int:
             "(the map is of the first layer)",
             param_hint="--heatmap",
         )
-    if params["ray"] and (params["guide"] or params["heatmap"]):
+    if params["ray"] and (params["guide"] or params["heatmap"] or settings.mask):
         raise click.BadParameter(
-            "dreams plain or class dreams; --guide and --heatmap run here", param_hint="--ray"
+            "dreams plain or class dreams; --guide, --mask and --heatmap run here", param_hint="--ray"
         )
     names = list(params["inputs"])
     _refuse_misplaced_commands(names)
@@ -212,6 +226,18 @@ def _dream(ctx: click.Context, params: dict[str, Any]) -> int:
 
         require_ray()  # without the extra: which command installs it, before any work
     return _batch(chosen, names, params, machine)
+
+
+def _with_mask(chosen: Chosen, params: dict[str, Any]) -> Chosen:
+    """--mask and --mask-invert over the preset's (a picture's recorded mask re-runs it)."""
+    settings = chosen.settings
+    if params["mask"] is not None:
+        settings = dataclasses.replace(settings, mask=str(params["mask"]))
+    if params["mask_invert"]:
+        if settings.mask is None:
+            raise click.BadParameter("inverts a mask: give one with --mask", param_hint="--mask-invert")
+        settings = dataclasses.replace(settings, mask_invert=True)
+    return dataclasses.replace(chosen, settings=settings)
 
 
 def _refuse_misplaced_commands(names: list[str]) -> None:
@@ -272,8 +298,11 @@ def _batch(chosen: Chosen, names: list[str], params: dict[str, Any], machine: Ma
         return display.finish(summary, found)
     if params["ray"]:
         return _ray(chosen, jobs, found, display, params, machine)
-    from dreamcli.jobs import batch
+    from dreamcli.jobs import batch, masks
 
+    mask = masks.mask_of(settings)  # unreadable, all black, or unlike an input: said before loading
+    if mask is not None:
+        masks.check_inputs(mask, [job.source for job in todo])
     options = machine.run_options(reproducible=settings.seed is not None)
     loaded = machine.load(chosen.network, options)
     runner = batch.Batch(
@@ -286,6 +315,7 @@ def _batch(chosen: Chosen, names: list[str], params: dict[str, Any], machine: Ma
         metadata=_metadata(machine.metadata(loaded, options, chosen.preset_name), params["guide"]),
         guide=_guide(loaded, params["guide"], settings) if params["guide"] else None,
         heatmap=params["heatmap"],
+        mask=mask,
     )
     summary = runner.run(jobs)
     display.close()

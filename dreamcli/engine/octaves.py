@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from dreamcli.config import Settings
+from dreamcli.engine import masking
 from dreamcli.engine.capture import LayerCapture, model_device, smallest_input
 from dreamcli.engine.objectives import Activations, Objective
 from dreamcli.engine.shaping import Shaping
@@ -35,6 +36,7 @@ def dream(
     goal: Objective | None = None,
     options: RunOptions | None = None,
     report: Report = ignore,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Dream on ``image`` ((3, H, W) or (N, 3, H, W), RGB in [0, 1]) and return the result.
 
@@ -42,8 +44,10 @@ def dream(
     jitter, seed); its layers, which must name modules of ``model`` (see
     ``Loaded.resolved``), make the notebook's objective unless ``goal`` gives
     another (a guide, a channel per image, a sum...).  ``options`` say how to
-    compute it (precision, tiles, memory budget, CUDA graphs).  The result has
-    the input's shape and lives on the input's device.
+    compute it (precision, tiles, memory budget, CUDA graphs).  ``mask`` ((H, W),
+    greyscale in [0, 1] of the image's shape, any size) dreams only where it is
+    white (``masking``).  The result has the input's shape and lives on the
+    input's device.
     """
     settings = settings or Settings()
     options = options or RunOptions()
@@ -54,13 +58,17 @@ def dream(
     original = batch.to(device=device, dtype=torch.float32)
     seed = settings.seeded().seed or 0  # config.Settings.seeded: the one place a missing seed is drawn
     generator = torch.Generator().manual_seed(seed)
+    if mask is not None:
+        mask = masking.check_mask(mask)
+        masking.check_aspect(mask.shape, original.shape)
+        mask = mask.to(device)
 
     with LayerCapture(model, goal.layers) as capture:
         sizes = _plan(capture, device, original.shape[-2:], settings, report)
         policy = StepPolicy(capture, device, options, batch=original.shape[0], shaping=Shaping.of(settings))
         for size in sizes:
             policy.for_size(size)  # refuse up front what cannot fit, before any work
-        dreamed = _dream_octaves(policy, original, sizes, settings, generator, report, goal)
+        dreamed = _dream_octaves(policy, original, sizes, settings, generator, report, goal, mask)
 
     dreamed = dreamed.to(image.device)
     return dreamed[0] if single else dreamed
@@ -95,6 +103,7 @@ def _dream_octaves(
     generator: torch.Generator,
     report: Report,
     goal: Objective,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     detail = torch.zeros_like(resize(original, sizes[0]))
     for octave, size in enumerate(sizes, start=1):
@@ -112,6 +121,8 @@ def _dream_octaves(
                 f"the dream turned to NaN or infinity at octave {octave} of {len(sizes)}: the network's "
                 "weights (or a layer's weight) give no finite gradient; check the weights file"
             )
+        if mask is not None:  # back to the photo where the mask is black, at every octave
+            image = masking.blend(base, image, masking.weight_at(mask, size))
         report(OctaveDone(octave, len(sizes), image))
         detail = image - base
     return image

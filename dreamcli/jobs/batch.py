@@ -56,6 +56,7 @@ class Batch:
     batch_size: int = 1  # same-size images dreamed together
     guide: dict[str, Any] | None = None  # guide features (sheets.guide_for): Google's guided objective
     heatmap: bool = False  # also write <output>_heatmap.png: where the first layer fires on the input
+    mask: torch.Tensor | None = None  # (H, W) in [0, 1], one for every file: dream only where white
     run_name: str | None = None  # a cluster run's name, in its temporaries' names (imageio.write_pil)
 
     def run(self, jobs: Sequence[Job]) -> Summary:
@@ -157,6 +158,7 @@ class Batch:
                 goal=goal,
                 options=self.options,
                 report=self.report,
+                mask=self.mask,
             )
         except Exception as exc:  # DreamError says what to do; anything else still fails these files alone
             self._drain(writes, summary)
