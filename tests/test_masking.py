@@ -91,3 +91,15 @@ def test_the_engine_blend_is_the_photo_at_weight_zero_and_the_dream_at_one():
     weight[..., 4:] = 1.0
     out = masking.blend(base, dreamed, weight)
     assert torch.equal(out[..., :4], base[..., :4]) and torch.allclose(out[..., 4:], dreamed[..., 4:])
+
+
+def test_the_python_api_takes_a_mask_tensor(net):
+    from dreamcli import Settings, dream
+
+    image = torch.rand(3, 64, 96, generator=torch.Generator().manual_seed(0))
+    mask = torch.zeros(64, 96)
+    mask[:, 48:] = 1.0
+    settings = Settings(layers=("inception3b",), octaves=1, iterations=2, seed=1)
+    out = dream(net, image, settings=settings, mask=mask)
+    hard = masking.hard_zone(mask, (64, 96))
+    assert torch.equal(out[:, hard], image[:, hard]) and (out - image)[:, :, 60:].abs().mean() > 0.01

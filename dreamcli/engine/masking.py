@@ -25,6 +25,8 @@ FEATHER = 0.01
 # How far a mask's width/height ratio may stray from the photo's: 1 % (a 1000x750 mask on a
 # 1024x771 photo); beyond it the mask would be stretched, and its edges land off the subject.
 ASPECT_TOLERANCE = 0.01
+# Rec. 601 luma, as Pillow's convert("L"): a colour mask counts by its brightness.
+LUMA = (0.299, 0.587, 0.114)
 # A mask whose whitest pixel is under this (0-1) asks for no dream at all: refused.
 LEAST_WHITE = 1.0 / 255.0
 
@@ -45,6 +47,12 @@ def check_mask(mask: torch.Tensor, where: str = "the mask") -> torch.Tensor:
             f"{where} has nothing white, so nothing would be dreamed; white marks where to dream"
         )
     return mask
+
+
+def from_rgb(rgb: torch.Tensor, invert: bool = False, where: str = "the mask") -> torch.Tensor:
+    """A (3, H, W) picture in [0, 1] as a (H, W) mask by its brightness; ``invert``: black = dream."""
+    grey = LUMA[0] * rgb[0] + LUMA[1] * rgb[1] + LUMA[2] * rgb[2]
+    return check_mask(1.0 - grey if invert else grey, where + (" (inverted)" if invert else ""))[0, 0]
 
 
 def check_aspect(mask_size: Sequence[int], image_size: Sequence[int], where: str = "the mask") -> None:

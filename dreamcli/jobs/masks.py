@@ -18,8 +18,6 @@ from dreamcli.engine import masking
 from dreamcli.errors import DreamError, SettingsError
 from dreamcli.io.images import read_image
 
-# Rec. 601 luma, as Pillow's convert("L"): a colour mask counts by its brightness.
-LUMA = (0.299, 0.587, 0.114)
 # EXIF orientations that turn a picture a quarter (ImageOps.exif_transpose swaps its sides).
 QUARTER_TURNS = {5, 6, 7, 8}
 
@@ -30,12 +28,7 @@ def read_mask(path: str | Path, invert: bool = False) -> torch.Tensor:
         rgb = read_image(path).rgb
     except DreamError as exc:
         raise SettingsError(f"--mask: {exc}; give a greyscale picture (white = dream)") from None
-    grey = sum(weight * channel for weight, channel in zip(LUMA, rgb, strict=True))
-    assert isinstance(grey, torch.Tensor)
-    if invert:
-        grey = 1.0 - grey
-    what = f"the mask {path}" + (" (inverted)" if invert else "")
-    return masking.check_mask(grey, what)[0, 0]
+    return masking.from_rgb(rgb, invert, f"the mask {path}")
 
 
 def mask_of(settings: Settings) -> torch.Tensor | None:
