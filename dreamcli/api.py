@@ -17,6 +17,7 @@ import torch
 from dreamcli import models
 from dreamcli.config import LayerSpec, Settings
 from dreamcli.engine import masking
+from dreamcli.engine.choosing import choose
 from dreamcli.engine.devices import select_device
 from dreamcli.engine.objectives import Objective
 from dreamcli.engine.octaves import dream as _dream
@@ -70,4 +71,6 @@ def dream(
         module = model.module
     else:
         module = model
+    if settings is not None and goal is None and rgb.dim() == 3:  # [strong:8]: this photo's own channels
+        settings, _ = choose(module, rgb, settings, settings)
     return _dream(module, rgb, settings=settings, goal=goal, options=options, report=report, mask=mask)

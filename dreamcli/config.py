@@ -18,25 +18,36 @@ from typing import Any
 
 from dreamcli.errors import SettingsError, brief
 
-LAYER_SYNTAX = "NAME[CHANNELS][:WEIGHT], e.g. inception_4c, inception_3b:0.5, inception_4c[0-7,12]:2"
+LAYER_SYNTAX = (
+    "NAME[CHANNELS][:WEIGHT], e.g. inception_4c, inception_3b:0.5, inception_4c[0-7,12]:2, "
+    "inception_4c[strong:8] (the photo's 8 strongest; weak:N, avg:N)"
+)
+# How channels may be chosen per photo, by their mean activation on it at the first octave:
+# the strongest, the weakest, or those nearest the layer's average (neural-dream's -channel_mode).
+PICKS = ("strong", "weak", "avg")
 
 # No network has more channels in a layer; a larger index is a typo (or hostile).
 MAX_CHANNEL = 65535
 
 _LAYER_RE = re.compile(
     r"^(?P<name>[^\[\]:\s]+)"
-    r"(?:\[(?P<channels>[0-9,\-\s]+)\])?"
+    r"(?:\[(?:(?P<pick>[a-z]+):(?P<count>\d{1,6})|(?P<channels>[0-9,\-\s]+))\])?"
     r"(?::(?P<weight>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?))?$"
 )
 
 
 @dataclass(frozen=True)
 class LayerSpec:
-    """One term of the objective: a layer, its weight, and optionally some channels."""
+    """One term of the objective: a layer, its weight, and optionally some channels.
+
+    ``pick`` (``("strong", 8)``) asks for channels chosen per photo; they are chosen
+    before the dream (``engine.choosing``) and written as ``channels`` in its place.
+    """
 
     name: str
     weight: float = 1.0
     channels: tuple[int, ...] | None = None
+    pick: tuple[str, int] | None = None
 
     @classmethod
     def parse(cls, text: str) -> LayerSpec:
@@ -48,7 +59,7 @@ class LayerSpec:
         if weight == 0 or not math.isfinite(weight):
             raise SettingsError(f"layer {brief(text)}: the weight must be a non-zero number")
         channels = _parse_channels(match["channels"], text) if match["channels"] else None
-        return cls(match["name"], weight, channels)
+        return cls(match["name"], weight, channels, _parse_pick(match["pick"], match["count"], text))
 
     def with_name(self, name: str) -> LayerSpec:
         return dataclasses.replace(self, name=name)
@@ -57,9 +68,25 @@ class LayerSpec:
         text = self.name
         if self.channels is not None:
             text += "[" + ",".join(str(c) for c in self.channels) + "]"
+        elif self.pick is not None:
+            text += f"[{self.pick[0]}:{self.pick[1]}]"
         if self.weight != 1.0:
             text += f":{self.weight:g}"
         return text
+
+
+def _parse_pick(mode: str | None, count: str | None, whole: str) -> tuple[str, int] | None:
+    if mode is None or count is None:
+        return None
+    if mode not in PICKS:
+        close = difflib.get_close_matches(mode, PICKS, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise SettingsError(
+            f"layer {brief(whole)}: {hint}channels are chosen by {', '.join(PICKS)}, as [strong:8]"
+        )
+    if not 1 <= int(count) <= MAX_CHANNEL:
+        raise SettingsError(f"layer {brief(whole)}: choose 1 to {MAX_CHANNEL} channels, as [strong:8]")
+    return mode, int(count)
 
 
 def _parse_channels(text: str, whole: str) -> tuple[int, ...]:

@@ -23,7 +23,7 @@ from dreamcli.engine.objectives import Activations, Objective
 from dreamcli.engine.shaping import Shaping
 from dreamcli.engine.step_policy import StepPolicy, measured
 from dreamcli.engine.steps import octave_sizes, random_shift, resize
-from dreamcli.errors import DreamError, ImageError
+from dreamcli.errors import DreamError, ImageError, SettingsError
 from dreamcli.events import Note, OctaveDone, Report, Step, ignore
 from dreamcli.run_options import RunOptions
 
@@ -51,6 +51,12 @@ def dream(
     """
     settings = settings or Settings()
     options = options or RunOptions()
+    if goal is None and any(spec.pick is not None for spec in settings.layers):
+        raise SettingsError(
+            f"{next(str(s) for s in settings.layers if s.pick)}: channels chosen by strength are chosen "
+            "per photo before the dream (dreamcli.engine.choosing.choose, or the dream command); "
+            "here give channel numbers"
+        )
     goal = goal or Activations(settings.layers)
     single = image.dim() == 3
     batch = image.unsqueeze(0) if single else image

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from dreamcli.config import Settings
+from dreamcli.engine.choosing import choose, needs_choosing
 from dreamcli.engine.objectives import Guided
 from dreamcli.engine.octaves import dream
 from dreamcli.errors import EXIT_INTERRUPTED, DreamError, ImageError, describe
@@ -105,7 +106,7 @@ class Batch:
                 self._drain(writes, summary)
                 self._finish(summary, _done(job, "failed", started, error))
                 continue
-            if group and (picture.rgb.shape != group[0][1].rgb.shape or len(group) == self.batch_size):
+            if group and (picture.rgb.shape != group[0][1].rgb.shape or len(group) == self._group_size()):
                 position = self._dream_group(group, position, len(jobs), writer, writes, summary)
                 group = []
             group.append((job, picture, started))
@@ -149,7 +150,8 @@ class Batch:
         model = self._loaded()
         try:
             batch = torch.stack([picture.rgb for _, picture, _ in group])
-            resolved = model.resolved(settings)
+            # [strong:8]: this photo's channels, into the metadata too, so that it re-runs exactly
+            resolved, settings = choose(model.module, batch[0], model.resolved(settings), settings)
             goal = Guided(resolved.layers, self.guide) if self.guide is not None else None
             dreamed = dream(
                 model.module,
@@ -222,6 +224,10 @@ class Batch:
                 # failure); the write stays queued, and the final drain reports how it ended.
                 wait([writes[0][0]])
             self._finish(summary, *self._write_result(*writes.pop(0)))
+
+    def _group_size(self) -> int:
+        """Pictures dreamed together: one where each photo chooses its own channels."""
+        return 1 if needs_choosing(self.settings) else self.batch_size
 
     def _settings_for(self, job: Job) -> Settings:
         return self.settings.seeded()  # the seed actually used goes into the picture's metadata
