@@ -227,6 +227,7 @@ class Settings:
     param: str = "auto"
     mask: str | None = None  # a greyscale picture's path: dream only where it is white
     mask_invert: bool = False  # dream where the mask is black instead
+    accentuate: float | None = None  # accentuate instead of dreaming, with this pull toward the photo
 
     def __post_init__(self) -> None:
         for name, field in FIELDS.items():
@@ -240,6 +241,7 @@ class Settings:
             raise SettingsError("layers: give at least one layer")
         object.__setattr__(self, "layers", layers)
         _check_mask(self.mask, self.mask_invert)
+        _check_pull(self.accentuate)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], base: Settings | None = None) -> Settings:
@@ -279,11 +281,29 @@ class Settings:
         out["layers"] = [str(spec) for spec in self.layers]
         if self.mask is None and not self.mask_invert:  # pictures without a mask record as before
             del out["mask"], out["mask_invert"]
+        if self.accentuate is None:
+            del out["accentuate"]
         return out
 
 
 # The longest mask path taken (from a flag, a preset or a picture's metadata): PATH_MAX.
 MAX_MASK_PATH = 4096
+
+
+# The default pull toward the photo of ``--accentuate``.  On Lite0 and chelsea.png
+# (benchmarks/README.md, "Dreams that stay photos") it keeps the cat a photo of a cat.
+PULL = 1.0
+# The largest pull toward the photo: at 1000 a grey level of change costs 1000 logits; nothing moves.
+MAX_PULL = 1000.0
+
+
+def _check_pull(pull: Any) -> None:
+    if pull is None:
+        return
+    if isinstance(pull, bool) or not isinstance(pull, (int, float)) or not 0 <= pull <= MAX_PULL:
+        raise SettingsError(
+            f"accentuate: expected a pull toward the photo, 0-{MAX_PULL:g}, got {brief(pull)}"
+        )
 
 
 def _check_mask(mask: Any, invert: Any) -> None:

@@ -20,7 +20,7 @@ from dreamcli import __version__, models
 from dreamcli import presets as preset_files
 from dreamcli.cli import common
 from dreamcli.cli.common import Chosen, Machine, Span, flag, together
-from dreamcli.config import LayerSpec
+from dreamcli.config import MAX_PULL, PULL, LayerSpec
 from dreamcli.errors import EXIT_OK
 from dreamcli.events import Summary
 from dreamcli.io.formats import VIDEO_INPUTS
@@ -133,6 +133,19 @@ per_file = together(
         help="Dream where the mask is black instead.",
     ),
     flag(
+        "--accentuate",
+        section="Per file",
+        is_flag=True,
+        help="Make the photo more --class/--layer to the network and keep it a photo (Hamblin, Fel et al."
+        " 2024); also writes where it changed (_changed).",
+    ),
+    flag(
+        "--pull",
+        section="Per file",
+        type=click.FloatRange(0, MAX_PULL),
+        help=f"How hard --accentuate holds the picture to the photo [default: {PULL:g}].",
+    ),
+    flag(
         "--heatmap",
         section="Per file",
         is_flag=True,
@@ -189,7 +202,7 @@ def _dream(ctx: click.Context, params: dict[str, Any]) -> int:
         kept = settings.layers if params["layers"] else ()
         settings = dataclasses.replace(settings, layers=kept + extra)
         chosen = dataclasses.replace(chosen, settings=settings)
-    chosen = _with_mask(chosen, params)
+    chosen = _with_photo_flags(chosen, params)
     settings = chosen.settings
     if params["show_settings"]:
         return _show_settings(ctx, chosen, params)
@@ -207,9 +220,10 @@ def _dream(ctx: click.Context, params: dict[str, Any]) -> int:
             "(the map is of the first layer)",
             param_hint="--heatmap",
         )
-    if params["ray"] and (params["guide"] or params["heatmap"] or settings.mask):
+    if params["ray"] and (params["guide"] or params["heatmap"] or settings.mask or settings.accentuate):
         raise click.BadParameter(
-            "dreams plain or class dreams; --guide, --mask and --heatmap run here", param_hint="--ray"
+            "dreams plain or class dreams; --guide, --mask, --accentuate and --heatmap run here",
+            param_hint="--ray",
         )
     names = list(params["inputs"])
     _refuse_misplaced_commands(names)
@@ -228,8 +242,8 @@ def _dream(ctx: click.Context, params: dict[str, Any]) -> int:
     return _batch(chosen, names, params, machine)
 
 
-def _with_mask(chosen: Chosen, params: dict[str, Any]) -> Chosen:
-    """--mask and --mask-invert over the preset's (a picture's recorded mask re-runs it)."""
+def _with_photo_flags(chosen: Chosen, params: dict[str, Any]) -> Chosen:
+    """--mask, --mask-invert, --accentuate and --pull over the preset's (a picture's re-run them)."""
     settings = chosen.settings
     if params["mask"] is not None:
         settings = dataclasses.replace(settings, mask=str(params["mask"]))
@@ -237,6 +251,13 @@ def _with_mask(chosen: Chosen, params: dict[str, Any]) -> Chosen:
         if settings.mask is None:
             raise click.BadParameter("inverts a mask: give one with --mask", param_hint="--mask-invert")
         settings = dataclasses.replace(settings, mask_invert=True)
+    if params["pull"] is not None and not params["accentuate"] and settings.accentuate is None:
+        raise click.BadParameter("is the pull of --accentuate: add --accentuate", param_hint="--pull")
+    if params["accentuate"] or params["pull"] is not None:
+        pull = params["pull"]
+        if pull is None:
+            pull = settings.accentuate if settings.accentuate is not None else PULL
+        settings = dataclasses.replace(settings, accentuate=pull)
     return dataclasses.replace(chosen, settings=settings)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from dreamcli.config import Settings
+from dreamcli.engine.accentuation import accentuate
 from dreamcli.engine.choosing import choose, needs_choosing
 from dreamcli.engine.objectives import Guided
 from dreamcli.engine.octaves import dream
@@ -153,22 +154,30 @@ class Batch:
             # [strong:8]: this photo's channels, into the metadata too, so that it re-runs exactly
             resolved, settings = choose(model.module, batch[0], model.resolved(settings), settings)
             goal = Guided(resolved.layers, self.guide) if self.guide is not None else None
-            dreamed = dream(
-                model.module,
-                batch,
-                settings=resolved,
-                goal=goal,
-                options=self.options,
-                report=self.report,
-                mask=self.mask,
-            )
+            changed = None
+            if settings.accentuate is not None:  # the photo made more X (engine.accentuation)
+                made = accentuate(
+                    model.module, batch, settings=resolved, goal=goal, pull=settings.accentuate,
+                    report=self.report, mask=self.mask,
+                )  # fmt: skip
+                dreamed, changed = made.images, made.changed
+            else:
+                dreamed = dream(
+                    model.module,
+                    batch,
+                    settings=resolved,
+                    goal=goal,
+                    options=self.options,
+                    report=self.report,
+                    mask=self.mask,
+                )
         except Exception as exc:  # DreamError says what to do; anything else still fails these files alone
             self._drain(writes, summary)
             error = str(exc) if isinstance(exc, DreamError) else f"dreaming failed: {describe(exc)}"
             for job, _, started in group:
                 self._finish(summary, _done(job, "failed", started, error))
             return end
-        for (job, picture, started), rgb in zip(group, dreamed, strict=True):
+        for index, ((job, picture, started), rgb) in enumerate(zip(group, dreamed, strict=True)):
             try:
                 job.output.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
@@ -185,6 +194,8 @@ class Batch:
                 images = [(job.output, output_picture(job.output, rgb, picture.alpha))]
                 if self.heatmap:
                     images.append((heatmap_path(job.output), self._heatmap(picture.rgb, settings)))
+                if changed is not None:  # where the accentuation changed the photo, as --alpha's map
+                    images.append((changed_path(job.output), to_pil(changed[index].expand(3, -1, -1))))
             except Exception as exc:
                 why = (
                     str(exc) if isinstance(exc, DreamError) else f"cannot write {job.output}: {describe(exc)}"
@@ -273,6 +284,11 @@ class Batch:
 def heatmap_path(output: Path) -> Path:
     """The heat map written beside a dream: ``photo_dream.png`` -> ``photo_dream_heatmap.png``."""
     return output.with_name(f"{output.stem}_heatmap.png")
+
+
+def changed_path(output: Path) -> Path:
+    """Where an accentuation changed the photo: ``photo_dream.png`` -> ``photo_dream_changed.png``."""
+    return output.with_name(f"{output.stem}_changed.png")
 
 
 def _write_all(images, metadata: dict[str, Any], run: str | None) -> None:
