@@ -25,16 +25,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import quality
 from quality import luminance
 
-# ../shared beside the checkout; from a worktree under /work/wt it is two folders up.
-SHARED = next((p for p in (quality.SHARED, quality.SHARED.parent.parent / "shared") if p.is_dir()), quality.SHARED)
-quality.SHARED = SHARED
-
 from dreamcli.config import LayerSpec, Settings
 from dreamcli.engine import choosing, masking
 from dreamcli.engine.accentuation import accentuate
 from dreamcli.engine.capture import LayerCapture
 from dreamcli.engine.octaves import dream
 from dreamcli.io.images import read_image, write_image
+
+# ../shared beside the checkout; from a worktree under /work/wt it is two folders up.
+SHARED = next(
+    (p for p in (quality.SHARED, quality.SHARED.parent.parent / "shared") if p.is_dir()), quality.SHARED
+)
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -113,6 +114,27 @@ def strong(net, photo, out: Path) -> None:
         write_image(out / f"strong_{name}.png", made)
 
 
+def invert(net, photo, out: Path) -> None:
+    """``dream features --like``: inversion and caricature at two depths, 160 fft steps, 224x336."""
+    from dreamcli.engine.featurevis import feature_pictures
+    from dreamcli.engine.objectives import Matching
+
+    for layer in ("_blocks.6", "_blocks.10"):
+        with LayerCapture(net, [layer]) as capture, torch.no_grad():
+            target = capture(photo[None])[layer].float()
+        for caricature in (False, True):
+            goal = Matching(layer, target, caricature=caricature)
+            made = feature_pictures(
+                net, tuple(photo.shape[-2:]), settings=Settings(seed=0), goal=goal, steps=160
+            )
+            with LayerCapture(net, [layer]) as capture, torch.no_grad():
+                got = capture(made.images)[layer].float()
+            cos = F.cosine_similarity(got.flatten(), target.flatten(), dim=0)
+            how = "caricature" if caricature else "inversion"
+            print(f"| {layer} | {how} | {float(cos):.3f} |")
+            write_image(out / f"invert_{layer}_{how}.png", made.images[0])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, default=Path("/tmp/photos"))
@@ -121,11 +143,16 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
+    quality.SHARED = SHARED
     net = quality.realnet()
     photo = F.interpolate(read_image(SHARED / "images" / "chelsea.png").rgb[None], size=(224, 336),
                           mode="bilinear", antialias=True)[0]  # fmt: skip
-    parts = {"accent": lambda: accent(net, photo, args.out, args.steps), "mask": lambda: mask(net, photo, args.out),
-             "strong": lambda: strong(net, photo, args.out)}  # fmt: skip
+    parts = {
+        "accent": lambda: accent(net, photo, args.out, args.steps),
+        "mask": lambda: mask(net, photo, args.out),
+        "strong": lambda: strong(net, photo, args.out),
+        "invert": lambda: invert(net, photo, args.out),
+    }
     for name, part in parts.items():
         if args.part in ("all", name):
             part()

@@ -20,11 +20,14 @@ from pathlib import Path
 import torch
 
 from dreamcli.config import LayerSpec, Settings
+from dreamcli.engine.capture import LayerCapture, model_device
 from dreamcli.engine.featurevis import Pictures, feature_pictures
-from dreamcli.engine.objectives import Activations, ChannelPerImage, Objective, RandomAffine
+from dreamcli.engine.objectives import Activations, ChannelPerImage, Matching, Objective, RandomAffine
 from dreamcli.engine.octaves import dream
+from dreamcli.engine.steps import resize
+from dreamcli.errors import SettingsError
 from dreamcli.events import FileStarted, Report, ignore
-from dreamcli.io.images import write_image, write_pil
+from dreamcli.io.images import read_image, write_image, write_pil
 from dreamcli.jobs.requests import FeatureRequest
 from dreamcli.jobs.sheets import contact_sheet, prepare_folder, start_image
 from dreamcli.models import Loaded
@@ -57,6 +60,8 @@ def run_features(
 ) -> Path:
     """Make the picture (or the sheet) and write it, with its settings in its metadata."""
     settings = request.settings.seeded(default=0)
+    if request.like is not None:
+        return _like(model, request, settings, options, report)
     width, height = request.picture_size
     meta = dict(request.metadata, features=request.param, settings=applied(settings, request.param))
     meta["size"] = [width, height]
@@ -103,6 +108,41 @@ def run_features(
         alphas = [(t, a.expand(3, -1, -1)) for t, _, a in tiles]
         write_pil(request.alpha_output, contact_sheet(alphas, columns=columns, width=160), meta)
     return request.output
+
+
+# A --like picture takes the photo's shape, its long side at most this (the default picture's).
+LIKE_SIDE = 512
+
+
+def _like(model: Loaded, request: FeatureRequest, settings: Settings, options, report: Report) -> Path:
+    """A picture from noise whose activations at the layer match (or exaggerate) the photo's."""
+    like = request.like
+    assert like is not None
+    if len(settings.layers) != 1 or settings.layers[0].channels:
+        raise SettingsError("--like matches one whole layer: give one --layer without channels")
+    photo = read_image(like, max_size=LIKE_SIDE).rgb
+    height, width = photo.shape[-2:]
+    if request.size is not None:  # the photo as the network sees it at the picture's size
+        width, height = request.size
+        photo = resize(photo[None], (height, width))[0]
+    request = dataclasses.replace(request, size=(width, height))
+    layer = model.resolve(settings.layers[0].name)
+    goal = Matching(layer, photo_features(model.module, photo, layer), caricature=request.caricature)
+    report(FileStarted("features", 1, 1))
+    made = _pictures(model, model.resolved(settings), goal, 1, request, options, report)
+    how = "caricature" if request.caricature else "inversion"
+    meta = dict(request.metadata, features=request.param, settings=applied(settings, request.param))
+    meta.update(size=[width, height], like=like.name, match=how)
+    write_image(request.output, made.images[0], None, meta)
+    if request.alpha:
+        write_image(request.alpha_output, made.alpha[0].expand(3, -1, -1), None, meta)
+    return request.output
+
+
+def photo_features(module, photo: torch.Tensor, layer: str) -> torch.Tensor:
+    """``photo``'s (3, H, W) activations at ``layer``: (1, C, h, w), in float32."""
+    with LayerCapture(module, [layer]) as capture, torch.no_grad():
+        return capture(photo[None].to(model_device(module)))[layer].float()
 
 
 def _pictures(model, settings, goal: Objective, batch, request: FeatureRequest, options, report) -> Pictures:
