@@ -293,6 +293,8 @@ def test_help_listings_and_presets_do_not_load_torch(args):
         "video",
         "features",
         "atlas",
+        "units",
+        "explain",
         "list",
         "list layers",
         "serve",

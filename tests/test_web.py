@@ -199,7 +199,8 @@ def test_the_token_host_and_origin_are_checked(served):
     assert get("/static/app.js").status_code == 200  # the page's code holds nothing secret
     _one_line_error(get("/"), 403, "token")
     _one_line_error(get("/api/jobs"), 403, "token")
-    _one_line_error(get("/api/jobs", params={"token": token[:-1] + "x"}), 403, "token")
+    wrong = token[:-1] + ("y" if token.endswith("x") else "x")  # one character off (never the token)
+    _one_line_error(get("/api/jobs", params={"token": wrong}), 403, "token")
     assert get("/api/jobs", params={"token": token}).status_code == 200
     _one_line_error(get("/api/jobs", params={"token": token}, headers={"Host": "evil.test"}), 400)
     job = {"upload": "sample", "layers": ["inception_3a"], "settings": FAST}
@@ -316,3 +317,41 @@ def test_the_engine_reports_each_octaves_picture(net):
     assert [(e.octave, e.octaves) for e in done] == [(i + 1, len(starts)) for i in range(len(starts))]
     assert [tuple(e.image.shape[-2:]) for e in done] == starts and done[-1].image.shape[0] == 1
     assert torch.equal(done[-1].image[0], out)
+
+
+@pytest.mark.parametrize(
+    ("host", "words"),
+    [("", "give an address"), ("  ", "give an address"), ("0.0.0.0", "--expose-to-network")],
+)
+def test_serve_refuses_an_empty_or_exposed_host_in_one_line(weights_file, host, words):
+    result = cli_invoker(weights_file, catch_exceptions=True)("serve", "--host", host, "--device", "cpu")
+    assert result.exit_code == 2 and words in result.output, result.output
+    assert "Traceback" not in result.output and "--host" in result.output
+
+
+def test_serve_listens_beyond_loopback_only_with_the_flag(weights_file):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        result = cli_invoker(weights_file, catch_exceptions=True)(
+            "serve", "--host", "0.0.0.0", "--expose-to-network", "--port", port, "--device", "cpu"
+        )
+    assert result.exit_code == 2 and "cannot listen on 0.0.0.0" in result.output, result.output
+
+
+def test_the_host_check_holds_on_every_interface():
+    import socket
+
+    from dreamcli.web.server import Config
+
+    config = Config(loaded=None, options=None, metadata={}, machine=None, host="0.0.0.0", port=8765)
+    assert config.answers("192.168.1.20:8765") and config.answers("[fe80::1]:8765")
+    assert config.answers("localhost:8765") and config.answers(f"{socket.gethostname()}:8765")
+    assert not config.answers("evil.test:8765")  # a rebinding page sends its own name
+    assert not config.answers("192.168.1.20:9999") and not config.answers("")
+    local = Config(loaded=None, options=None, metadata={}, machine=None, port=8765)
+    assert local.answers("127.0.0.1:8765") and local.answers("[::1]:8765")
+    assert not local.answers("192.168.1.20:8765")

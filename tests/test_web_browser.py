@@ -94,3 +94,35 @@ def test_the_page_dreams_two_styles_side_by_side_and_downloads_one(browser, weig
         assert other.locator(".tile").count() == 2
         other.close()
         page.close()
+
+
+def test_a_photo_with_any_name_uploads_and_its_command_names_it_exactly(browser, weights_file, tmp_path):
+    """Cyrillic, CJK, an emoji, macOS's U+202F and parentheses: a header cannot carry them
+    as they are, so the page sends the name encoded and the tile's command quotes it."""
+    import shlex
+
+    from conftest import save_photo
+
+    name = "Screenshot 2024-05-01 at 1.02.03\u202fPM (2) Снимок 猫 🐱.png"
+    photo = save_photo(tmp_path / name)
+    with running_server(weights_file, max_size=64) as served:
+        page = browser.new_page(accept_downloads=True)
+        page.set_default_timeout(120_000)
+        page.goto(served.config.url())
+        page.wait_for_selector("#layers option[value=inception_3a]")
+        page.set_input_files("#file", str(photo))
+        page.wait_for_selector("#dream:not([disabled])")
+        assert page.inner_text("#photo-name") == f"{name}, 96×64", page.inner_text("#message")
+        page.select_option("#layers", ["inception_3a"])
+        page.click("#dream")
+        tile = page.locator(".tile[data-state=done]").first
+        tile.wait_for(timeout=120_000)
+        assert tile.locator(".label").inner_text() == f"inception_3a · {name}"
+        command = tile.locator(".command").inner_text()
+        assert shlex.split(command)[1] == name, command
+        with page.expect_download() as download:
+            tile.locator(".download").click()
+        saved = tmp_path / "downloaded.png"
+        download.value.save_as(saved)
+        assert read_metadata(saved)["input"] == name
+        page.close()

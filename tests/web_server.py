@@ -19,6 +19,7 @@ class Served:
     config: Any  # dreamcli.web.server.Config
     base: str  # http://127.0.0.1:PORT
     app: Any  # the app, its guard around it
+    uvicorn: Any  # the uvicorn server: its connections in .server_state
 
     @property
     def work(self) -> Any:
@@ -28,9 +29,8 @@ class Served:
 
 @contextmanager
 def running_server(weights_file: Path, **limits):
-    """Yield a ``Served`` server dreaming on the CPU in fp32, as the CLI's tests do."""
-    import uvicorn
-
+    """Yield a ``Served`` server dreaming on the CPU in fp32, as the CLI's tests do; ``limits``
+    are ``server.Config``'s (max_size, max_pixels, head_timeout...)."""
     from dreamcli import api
     from dreamcli.engine.devices import run_options
     from dreamcli.web import commands, server
@@ -49,14 +49,14 @@ def running_server(weights_file: Path, **limits):
         **limits,
     )
     app = server.make_app(config)
-    uv = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1))
+    uv = server.make_server(app, config)  # the limits and protocol dream serve runs with
     thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
     while not uv.started and time.monotonic() < deadline:
         time.sleep(0.02)
     try:
-        yield Served(config, f"http://127.0.0.1:{config.port}", app)
+        yield Served(config, f"http://127.0.0.1:{config.port}", app, uv)
     finally:
         app.close_streams()
         uv.should_exit = True

@@ -3,7 +3,7 @@
 ``dream INPUT... [flags]`` is the default command (``dreaming``): DeepDream of
 files, folders and stdin.  Jobs of another shape are commands of their own,
 one module each, imported only when used (``COMMANDS``): ``dream sheet``,
-``dream zoom``, ``dream video``, ``dream features``, ``dream atlas``,
+``dream zoom``, ``dream video``, ``dream features``, ``dream atlas``, ``dream units``, ``dream explain``,
 ``dream list``.  A first word that names a command is that command; a file
 of that name is written ``./zoom``.
 
@@ -43,6 +43,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "features": ("dreamcli.cli.features:command", "Feature pictures from noise: a layer, channel or class."),
     "atlas": ("dreamcli.cli.atlas:command", "An activation atlas of your photos: what a layer sees in them."),
+    "units": ("dreamcli.cli.units:command", "Unit pages of a layer: pictures and examples from your photos."),
+    "explain": (
+        "dreamcli.cli.explain:command",
+        "What a layer sees where in one photo: grid, groups, attribution.",
+    ),
     "patch": ("dreamcli.cli.patch:group", "Adversarial patches: make one, or test a picture as one."),
     "list": ("dreamcli.cli.listing:command", "List layers, models or presets."),
     "serve": ("dreamcli.cli.serve:command", "A local web page to try styles on a photo, side by side."),

@@ -3,7 +3,8 @@
 The network loads once and stays loaded; the page's jobs run one at a time on
 it.  Needs the web extra (``pip install 'dreamcli[web]'``).  Listens on
 127.0.0.1 unless ``--host`` says otherwise; the address printed carries a token
-drawn for this start, without which the server answers nothing.
+drawn for this start, without which the server answers nothing.  Another address
+only with ``--expose-to-network``, which says what that gives other machines.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ class ServeCommand(common.SectionedCommand):
                 "--host",
                 "127.0.0.1",
                 {},
-                "Address to listen on; another than 127.0.0.1 lets other machines reach the page "
-                "(with the token).",
+                "Address to listen on: 127.0.0.1 or another loopback address, or, with "
+                "--expose-to-network, one other machines reach (0.0.0.0: every interface).",
             ),
             (
                 "--max-size",
@@ -46,7 +47,14 @@ class ServeCommand(common.SectionedCommand):
                 "Dream uploads shrunk so their long side is at most this many pixels.",
             ),
         )
-    )
+    ),
+    flag(
+        "--expose-to-network",
+        section="Serving",
+        is_flag=True,
+        help="Let a --host beyond loopback serve the page to the network: anyone who has the "
+        "address with its token can upload photos, dream them on this machine and download them.",
+    ),
 )
 @common.model_flags()
 @common.quiet_flag(section="Other")
@@ -75,10 +83,11 @@ def _serve(ctx: click.Context, params: dict[str, Any]) -> int:
     from dreamcli.cli.complete import user_preset_folders
     from dreamcli.web.commands import Machine as Shown
 
+    host = _host(params["host"], params["expose_to_network"])
     network = common.network_for(params["model"], None)
     machine = Machine.of(params)
     machine.check_device()
-    sock = _listen(params["host"], params["port"])
+    sock = _listen(host, params["port"])
     options = machine.run_options(reproducible=True)  # every job has a seed, shown in its command
     loaded = machine.load(network, options)
     weights = str(params["weights"].resolve()) if params["weights"] else None
@@ -87,7 +96,7 @@ def _serve(ctx: click.Context, params: dict[str, Any]) -> int:
         options=options,
         metadata=machine.metadata(loaded, options, None),
         machine=Shown(network.name, weights, params["device"], params["precision"]),
-        host=params["host"],
+        host=host,
         port=sock.getsockname()[1],
         max_size=params["max_size"],
         preset_folders=user_preset_folders(),
@@ -99,14 +108,37 @@ def _serve(ctx: click.Context, params: dict[str, Any]) -> int:
     return EXIT_OK
 
 
+def _host(host: str, exposed: bool) -> str:
+    """The address to listen on: never empty (that is every interface); beyond loopback only
+    with --expose-to-network."""
+    from dreamcli.web.server import loopback
+
+    name = host.strip().strip("[]")
+    if not name:
+        raise click.BadParameter(
+            "give an address: 127.0.0.1 (this machine only, the default), or 0.0.0.0 (every "
+            "interface) with --expose-to-network",
+            param_hint="--host",
+        )
+    if not loopback(name) and not exposed:
+        raise click.BadParameter(
+            f"{name[:80]} is reachable from other machines; add --expose-to-network to serve the page "
+            "there (anyone with its address and token can use it), or leave --host out for 127.0.0.1",
+            param_hint="--host",
+        )
+    return name
+
+
 def _listen(host: str, port: int) -> socket.socket:
     """The listening socket, so that a busy port or a bad address is one line before any work."""
+    from dreamcli.web.connections import BACKLOG
+
     try:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
-        sock.listen(64)
+        sock.listen(BACKLOG)
     except OSError as exc:
         raise click.BadParameter(
             f"cannot listen on {host}:{port} ({exc.strerror or exc}); pick another --port or --host",

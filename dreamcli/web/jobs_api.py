@@ -3,7 +3,8 @@
 Every input from the page is checked as the CLI checks a typed flag: presets
 only by a name on the list (never a path), layers against the network, settings
 through ``Settings.from_mapping``; an upload is decoded with the CLI's own
-limits before it is kept.  A refusal is one line: ``{"error": "..."}``.
+limits before it is kept, after the page's (``limits``: its pixels, one decode at a
+time).  A refusal is one line: ``{"error": "..."}``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import secrets
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
@@ -25,19 +27,12 @@ from dreamcli import presets as preset_files
 from dreamcli.config import FIELDS, Settings
 from dreamcli.errors import DreamError, SettingsError, describe
 from dreamcli.io.formats import IMAGE_EXTENSIONS
-from dreamcli.web import commands
+from dreamcli.web import commands, limits
+from dreamcli.web.limits import Refused
 from dreamcli.web.work import Job, Upload, Work
 
 MAX_JOB_REQUEST = 64 * 1024  # bytes of JSON a job's request may have
 MAX_QUEUED = 100  # jobs waiting at once
-
-
-class Refused(Exception):
-    """A request the API refuses: its status and one line."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
 
 
 def _error(exc: Refused) -> JSONResponse:
@@ -83,49 +78,59 @@ async def options(request: Request) -> Response:
             "fields": fields,
             "max_size": config.max_size,
             "max_bytes": config.max_bytes,
+            "max_pixels": config.max_pixels,
         }
     )
 
 
 async def upload(request: Request) -> Response:
-    """The photo is the request's body; ``X-Filename`` names it for display only."""
-    config, work = request.app.state.config, request.app.state.work
-    name = _clean_name(request.headers.get("x-filename", "upload"))
+    """The photo is the request's body; ``X-Filename`` (percent-encoded UTF-8, as a header
+    carries only ASCII) names it for display and the command line only."""
+    config, work, state = request.app.state.config, request.app.state.work, request.app.state
+    name = upload_name(request.headers.get("x-filename", "upload"))
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > config.max_bytes:
         return _error(Refused(413, _too_big(config.max_bytes)))
+    if state.uploading >= limits.MAX_UPLOADING:
+        return _error(
+            Refused(429, f"{limits.MAX_UPLOADING} uploads are arriving already; send it after them")
+        )
     suffix = Path(name).suffix.lower()
     key, path = work.upload_path(suffix if suffix in IMAGE_EXTENSIONS else "")
-    size = 0
+    state.uploading += 1
     try:
         with open(path, "xb") as handle:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > config.max_bytes:
-                    raise Refused(413, _too_big(config.max_bytes))
+            too_big = _too_big(config.max_bytes)
+            async for chunk in limits.body(request, config.max_bytes, too_big, config.body_timeout):
                 handle.write(chunk)
+            size = handle.tell()
         if size == 0:
             raise Refused(400, "the upload is empty; send a photo")
-        width, height = await asyncio.to_thread(_decoded_size, path, name, config.max_size)
+        width, height = await asyncio.to_thread(_decoded_size, path, name, config)
     except Refused as exc:
         path.unlink(missing_ok=True)
         return _error(exc)
     except BaseException:
         path.unlink(missing_ok=True)
         raise
+    finally:
+        state.uploading -= 1
     up = Upload(key, path, name, width, height)
     work.add_upload(up)
     return JSONResponse(up.public(), status_code=201)
 
 
-def _decoded_size(path: Path, name: str, max_size: int) -> tuple[int, int]:
-    """Decode the upload as the CLI would (its pixel limits, damaged files, odd modes); its size."""
+def _decoded_size(path: Path, name: str, config: Any) -> tuple[int, int]:
+    """Decode the upload as the CLI would (its pixel limits, damaged files, odd modes), once
+    the page's own pixel limit allows it, one decode at a time; its size."""
     from PIL import Image
 
     from dreamcli.io.images import decode_image
 
+    limits.check_pixels(path, name, config.max_size, config.max_pixels)
     try:
-        decode_image(path, max_size)
+        with limits.decoding():
+            decode_image(path, config.max_size)
         with Image.open(path) as img:
             return img.size
     except DreamError as exc:
@@ -134,10 +139,13 @@ def _decoded_size(path: Path, name: str, max_size: int) -> tuple[int, int]:
         raise Refused(400, f"cannot read {name}: {describe(exc)}") from None
 
 
-def _clean_name(raw: str) -> str:
-    base = raw.replace("\\", "/").rsplit("/", 1)[-1]
-    kept = "".join(c for c in base if c.isalnum() or c in "-_. ").strip(" .")
-    return kept[:80] or "upload"
+def upload_name(raw: str) -> str:
+    """The photo's own name, exactly (the command line quotes it as a shell needs): only a
+    folder part is dropped, and a name no file can have becomes ``upload``."""
+    name = unquote(raw, errors="replace").rsplit("/", 1)[-1]
+    if name in ("", ".", "..") or "\0" in name or len(name.encode("utf-8", "replace")) > 255:
+        return "upload" + Path(name.replace("\0", "")).suffix[:10]
+    return name
 
 
 def _too_big(limit: int) -> str:
@@ -165,10 +173,13 @@ async def submit(request: Request) -> Response:
 
 async def _json(request: Request) -> dict[str, Any]:
     body = b""
-    async for chunk in request.stream():
+    too_big = f"a job's request is at most {MAX_JOB_REQUEST} bytes"
+    async for chunk in limits.body(request, MAX_JOB_REQUEST, too_big, request.app.state.config.body_timeout):
         body += chunk
-        if len(body) > MAX_JOB_REQUEST:
-            raise Refused(413, f"a job's request is at most {MAX_JOB_REQUEST} bytes")
+    if limits.json_depth(body) > limits.MAX_BODY_DEPTH:
+        raise Refused(
+            400, f"a job's JSON nests at most {limits.MAX_BODY_DEPTH} deep; send the job as the page does"
+        )
     try:
         data = json.loads(body or b"{}")
     except (ValueError, UnicodeDecodeError):

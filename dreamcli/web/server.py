@@ -5,21 +5,25 @@ header; state-changing calls only the header); the page's URL carries it.  A
 request whose Host is not this server's address, or whose Origin or
 ``Sec-Fetch-Site`` says another site sent it, is refused.  The server reads
 only what was uploaded to it, into its own folder under names it chose; every
-error is one line of JSON, never a traceback.
+error is one line of JSON, never a traceback.  What a request and a connection
+may cost is bounded (``limits``, ``connections``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import ipaddress
 import json
 import logging
 import secrets
-import tempfile
+import socket
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -28,14 +32,15 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from dreamcli import presets as preset_files
-from dreamcli.web import commands, jobs_api
+from dreamcli.web import commands, connections, folders, jobs_api, limits
+from dreamcli.web.connections import Terminal, protocol
 from dreamcli.web.work import Hub, Work
 
 log = logging.getLogger("dreamcli.web")
 
 STATIC = {"app.js": "text/javascript", "style.css": "text/css"}
 HEARTBEAT = 15.0  # seconds between keep-alive comments on the event stream
-LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 FAILED = "the server failed on this request; its terminal says why"
 
 
@@ -51,6 +56,10 @@ class Config:
     port: int = 8765
     max_size: int = 1024  # uploads with a longer side are dreamed shrunk to this (--max-size)
     max_bytes: int = 50 * 1024 * 1024
+    max_pixels: int = limits.MAX_PIXELS
+    max_connections: int = connections.MAX_CONNECTIONS
+    head_timeout: float = connections.HEAD_TIMEOUT
+    body_timeout: float = limits.BODY_TIMEOUT
     preset_folders: list[tuple[str, Path]] = field(default_factory=list)
     token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
 
@@ -58,14 +67,52 @@ class Config:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}/?token={self.token}"
 
-    def hosts(self) -> set[str] | None:
-        """The Host headers this server answers; None: any (bound to a public address on purpose)."""
-        if self.host not in LOOPBACK:
-            return None
-        return {f"{name}:{self.port}" for name in (*LOOPBACK, self.host)}
+    def answers(self, header: str) -> bool:
+        """Whether a request with this Host header is for this server: its port, and one of
+        this machine's names (loopback, ``--host``, its host name) or, when it listens beyond
+        loopback, an IP address.  A page of another site that has its name resolve here
+        (DNS rebinding) sends that name, never an address, and is refused."""
+        try:
+            parts = urlsplit(f"//{header}")
+            name, port = parts.hostname, parts.port or 80
+        except ValueError:
+            return False
+        if not name or port != self.port:
+            return False
+        host = self.host.strip("[]").lower()
+        if name in (*LOOPBACK, host):
+            return True
+        if loopback(self.host):
+            return False
+        if name in _machine_names():
+            return True
+        try:
+            ipaddress.ip_address(name)
+        except ValueError:
+            return False
+        return True
 
     def folders(self) -> list[tuple[str, Path]]:
         return preset_files.search_path(self.preset_folders)
+
+
+def loopback(host: str) -> bool:
+    """Whether ``host`` is this machine only: localhost or a loopback address (127.x, ::1)."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+@functools.cache
+def _machine_names() -> frozenset[str]:
+    names = {socket.gethostname()}
+    with contextlib.suppress(OSError):
+        names.add(socket.getfqdn())
+    return frozenset(name.lower() for name in names if name)
 
 
 def error(status: int, message: str) -> JSONResponse:
@@ -77,6 +124,7 @@ class Guard:
 
     def __init__(self, app: Any, config: Config):
         self.app, self.config = app, config
+        self.terminal = Terminal()
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -99,15 +147,20 @@ class Guard:
                 await error(500, FAILED)(scope, receive, send)
 
     def close_streams(self) -> None:
-        """End the pages' event streams, so that stopping the server need not wait for them."""
+        """The server is stopping: end the pages' event streams and the bodies arriving (so it
+        need not wait for them), and print nothing more (Ctrl-C during an upload printed a
+        40-line traceback: the upload's task, cancelled)."""
+        self.terminal.stopping = True
         hub = getattr(self.app.state, "hub", None)
         if hub is not None:
             hub.close()
+        stopping = getattr(self.app.state, "stopping", None)
+        if hub is not None and stopping is not None and hub.loop is not None and not hub.loop.is_closed():
+            hub.loop.call_soon_threadsafe(stopping.set)
 
     def refusal(self, request: Request) -> Response | None:
-        allowed = self.config.hosts()
         host = request.headers.get("host", "")
-        if allowed is not None and host not in allowed:
+        if not self.config.answers(host):
             return error(400, f"this server answers only as {self.config.host}:{self.config.port}")
         path = request.url.path
         if path != "/" and not path.startswith("/api/"):
@@ -195,16 +248,21 @@ def make_app(config: Config) -> Guard:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
-        with tempfile.TemporaryDirectory(prefix="dreamcli-serve-") as folder:
-            hub = Hub()
-            hub.loop = asyncio.get_running_loop()
-            work = Work(config.loaded, config.options, config.metadata, Path(folder), hub)
-            app.state.config, app.state.hub, app.state.work = config, hub, work
-            jobs_api.add_sample(work)
-            try:
-                yield
-            finally:
-                await asyncio.to_thread(work.stop)
+        folder = folders.claim()
+        try:
+            with guard.terminal.installed():
+                hub = Hub()
+                hub.loop = asyncio.get_running_loop()
+                work = Work(config.loaded, config.options, config.metadata, folder, hub)
+                app.state.config, app.state.hub, app.state.work = config, hub, work
+                app.state.stopping, app.state.uploading = asyncio.Event(), 0
+                jobs_api.add_sample(work)
+                try:
+                    yield
+                finally:
+                    await asyncio.to_thread(work.stop)
+        finally:
+            folders.release(folder)
 
     routes = [
         Route("/", page),
@@ -215,27 +273,35 @@ def make_app(config: Config) -> Guard:
     app = Starlette(
         routes=routes, lifespan=lifespan, exception_handlers={HTTPException: not_found, Exception: internal}
     )
-    return Guard(app, config)
+    guard = Guard(app, config)
+    return guard
 
 
-def serve(config: Config, sock: Any) -> None:
-    """Serve on ``sock`` (bound by the caller, so a busy port is its error) until Ctrl-C."""
+def make_server(app: Guard, config: Config) -> Any:
+    """The uvicorn server for ``app``: h11 with the connection limits, no WebSocket, quiet."""
     import uvicorn
-
-    app = make_app(config)
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: Any) -> None:
             app.close_streams()
             super().handle_exit(sig, frame)
 
-    server = Server(
+    return Server(
         uvicorn.Config(
             app,
+            http=protocol(config.max_connections, config.head_timeout),
+            # asyncio accepts up to this many connections per wake-up, before any is looked at:
+            # uvicorn's 2,048 ran the process out of file descriptors (a flood of 1,200 did).
+            backlog=connections.BACKLOG,
+            ws="none",
             log_level="warning",
             access_log=False,
             timeout_graceful_shutdown=2,
             lifespan="on",
         )
     )
-    server.run(sockets=[sock])
+
+
+def serve(config: Config, sock: Any) -> None:
+    """Serve on ``sock`` (bound by the caller, so a busy port is its error) until Ctrl-C."""
+    make_server(make_app(config), config).run(sockets=[sock])

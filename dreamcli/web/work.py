@@ -40,7 +40,7 @@ class Cancelled(BaseException):
 class Upload:
     id: str
     path: Path  # in the server's private folder, under a name the server chose
-    name: str  # what the page called it, cleaned: shown and used in names, never opened
+    name: str  # the photo's own name (jobs_api.upload_name): shown and quoted, never opened
     width: int
     height: int
     sample: bool = False
@@ -241,8 +241,11 @@ class Work:
     def _dream(self, job: Job):
         from dreamcli.api import dream
         from dreamcli.io.images import decode_image, fit
+        from dreamcli.web.limits import decoding
 
-        picture = fit(decode_image(job.upload.path, job.settings.max_size), job.settings.max_size)
+        with decoding():  # one decode at a time, uploads' and jobs' (limits.DECODE_BYTES_PER_PIXEL)
+            decoded = decode_image(job.upload.path, job.settings.max_size)
+        picture = fit(decoded, job.settings.max_size)
         last = [0.0]
 
         def report(event: Any) -> None:

@@ -57,7 +57,8 @@ async function sendPhoto(file) {
     upload = await api("/api/uploads", {
       method: "POST",
       body,
-      headers: { "Content-Type": "application/octet-stream", "X-Filename": file.name },
+      // A header carries only ASCII: the name goes percent-encoded (Cyrillic, CJK, emoji, U+202F).
+      headers: { "Content-Type": "application/octet-stream", "X-Filename": encodeURIComponent(file.name) },
     });
   } catch (error) {
     say(error.message);
