@@ -19,8 +19,7 @@ from typing import Any
 from dreamcli.errors import SettingsError, brief
 
 LAYER_SYNTAX = (
-    "NAME[CHANNELS][:WEIGHT], e.g. inception_4c, inception_3b:0.5, inception_4c[0-7,12]:2, "
-    "inception_4c[strong:8] (the photo's 8 strongest; weak:N, avg:N)"
+    "NAME[CHANNELS][:WEIGHT], e.g. inception_4c, inception_3b:0.5, inception_4c[0-7,12]:2, x[strong:8]"
 )
 # How channels may be chosen per photo, by their mean activation on it at the first octave:
 # the strongest, the weakest, or those nearest the layer's average (neural-dream's -channel_mode).

@@ -122,13 +122,13 @@ per_file = together(
     ),
     flag(
         "--mask",
-        section="Per file",
+        section="Pictures",
         type=click.Path(path_type=Path),
         help="Dream only where this greyscale picture is white (grey: partly); one mask for every file.",
     ),
     flag(
         "--mask-invert",
-        section="Per file",
+        section="Pictures",
         is_flag=True,
         help="Dream where the mask is black instead.",
     ),
