@@ -289,8 +289,8 @@ class Settings:
 MAX_MASK_PATH = 4096
 
 
-# The default pull toward the photo of ``--accentuate``.  On Lite0 and chelsea.png
-# (benchmarks/README.md, "Dreams that stay photos") it keeps the cat a photo of a cat.
+# The default pull toward the photo of ``--accentuate``.  NOT yet calibrated: on Lite0 and chelsea.png
+# (benchmarks/README.md, "Dreams that stay photos") 1.0 moved the photo 3x as far as DeepDream.
 PULL = 1.0
 # The largest pull toward the photo: at 1000 a grey level of change costs 1000 logits; nothing moves.
 MAX_PULL = 1000.0
