@@ -119,6 +119,14 @@ class Stage:
 
 
 @dataclass(frozen=True)
+class Loading:
+    """A network's weights are being read, built and prepared: seconds on a CPU, before any step."""
+
+    network: str  # its title, e.g. GoogLeNet
+    source: str  # where the weights come from: "the download cache", "weights file r18.pth"
+
+
+@dataclass(frozen=True)
 class PhotoSkipped:
     """A photo could not be read or run through the network; the work went on without it."""
 
@@ -142,7 +150,7 @@ class Summary:
         setattr(self, result.status, getattr(self, result.status) + 1)
 
 
-Event = Step | OctaveDone | Note | FileStarted | FileDone | FrameDone | Stage | PhotoSkipped
+Event = Step | OctaveDone | Note | FileStarted | FileDone | FrameDone | Stage | PhotoSkipped | Loading
 Report = Callable[[Event], None]
 
 

@@ -47,12 +47,15 @@ class LayerTable:
     ``modules``: every module name of the built network, in forward order (what
     ``named_modules()`` gives, without the root).  ``channels``: the layers a
     user picks from, in forward order, with their output channels.  ``aliases``:
-    other names for modules (e.g. Caffe's ``inception_4c/3x3_reduce``).
+    other names for modules (e.g. Caffe's ``inception_4c/3x3_reduce``).  ``unlisted``: layers
+    that are taken when named but not listed (``rows``), because a listed layer gives the same
+    output under the other naming (GoogLeNet's ``inception4c.branch2`` is ``inception_4c/3x3``).
     """
 
     modules: tuple[str, ...]
     channels: Mapping[str, int]
     aliases: Mapping[str, str] = field(default_factory=dict)
+    unlisted: frozenset[str] = frozenset()
 
     def resolve(self, name: str) -> str:
         """A user's layer name -> the module name in the network."""
@@ -79,4 +82,8 @@ class LayerTable:
         alias_for: dict[str, str] = {}
         for alias, module in self.aliases.items():
             alias_for.setdefault(module, alias)
-        return [(alias_for.get(module, module), module, count) for module, count in self.channels.items()]
+        return [
+            (alias_for.get(module, module), module, count)
+            for module, count in self.channels.items()
+            if module not in self.unlisted
+        ]

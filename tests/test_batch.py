@@ -14,6 +14,7 @@ from PIL import Image
 
 from dreamcli.config import Settings
 from dreamcli.errors import SettingsError
+from dreamcli.io.metadata import read_metadata
 from dreamcli.jobs.outputs import Job, collect_inputs, parse_shard, plan_jobs, take_shard
 
 from conftest import cli_invoker, save_photo
@@ -331,3 +332,50 @@ def test_read_ahead_and_write_behind_threads_run_no_torch_operator(tmp_path, wei
     assert result.exit_code == 0
     assert len(threads) == 6 and all(threads)
     assert Image.open(tmp_path / "out" / "a_dream.png").size == (24, 19)
+
+
+def test_a_missing_input_is_said_before_torch_loads(tmp_path):
+    code = (
+        "import sys\n"
+        "from dreamcli.cli import main\n"
+        f"try:\n    main([{str(tmp_path / 'nosuch.jpg')!r}])\n"
+        "except SystemExit as exc:\n    print(exc.code)\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["1", "False"], out
+    assert out.stderr.strip() == f"Error: {tmp_path / 'nosuch.jpg'} does not exist; check the path"
+
+
+def test_a_folder_run_with_another_preset_writes_its_dreams_beside_the_first(run, tmp_path):
+    photos, out = folder_of_photos(tmp_path / "in", ["a.png", "b.png"]), tmp_path / "out"
+    assert run(photos, "-o", out, "--preset", "preview").exit_code == 0
+    first = {name: (out / name).read_bytes() for name in ("a_dream.png", "b_dream.png")}
+    result = run(photos, "-o", out, "--preset", "eyes")
+    assert result.exit_code == 0, result.output
+    assert "2 done, 0 skipped, 0 failed" in result.output
+    assert "2 outputs were made with preset preview" in result.output and "a_dream-eyes.png" in result.output
+    assert sorted(os.listdir(out)) == ["a_dream-eyes.png", "a_dream.png", "b_dream-eyes.png", "b_dream.png"]
+    assert all((out / name).read_bytes() == data for name, data in first.items())  # kept
+    assert read_metadata(out / "a_dream-eyes.png")["preset"] == "eyes"
+    again = run(photos, "-o", out, "--preset", "eyes")  # the same run again: nothing to do, and why
+    assert (
+        "0 done, 2 skipped, 0 failed; the 2 skipped were already dreamed with these settings" in again.output
+    )
+    steps = run(photos, "-o", out, "--preset", "eyes", "--step-size", "1")  # the same preset, another step
+    assert (
+        "2 done" in steps.output and len([n for n in os.listdir(out) if n.startswith("a_dream-eyes-")]) == 1
+    )
+
+
+def test_a_name_the_user_chose_is_kept_and_the_summary_says_why_and_how(run, tmp_path):
+    photos, out = folder_of_photos(tmp_path / "in", ["a.png", "b.png"]), tmp_path / "out"
+    run(photos, "-o", out, "--name", "{stem}.png")
+    result = run(photos, "-o", out, "--name", "{stem}.png", "--preset", "preview")
+    assert result.exit_code == 0 and sorted(os.listdir(out)) == ["a.png", "b.png"]
+    assert "0 done, 2 skipped, 0 failed; the 2 skipped were made with no preset: --overwrite" in result.output
+    single = run(photos / "a.png", "-o", out / "a.png", "--step-size", "1")
+    assert (
+        "Skipped " in single.output
+        and "(made with another --step-size: --overwrite replaces" in single.output
+    )

@@ -158,6 +158,13 @@ def test_an_option_the_command_does_not_take_names_the_command_that_does(run, ph
     assert len(result.stderr.splitlines()) == 1 and not (tmp_path / "out.png").exists()
 
 
+def test_an_option_of_another_command_is_not_guessed_among_this_ones(run, photo):
+    result = run(photo, "--fps", "3")
+    assert result.stderr.strip() == "Error: No such option '--fps' (an option of dream zoom)"
+    result = run(photo, "--presett", "eyes")  # a typo of this command's own option keeps the guess
+    assert "Did you mean" in result.stderr and "'--preset'" in result.stderr
+
+
 @pytest.mark.parametrize(
     ("command", "args", "fix"),
     [
@@ -329,3 +336,41 @@ def test_the_readme_python_api_example_runs(tmp_path, monkeypatch, net):
     assert 'Settings(layers=["inception_3a"]' in code
     exec(compile(code, "README.md", "exec"), {})
     assert Image.open(tmp_path / "out.png").size == (64, 48)
+
+
+def test_a_status_line_shows_while_the_network_loads_and_goes_when_the_work_begins(monkeypatch):
+    import io
+
+    from dreamcli.cli.display import Display
+    from dreamcli.events import FileStarted, Loading
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    display = Display(quiet=False, as_json=False, many=False)
+    display(Loading("GoogLeNet", "IMAGENET1K_V1 weights"))
+    assert "Loading GoogLeNet (IMAGENET1K_V1 weights)..." in terminal.getvalue()
+    display(FileStarted("photo.jpg", 1, 1))
+    assert display.status is None  # cleared: the dream's own bar takes the line
+    display.close()
+    quiet = Display(quiet=True, as_json=False, many=False)
+    quiet(Loading("GoogLeNet", "IMAGENET1K_V1 weights"))
+    assert terminal.getvalue().count("Loading") == 1  # -q: nothing
+
+
+def test_long_work_of_one_size_says_how_long_after_its_first_steps(monkeypatch, capsys):
+    from dreamcli.cli import display as shown
+    from dreamcli.events import FileStarted, Step
+
+    clock = iter(range(0, 10_000, 2))  # two seconds a step
+    monkeypatch.setattr(shown.time, "monotonic", lambda: next(clock))
+    display = shown.Display(quiet=False, as_json=False, many=False)
+    display(FileStarted("features", 1, 1))
+    for step in range(0, 8):
+        display(Step(1, 1, step, 320, (512, 512), None))
+    display.close()
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("Note:")]
+    assert notes == ["Note: 320 steps a picture: about 11 min more for this one at this pace"]  # 316 x 2 s

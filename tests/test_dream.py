@@ -62,6 +62,18 @@ def test_smallest_input_is_the_boundary(net):
             capture(torch.zeros(1, 3, side - 1, side - 1))
 
 
+def test_the_smallest_input_is_found_with_small_passes_only(net):
+    sides = []
+    handle = net.register_forward_pre_hook(lambda module, inputs: sides.append(inputs[0].shape[-1]))
+    try:
+        with LayerCapture(net, ["inception4c"]) as capture:
+            side = smallest_input(capture, torch.device("cpu"))
+    finally:
+        handle.remove()
+    # A 512x512 pass (and its neighbours) was seconds of a first dream on a CPU.
+    assert side > 1 and max(sides) <= 2 * side, (side, sides)
+
+
 def test_jitter_round_trip_leaves_a_shift_invariant_step_unchanged():
     # With circular padding a convolution commutes with torch.roll, so a step taken
     # through any jitter must equal the step without it once the roll is undone.

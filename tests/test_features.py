@@ -129,3 +129,13 @@ def test_features_like_a_photo_matches_its_activations(weights_file, net, tmp_pa
     assert cos(features(read_image(out).rgb), target, dim=0) > cos(features(grey), target, dim=0)
     refused = cli_invoker(weights_file)("features", "--caricature", "--layer", "inception_3b")
     assert refused.exit_code == 2 and "--like" in refused.output
+
+
+def test_each_tile_of_a_sheet_is_the_size_asked_for(weights_file, tmp_path):
+    run = cli_invoker(weights_file, "--octaves", "1", "--iterations", "1", "-q")
+    result = run(
+        "features", "--layer", "inception_3b[0-2]", "--each", "--size", "96x64", "-o", tmp_path / "s.png"
+    )
+    assert result.exit_code == 0, result.output
+    width, height = Image.open(tmp_path / "s.png").size
+    assert width == 3 * 96 and 64 < height < 64 + 40  # three tiles side by side, a label under each

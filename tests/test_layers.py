@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from dreamcli import models
+from dreamcli.config import LayerSpec
 from dreamcli.engine.capture import LayerCapture
 from dreamcli.errors import SettingsError
 from dreamcli.models.googlenet import CAFFE_NAMES, LAYERS, MODULE_NAMES
@@ -62,3 +63,14 @@ def test_listing_rows_pair_each_layer_with_its_caffe_name():
     assert rows["inception4c.branch2.0"] == ("inception_4c/3x3_reduce", 128)
     assert rows["conv3"] == ("conv2/3x3", 192)
     assert rows["flatten"] == ("flatten", 1024)  # no other name: its own
+
+
+def test_the_listing_spells_every_googlenet_layer_one_way():
+    names = [alias for alias, _, _ in LAYERS.rows()]
+    # torchvision's branch containers are the same output as a Caffe-named layer: not listed twice
+    assert not [name for name in names if ".branch" in name], names
+    assert "inception_3a/3x3" in names and "inception_3a/pool_proj" in names
+    # but still taken when typed, with their channels checked
+    assert LAYERS.check(LayerSpec("inception3a.branch2", channels=(127,))) == "inception3a.branch2"
+    with pytest.raises(SettingsError, match="128 channels"):
+        LAYERS.check(LayerSpec("inception3a.branch2", channels=(128,)))

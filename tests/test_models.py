@@ -23,6 +23,14 @@ def test_weights_file_loads_into_the_trunk(weights_file, net):
     assert loaded.label == f"googlenet ({weights_file.name})"
 
 
+def test_loading_is_reported_before_the_seconds_it_takes(weights_file):
+    from dreamcli.events import Loading
+
+    events = []
+    load(models.get("googlenet"), weights=weights_file, report=events.append)
+    assert events == [Loading("GoogLeNet", f"weights file {weights_file.name}")]
+
+
 def test_unknown_model_gets_a_suggestion():
     with pytest.raises(SettingsError, match="unknown model 'googlenett': did you mean googlenet"):
         models.get("googlenett")

@@ -45,6 +45,22 @@ def test_a_torchvision_classifier_by_name():
         models.get("keras:resnet")
 
 
+def test_an_offline_library_model_is_named_as_english_says_it(tmp_path, monkeypatch):
+    import urllib.error
+
+    from dreamcli.errors import WeightsError
+    from dreamcli.models.weights import download
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("Network is unreachable")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    with pytest.raises(WeightsError) as caught:
+        download(models.get("torchvision:resnet18"), progress=False)
+    assert str(caught.value).startswith("could not download the torchvision resnet18 weights")
+
+
 def test_convnext_dreams_and_makes_channel_pictures(convnext):
     network, module = convnext
     photo = torch.rand(1, 3, 48, 56, generator=torch.Generator().manual_seed(0))

@@ -116,7 +116,7 @@ def test_param_fft_makes_feature_pictures_from_noise(weights_file, tmp_path):
         "features", "--layer", "inception_3b[0-1]", "--each", "--size", "32x32", "-o", tmp_path / "g.png"
     )
     assert grid.exit_code == 0, grid.output
-    assert Image.open(tmp_path / "g.png").size[0] == 2 * 160  # two tiles side by side
+    assert Image.open(tmp_path / "g.png").size[0] == 2 * 32  # two tiles side by side, at --size
 
 
 def test_the_knobs_are_preset_keys(tmp_path, weights_file):

@@ -137,3 +137,21 @@ def test_unknown_preset_name_suggests_and_names_cannot_escape(tmp_path):
     result = cli("--preset", "../../etc/passwd", "--show-settings")
     assert result.exit_code == 2
     assert "root:" not in result.output
+
+
+def test_the_preview_preset_claims_the_work_it_does():
+    from dreamcli import presets as preset_files
+    from dreamcli.config import Settings
+    from dreamcli.engine.steps import octave_sizes
+
+    def work(settings: Settings, height: int = 768, width: int = 1024) -> float:
+        """Pixels of every octave times the steps: what the loop's time follows."""
+        if settings.max_size and max(height, width) > settings.max_size:
+            scale = settings.max_size / max(height, width)
+            height, width = round(height * scale), round(width * scale)
+        sizes = octave_sizes(height, width, settings.octaves, settings.octave_scale)
+        return sum(h * w for h, w in sizes) * settings.iterations
+
+    preview = preset_files.find("preview", preset_files.search_path([]))
+    assert "a ninth of the default's work on a 1024x768 photo" in " ".join(preview.description.split())
+    assert 8.5 <= work(Settings()) / work(preview.apply(Settings())) <= 9.5

@@ -1,12 +1,20 @@
-"""Every command line of README.md, run in order in one folder, as a newcomer would type them.
+"""Every command line of README.md and of the manual (docs/*.md), run as a newcomer would type them.
 
-Random GoogLeNet weights wait in a private torch cache (``$TORCH_HOME``), where
-the real download would put them, so the lines run exactly as written; tiny
-sizes and few steps are added to each ``dream`` so the whole README runs in a
-minute or two.  Each line must exit 0, print no traceback, skip nothing, and
-write what it names with ``-o`` (or, without one, some new file).  The lines
-that need a GPU, the internet or a cluster are listed here by their text, so a
-new README line is run unless someone decides otherwise.
+Each page's lines run in order in a fresh folder of small photos (a page is
+read on its own, so it may not lean on another's files).  Random GoogLeNet
+weights wait in a private torch cache (``$TORCH_HOME``), where the real
+download would put them, so the lines run exactly as written; tiny sizes and
+few steps are added to each ``dream`` so that all pages run in a few minutes.
+Each line must exit 0, print no traceback, skip nothing, and write what it
+names with ``-o`` (or, without one, some new file).  A page's ``python``
+blocks run too, in the same folder, in order.  The lines that need a GPU, the
+internet or a cluster are listed here by their exact text, with the reason, so
+a new line in any page is run unless someone decides otherwise.
+
+Shell lines run through bash with ``dream`` and ``python`` both meaning the
+interpreter that runs the tests (``sys.executable``), so the suite started as
+``venv/bin/python -m pytest`` without the venv on ``PATH`` runs the checkout
+it tests, not whichever ``python`` comes first.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -26,10 +35,16 @@ from dreamcli.cli import main
 
 from conftest import save_photo
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
 
 NOT_RUN = {
     "pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu": "the internet",
+    "pip download torch torchvision --index-url https://download.pytorch.org/whl/cpu -d wheels/": (
+        "the internet"
+    ),
+    "pip install --no-index --find-links wheels/ torch torchvision": "the wheels of the line before",
     "pip install .": "the internet (CI installs the checkout itself)",
     "pip install '.[test]' && python -m pytest": "this test suite itself",
     "pip install '.[atlas]'": "the internet",
@@ -56,6 +71,8 @@ NOT_RUN = {
     "dream photos/ -r -o out/ --ray auto": "a Ray cluster",
     "dream photos/ -r -o out/ --ray HEAD_IP:6379": "a Ray cluster",
     "dream photos/ -o out/ --ray local": "starts Ray for ~20 s; tests/test_ray.py runs the same",
+    # python blocks, by their first line
+    "import lite0": "../shared/realnet's Lite0, not in a fresh clone (benchmarks/readme_pictures.py runs it)",
 }
 # What each command gets added (last wins in Click): tiny pictures, few steps.
 TINY = {
@@ -84,21 +101,33 @@ TINY = {
     "patch": ["--steps", "2", "--batch", "2", "--size", "32", "--placements", "2"],
 }
 PRINTS_ONLY = ("dream list", "--show-settings", "_DREAM_COMPLETE", "python -c")  # lines that only print
+SHELL = ("", "sh", "bash", "shell", "console")  # the code blocks whose lines are typed
+PYTHON_RAN: set[str] = set()  # python blocks already run in this session (one example on two pages)
 
 
-def readme_lines() -> list[str]:
-    """Shell lines of the README's plain code blocks, in order, without their comments."""
-    text = README.read_text(encoding="utf-8")
-    lines = []
-    for block in re.findall(r"^```([a-z]*)\n(.*?)^```", text, re.S | re.M):
-        language, body = block
-        if language not in ("", "sh", "bash", "shell", "console"):  # python, yaml, text
-            continue
-        for line in body.splitlines():
-            line = re.sub(r"\s+#\s.*$", "", line).strip()
-            if line:
-                lines.append(line)
-    return lines
+def page_blocks(page: Path) -> list[tuple[str, str]]:
+    """The page's runnable pieces in order: ("sh", one shell line without its comment) or
+    ("python", a whole python block); yaml, text and other blocks are not run."""
+    text = page.read_text(encoding="utf-8")
+    pieces = []
+    for language, body in re.findall(r"^```([a-z]*)\n(.*?)^```", text, re.S | re.M):
+        if language == "python":
+            pieces.append(("python", body))
+        elif language in SHELL:
+            for line in body.splitlines():
+                line = re.sub(r"\s+#\s.*$", "", line).strip()
+                if line:
+                    pieces.append(("sh", line))
+    return pieces
+
+
+def page_lines(page: Path) -> list[str]:
+    return [text for kind, text in page_blocks(page) if kind == "sh"]
+
+
+def key(kind: str, text: str) -> str:
+    """How NOT_RUN names a piece: a shell line by its text, a python block by its first line."""
+    return text if kind == "sh" else text.strip().splitlines()[0]
 
 
 def tiny(line: str) -> str:
@@ -118,8 +147,15 @@ def tiny(line: str) -> str:
     return line[:end].rstrip() + " " + " ".join(extra) + " " + line[end:]
 
 
+def shell(command: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """``command`` through bash, ``dream`` and ``python`` being this interpreter whatever ``PATH`` says."""
+    python = shlex.quote(sys.executable)
+    script = f'python() {{ {python} "$@"; }}\ndream() {{ {python} -m dreamcli "$@"; }}\n{command}'
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=300)
+
+
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory, net):
+def template(tmp_path_factory, net):
     """A user's folder: photos, a guide, a clip; the weights where the download puts them."""
     here = tmp_path_factory.mktemp("readme")
     for name, seed in (
@@ -142,56 +178,94 @@ def folder(tmp_path_factory, net):
     import corpus
 
     corpus.synthetic_video(here / "clip.mp4", frames=2)
-    cache = here / "torch-home" / "hub" / "checkpoints"
-    cache.mkdir(parents=True)
-    torch.save(net.state_dict(), cache / "googlenet-1378be20.pth")  # found there: never downloaded
-    return here
+    cache = tmp_path_factory.mktemp("torch-home")
+    (cache / "hub" / "checkpoints").mkdir(parents=True)
+    torch.save(net.state_dict(), cache / "hub" / "checkpoints" / "googlenet-1378be20.pth")  # never downloaded
+    return here, cache
 
 
 def files(folder: Path) -> dict[str, int]:
-    return {
-        str(p.relative_to(folder)): p.stat().st_mtime_ns
-        for p in folder.rglob("*")
-        if p.is_file() and "torch-home" not in p.parts
-    }
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
 
 
-def test_the_readme_lists_its_lines_in_order():
-    lines = readme_lines()
+def test_the_pages_list_their_lines_in_order():
+    lines = page_lines(README)
     assert lines[0] == "dream photo.jpg --layer inception_4c"  # the main call comes first
-    assert set(NOT_RUN) <= set(lines), set(NOT_RUN) - set(lines)  # no stale exception
+    every = {key(kind, text) for page in PAGES for kind, text in page_blocks(page)}
+    assert set(NOT_RUN) <= every, set(NOT_RUN) - every  # no stale exception
+    assert len([1 for page in PAGES for line in page_lines(page) if line not in NOT_RUN]) >= 50
 
 
-def test_every_readme_command_line_runs_in_order(folder, monkeypatch):
+def test_the_readme_stays_a_readme():
+    assert len(README.read_text(encoding="utf-8").splitlines()) <= 200  # the rest is in docs/
+    for link in re.findall(r"\]\(((?:docs|benchmarks)/[^)#]+)", README.read_text(encoding="utf-8")):
+        assert (ROOT / link).exists(), link
+    for page in PAGES[1:]:  # and the manual's links between its pages hold
+        for link in re.findall(r"\]\(([^)#:]+)[)#]", page.read_text(encoding="utf-8")):
+            assert (page.parent / link).exists(), f"{page.name}: {link}"
+
+
+def test_readme_pictures_are_small_and_there():
+    pictures = re.findall(r"!\[[^\]]+\]\(([^)]+)\)", README.read_text(encoding="utf-8"))
+    assert 3 <= len(pictures) <= 4, pictures
+    for picture in pictures:
+        assert (ROOT / picture).stat().st_size < 100_000, picture
+
+
+def test_python_lines_run_with_the_interpreter_of_the_tests(tmp_path):
+    """``python -c ...`` in a page means this interpreter even where ``PATH`` has another first
+    (pytest started as ``venv/bin/python -m pytest`` without the venv on ``PATH``)."""
+    other = tmp_path / "bin"
+    other.mkdir()
+    (other / "python").write_text("#!/bin/sh\necho not-the-tests-python\n")
+    (other / "python").chmod(0o755)
+    env = dict(os.environ, PATH=f"{other}:/usr/bin:/bin")
+    done = shell('python -c "import sys, dreamcli; print(sys.executable, dreamcli.__file__)"', env)
+    assert done.returncode == 0, done.stderr
+    interpreter, package = done.stdout.split()
+    assert interpreter == sys.executable
+    assert Path(package).resolve().is_relative_to(ROOT)  # this checkout, not another install
+
+
+@pytest.mark.parametrize(
+    "page", [page for page in PAGES if page_blocks(page)], ids=lambda page: str(page.relative_to(ROOT))
+)
+def test_every_command_line_of_the_page_runs_in_order(page, template, tmp_path, monkeypatch):
+    here, cache = template
+    folder = tmp_path / "user"
+    shutil.copytree(here, folder)
     monkeypatch.chdir(folder)
-    monkeypatch.setenv("TORCH_HOME", str(folder / "torch-home"))
-    env = dict(os.environ, TORCH_HOME=str(folder / "torch-home"), OMP_NUM_THREADS="1")
-    ran = []
-    for line in readme_lines():
-        if line in NOT_RUN:
+    monkeypatch.setenv("TORCH_HOME", str(cache))
+    env = dict(os.environ, TORCH_HOME=str(cache), OMP_NUM_THREADS="1")
+    for kind, text in page_blocks(page):
+        if key(kind, text) in NOT_RUN:
             continue
         before = files(folder)
+        if kind == "python":
+            if text in PYTHON_RAN:  # the same example on two pages (README's, the API page's): once
+                continue
+            exec(compile(text, str(page), "exec"), {})
+            PYTHON_RAN.add(text)
+            assert set(files(folder)) - set(before), f"{page.name}: the python block wrote nothing"
+            continue
+        line = text
         command = tiny(line) if re.search(r"(?:^|\|\s*)dream\b", line) and "_DREAM" not in line else line
-        if re.search(r"[|>&$;]|^eval|^find|^python", line):  # shell: through bash, dream as python -m
-            script = f'dream() {{ {shlex.quote(sys.executable)} -m dreamcli "$@"; }}\n{command}'
-            done = subprocess.run(
-                ["bash", "-c", script], capture_output=True, text=True, env=env, timeout=300
-            )
+        if re.search(r"[|>&$;]|^eval|^find|^python", line):  # shell: through bash
+            done = shell(command, env)
             code, output = done.returncode, done.stdout + done.stderr
         else:
             result = CliRunner().invoke(main, shlex.split(command)[1:], catch_exceptions=False)
             code, output = result.exit_code, result.output
-        assert code == 0, f"{line}\n{output}"
-        assert "Traceback" not in output and "Skipped" not in output, f"{line}\n{output}"
+        where = f"{page.name}: {line}"
+        assert code == 0, f"{where}\n{output}"
+        assert "Traceback" not in output and "Skipped" not in output, f"{where}\n{output}"
         after = files(folder)
         written = {name for name, stamp in after.items() if before.get(name) != stamp}
         named = re.search(r"-o (\S+)", line)
         if named:  # this line wrote what it names (a file, or files in a folder)
             target = named.group(1).rstrip("/")
             assert any(name == target or name.startswith(target + "/") for name in written), (
-                f"{line}: wrote nothing at {target}: {sorted(written)}"
+                f"{where}: wrote nothing at {target}: {sorted(written)}"
             )
         elif not any(word in line for word in PRINTS_ONLY):
-            assert written, f"{line}: wrote nothing"
-        ran.append(line)
-    assert len(ran) >= 25
+            assert written, f"{where}: wrote nothing"

@@ -126,9 +126,11 @@ class DreamGroup(click.Group):
             code = super().main(argv, prog_name, *rest, standalone_mode=False, **extra)  # type: ignore[call-overload]
         except click.NoSuchOption as exc:
             name = exc.option_name.split("=", 1)[0]
-            # For an old mode flag, Click's "Did you mean --seed?" (for --sweep) would only mislead.
-            message = f"No such option '{name}'." if name in MOVED else exc.format_message()
-            click.echo(f"Error: {message}{_where(exc.option_name, argv)}", err=True)
+            where = _where(exc.option_name, argv)
+            # Where another command takes it (or an old mode flag moved), Click's guess among this
+            # command's options ("Did you mean '--preset'?" for --fps) would only mislead.
+            message = f"No such option '{name}'" if where else exc.format_message()
+            click.echo(f"Error: {message}{where}", err=True)
             sys.exit(EXIT_USAGE)
         except click.ClickException as exc:  # usage errors: one line, like every other error
             click.echo(f"Error: {exc.format_message()}", err=True)
@@ -202,7 +204,10 @@ def run(work: Any, *args: Any) -> int:
 
 
 def _make_main() -> DreamGroup:
+    from dreamcli.cli import complete
     from dreamcli.cli.dreaming import command
+
+    complete.register()  # bash: commands and files together (Click's script drops one for the other)
 
     return DreamGroup(
         name="dream",

@@ -172,10 +172,17 @@ class Machine:
 
             select_device(self.device)
 
-    def load(self, network: models.Network, options: Any) -> models.Loaded:
+    def load(self, network: models.Network, options: Any, report: Any = None) -> models.Loaded:
+        """The network loaded; ``report`` (a Display) shows a status line meanwhile."""
         from dreamcli.models.loading import load
 
-        return load(network, weights=self.weights, device=options.device, progress=not self.quiet)
+        return load(
+            network,
+            weights=self.weights,
+            device=options.device,
+            progress=not self.quiet,
+            report=report or (lambda event: None),
+        )
 
     def metadata(self, loaded: models.Loaded, options: Any, preset: str | None) -> dict[str, Any]:
         """What every output records besides its settings."""
@@ -194,7 +201,7 @@ class Machine:
         ``job(loaded, options, metadata, display)``, whose result is returned."""
         options = self.run_options(reproducible=reproducible)
         with self.display(many=many) as display:
-            loaded = self.load(chosen.network, options)
+            loaded = self.load(chosen.network, options, display)
             return job(loaded, options, self.metadata(loaded, options, chosen.preset_name), display)
 
     def display(self, many: bool = False, as_json: bool = False) -> Display:

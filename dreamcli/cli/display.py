@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,18 @@ from typing import Any
 import click
 
 from dreamcli.errors import EXIT_FAILED, EXIT_OK
-from dreamcli.events import Event, FileDone, FileStarted, FrameDone, Note, PhotoSkipped, Stage, Step, Summary
+from dreamcli.events import (
+    Event,
+    FileDone,
+    FileStarted,
+    FrameDone,
+    Loading,
+    Note,
+    PhotoSkipped,
+    Stage,
+    Step,
+    Summary,
+)
 from dreamcli.io.formats import shown
 
 
@@ -39,6 +51,24 @@ def skipped(output: Path, reason: str | None = None) -> str:
     return f"Skipped {shown(output)} ({reason or 'exists; --overwrite replaces it'})"
 
 
+# Long work says how long it will take after this many steps past the first, when that is at
+# least this many seconds (a dream's own bar shows it too, but a minute is worth a line).
+PACE_STEPS = 3
+PACE_WORTH_SAYING = 60.0
+
+
+def why_skipped(summary: Summary) -> list[str]:
+    """Why a batch's files were skipped (``jobs.reruns`` says why for each), for its summary."""
+    reasons = {result.error for result in summary.results if result.status == "skipped"}
+    if not reasons:
+        return []
+    if len(reasons) > 1:
+        return [f"the {summary.skipped} skipped: --json says why for each"]
+    return [
+        f"the {summary.skipped} skipped were {reasons.pop() or 'there already: --overwrite replaces them'}"
+    ]
+
+
 class Display:
     """Turns engine, batch and animation events into tqdm bars, notes, error lines and JSON lines."""
 
@@ -46,6 +76,9 @@ class Display:
         self.quiet, self.as_json, self.many = quiet, as_json, many
         self.files: Any = None  # tqdm bars, made when the first event comes
         self.steps: Any = None
+        self.status: Any = None  # a one-line status (loading the network) until the first bar
+        self._paced_from: float | None = None  # when the pace of long work began to be measured
+        self._paced = False  # its time was said
         self.stage = ""  # the stage the steps bar shows, for work in stages
         self.notes: set[str] = set()
         self.stdout_closed = False  # the reader of --json went away (e.g. | head): the run goes on
@@ -58,6 +91,12 @@ class Display:
         self(Note(warning_text(message, category)))
 
     def __call__(self, event: Event) -> None:
+        if isinstance(event, Loading):
+            self._loading(event)
+            return
+        if self.status is not None and not isinstance(event, Note):
+            self.status.close()  # the work it announced has begun: its own bars take over
+            self.status = None
         if isinstance(event, FrameDone):
             self._frame(event)
         elif isinstance(event, FileStarted):
@@ -80,6 +119,12 @@ class Display:
         # disable=None: tqdm turns itself off when stderr is not a terminal.
         return tqdm(file=sys.stderr, disable=True if self.quiet else None, dynamic_ncols=True, **kwargs)
 
+    def _loading(self, event: Loading) -> None:
+        """``Loading GoogLeNet (its weights)...`` on the terminal, gone when the work begins."""
+        if self.status is None:
+            self.status = self._bar(total=0, bar_format="{desc}", leave=False)
+        self.status.set_description_str(f"Loading {event.network} ({event.source})...")
+
     def _start_file(self, event: FileStarted) -> None:
         if self.many and self.files is None:
             self.files = self._bar(total=event.total, desc="files", unit="file", position=0)
@@ -92,6 +137,22 @@ class Display:
             leave=not self.many,
             position=1 if self.many else 0,
         )
+
+    def _pace(self, event: Step) -> None:
+        """Long work of one size (a feature picture: 320 steps) says how long it will take, once,
+        a few steps in: the first step (the shapes' set-up) is left out of the pace."""
+        now = time.monotonic()
+        if event.iteration == 1 and not self._paced:
+            self._paced_from = now
+            return
+        since = self._paced_from
+        if since is None or event.iteration < PACE_STEPS + 1 or self.quiet:
+            return
+        left = (now - since) / (event.iteration - 1) * (event.iterations - event.iteration)
+        self._paced_from, self._paced = None, True  # said once
+        if left >= PACE_WORTH_SAYING:
+            minutes = f"{left / 60:.0f} min" if left >= 90 else f"{left:.0f} s"
+            self(Note(f"{event.iterations} steps a picture: about {minutes} more for this one at this pace"))
 
     def _stage(self, event: Stage) -> None:
         """Long work in stages (an atlas): one bar per stage."""
@@ -113,6 +174,8 @@ class Display:
     def _step(self, event: Step) -> None:
         if self.steps is None:
             return
+        if event.octaves == 1 and event.iteration:
+            self._pace(event)
         if event.iteration == 0:
             self.steps.total = event.octaves * event.iterations
             self.steps.set_postfix_str(
@@ -150,7 +213,7 @@ class Display:
         if not err and self.stdout_closed:
             return
         try:
-            if self.files is None and self.steps is None:
+            if self.files is None and self.steps is None and self.status is None:
                 click.echo(text, err=err)
             else:
                 tqdm.write(text, file=sys.stderr if err else sys.stdout)
@@ -175,10 +238,10 @@ class Display:
     def close(self) -> None:
         if warnings.showwarning == self._warning:
             warnings.showwarning = self._showwarning
-        for bar in (self.steps, self.files):
+        for bar in (self.status, self.steps, self.files):
             if bar is not None:
                 bar.close()
-        self.steps = self.files = None
+        self.status = self.steps = self.files = None
 
     def finish(self, summary: Summary, found) -> int:
         """The summary line of a batch, and its exit code; ``found`` is the plan's ``Inputs``."""
@@ -199,7 +262,7 @@ class Display:
                 line += f", {summary.not_reached} not reached"
             if not total and not summary.interrupted:
                 line = "No images to dream"
-            click.echo("; ".join([line, *left_out]), err=True)
+            click.echo("; ".join([line, *left_out, *why_skipped(summary)]), err=True)
         if summary.interrupted:
             click.echo("Interrupted: finished files are kept, no partial file was left.", err=True)
             return summary.interrupted

@@ -307,6 +307,16 @@ def _batch(chosen: Chosen, names: list[str], params: dict[str, Any], machine: Ma
         jobs = plan.take_shard(jobs, *plan.parse_shard(params["shard"]))
     display = machine.display(many=len(jobs) > 1, as_json=params["as_json"])
     machine.check_device()
+    if not params["overwrite"]:  # outputs of other settings: kept, the new dreams named beside them
+        from dreamcli.events import Note
+        from dreamcli.jobs import reruns
+
+        default_name = params["template"] is None
+        jobs, notes = reruns.settle(
+            jobs, settings, chosen.preset_name, lambda job: default_name and job.output != output
+        )
+        for note in notes:
+            display(Note(note))
     todo, settled = plan.triage(jobs, params["overwrite"])
     for job in todo:
         if job.source.suffix.lower() in VIDEO_INPUTS:
@@ -325,7 +335,7 @@ def _batch(chosen: Chosen, names: list[str], params: dict[str, Any], machine: Ma
     if mask is not None:
         masks.check_inputs(mask, [job.source for job in todo])
     options = machine.run_options(reproducible=settings.seed is not None)
-    loaded = machine.load(chosen.network, options)
+    loaded = machine.load(chosen.network, options, display)
     runner = batch.Batch(
         loaded,
         settings,

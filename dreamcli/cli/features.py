@@ -67,9 +67,9 @@ from dreamcli.jobs.requests import PARAMS, FeatureRequest
 def command(ctx: click.Context, **params: Any) -> None:
     """What a layer, a channel or a class looks like to the network, made from noise.
 
-    fft and maco run OCTAVES x ITERATIONS x 8 Adam steps (320: about 2 minutes
-    per 224 px picture on 2 CPU cores); channels rise by their mean and classes
-    by their logit, as in the papers.
+    fft and maco run OCTAVES x ITERATIONS x 8 Adam steps (320: minutes per picture
+    on a CPU; a few steps in, it says how long at its pace); channels rise by their
+    mean and classes by their logit, as in the papers.
 
     \b
       dream features --layer inception_4d --size 768x512

@@ -12,13 +12,12 @@ pad by the input's size (TensorFlow's SAME) pad each window as the whole image.
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 
 import torch
 
-from dreamcli.engine.capture import LayerCapture, model_device
+from dreamcli.engine.capture import LayerCapture, meta_copy, model_device
 from dreamcli.engine.objectives import Objective
 from dreamcli.engine.steps import gradient
 from dreamcli.errors import ImageTooLargeError
@@ -84,9 +83,7 @@ def full_sizes(capture, size: tuple[int, int]) -> dict[str, int]:
     Computed on the meta device (shapes only, no memory); the objective divides
     by these so that tiles add up to the whole image's mean squared activation.
     """
-    meta = copy.deepcopy(capture.model).to("meta")
-    for module in meta.modules():
-        module._forward_hooks.clear()  # the copy carries the live capture's hooks
+    meta = meta_copy(capture.model)  # without copying the weights first
     try:
         with LayerCapture(meta, capture.names) as probe:
             outputs = probe(torch.zeros(1, 3, *size, device="meta"))

@@ -102,11 +102,12 @@ def run_features(
             goal = Activations([spec.with_name(model.resolve(spec.name))], signed=signed)
             made = _pictures(model, resolved, goal, 1, request, options, report)
             tiles.append((str(spec), made.images[0], made.alpha[0]))
-    columns = min(8, len(tiles))
-    write_pil(request.output, contact_sheet([(t, p) for t, p, _ in tiles], columns=columns, width=160), meta)
+    columns = min(8, len(tiles))  # each tile at the --size asked for
+    pictures = [(t, p) for t, p, _ in tiles]
+    write_pil(request.output, contact_sheet(pictures, columns=columns, width=width), meta)
     if request.alpha:
         alphas = [(t, a.expand(3, -1, -1)) for t, _, a in tiles]
-        write_pil(request.alpha_output, contact_sheet(alphas, columns=columns, width=160), meta)
+        write_pil(request.alpha_output, contact_sheet(alphas, columns=columns, width=width), meta)
     return request.output
 
 

@@ -40,6 +40,7 @@ class Job:
     source: Path
     output: Path
     index: int  # 1-based position among all inputs (before sharding), for {index}
+    kept: str | None = None  # why an output already there is skipped (jobs.reruns), when known
 
 
 @dataclass
@@ -281,6 +282,8 @@ def _refuse_collisions(jobs: Iterable[Job]) -> None:
 
 def skip_reason(job: Job, overwrite: bool) -> str | None:
     """Why ``job`` is not to be dreamed: "skip" (its output exists), an error, or None (dream it)."""
+    if not os.path.lexists(job.source):  # said now, before torch and the model load (seconds)
+        return f"{job.source} does not exist; check the path"
     if same_file(job.source, job.output):
         return f"{job.output} is the input itself; dreamcli never overwrites an input"
     return output_problem(job.output, overwrite)
@@ -329,7 +332,7 @@ def triage(jobs: Iterable[Job], overwrite: bool) -> tuple[list[Job], list[FileDo
         if reason is None:
             todo.append(job)
         elif reason == "skip":
-            settled.append(FileDone(job.source, job.output, "skipped"))
+            settled.append(FileDone(job.source, job.output, "skipped", error=job.kept))
         else:
             settled.append(FileDone(job.source, job.output, "failed", error=reason))
     return todo, settled

@@ -140,7 +140,10 @@ MIN_INPUT = 15
 
 CAFFE_NAMES = _caffe_names()
 MODULE_NAMES = _module_names()
-LAYERS = LayerTable(tuple(MODULE_NAMES), _channels(), CAFFE_NAMES)
+# torchvision's branch containers (inception4c.branch2) output what their last module does
+# (inception_4c/3x3): taken when named, but listed once, under the Caffe name.
+_CONTAINERS = frozenset(f"{module}.branch{n}" for module in INCEPTIONS for n in (2, 3, 4))
+LAYERS = LayerTable(tuple(MODULE_NAMES), _channels(), CAFFE_NAMES, unlisted=_CONTAINERS)
 
 GOOGLENET = Network(
     name="googlenet",

@@ -4,15 +4,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dreamcli.events import Loading, Report, ignore
 from dreamcli.models.base import Loaded, Network
 from dreamcli.models.prepare import prepare_for_dreaming
 from dreamcli.models.weights import download, load_file
 
 
 def load(
-    network: Network, *, weights: str | Path | None = None, device="cpu", progress: bool = True
+    network: Network,
+    *,
+    weights: str | Path | None = None,
+    device="cpu",
+    progress: bool = True,
+    report: Report = ignore,
 ) -> Loaded:
-    """``network`` with its pretrained weights, from ``weights`` (a local file) or the download."""
+    """``network`` with its pretrained weights, from ``weights`` (a local file) or the download;
+    ``report`` hears ``Loading`` first (the CLI shows it while the seconds pass)."""
+    source = (
+        f"weights file {Path(weights).name}" if weights is not None else f"{network.weights.label} weights"
+    )
+    report(Loading(network.title, source))
     if weights is not None:
         state = load_file(weights)
         module = network.build(state, source=f"weights file {weights}")

@@ -40,7 +40,8 @@ class LibraryNetwork(Network):
         return None
 
 
-def _known(source: str) -> list[str]:
+def known(source: str) -> list[str]:
+    """The classifiers ``source`` (torchvision or timm) defines; imports the library."""
     if source == "timm":
         try:
             import timm
@@ -69,9 +70,9 @@ def named(name: str) -> LibraryNetwork:
     source, _, arch = name.partition(":")
     if source not in SOURCES:
         raise SettingsError(f"unknown model {name!r}: library models are torchvision:NAME or timm:NAME")
-    known = _known(source)
-    if arch not in known:
-        close = difflib.get_close_matches(arch, known, n=3)
+    classifiers = known(source)
+    if arch not in classifiers:
+        close = difflib.get_close_matches(arch, classifiers, n=3)
         hint = (
             f"did you mean {', '.join(f'{source}:{c}' for c in close)}?"
             if close
@@ -82,7 +83,7 @@ def named(name: str) -> LibraryNetwork:
     assert isinstance(table, LayerTable)
     return LibraryNetwork(
         name=name,
-        title=f"{source}'s {arch}",
+        title=f"{source} {arch}",  # "the torchvision resnet18 weights", not "the torchvision's ..."
         description=f"{source}'s {arch}, ImageNet",
         input="RGB normalised with ImageNet's mean and standard deviation",
         table=table,
