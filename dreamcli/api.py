@@ -16,11 +16,13 @@ import torch
 
 from dreamcli import models
 from dreamcli.config import LayerSpec, Settings
+from dreamcli.engine import masking
+from dreamcli.engine.choosing import choose
 from dreamcli.engine.devices import select_device
 from dreamcli.engine.objectives import Objective
 from dreamcli.engine.octaves import dream as _dream
 from dreamcli.events import Report, ignore
-from dreamcli.io.images import Picture
+from dreamcli.io.images import Picture, read_image
 from dreamcli.models.base import Loaded
 from dreamcli.models.loading import load
 from dreamcli.run_options import RunOptions
@@ -46,6 +48,7 @@ def dream(
     goal: Objective | None = None,
     options: RunOptions | None = None,
     report: Report = ignore,
+    mask: torch.Tensor | str | Path | None = None,
 ) -> torch.Tensor:
     """DeepDream ``image`` ((3, H, W) or (N, 3, H, W) in [0, 1], or a ``Picture``) on ``model``.
 
@@ -53,12 +56,21 @@ def dream(
     know (``inception_4c``; the network's default layer when ``settings`` is
     None); with a plain module they are its module names.  See
     ``dreamcli.engine.octaves.dream`` for ``goal``, ``options`` and ``report``.
+    ``mask`` dreams only where it is white: a (H, W) tensor in [0, 1] or a picture's
+    path (``settings.mask`` when not given, inverted by ``settings.mask_invert``).
     """
     rgb: Any = image.rgb if isinstance(image, Picture) else image
+    if mask is None and settings is not None and settings.mask is not None:
+        mask = settings.mask
+    if isinstance(mask, (str, Path)):
+        invert = settings is not None and settings.mask_invert
+        mask = masking.from_rgb(read_image(mask).rgb, invert, f"the mask {mask}")
     if isinstance(model, Loaded):
         default = Settings(layers=(LayerSpec.parse(model.network.default_layer),))
         settings = model.resolved(settings or default)
         module = model.module
     else:
         module = model
-    return _dream(module, rgb, settings=settings, goal=goal, options=options, report=report)
+    if settings is not None and goal is None and rgb.dim() == 3:  # [strong:8]: this photo's own channels
+        settings, _ = choose(module, rgb, settings, settings)
+    return _dream(module, rgb, settings=settings, goal=goal, options=options, report=report, mask=mask)

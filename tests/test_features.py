@@ -95,6 +95,42 @@ def test_dream_features_maco_writes_the_picture_and_its_alpha(weights_file, tmp_
     assert not (tmp_path / "p.png").exists()
 
 
+def test_matching_is_the_cosine_for_inversion_and_keeps_rising_for_a_caricature():
+    from dreamcli.engine.objectives import Matching
+
+    target = torch.rand(1, 4, 3, 3, generator=torch.Generator().manual_seed(0))
+    inversion, caricature = Matching("l", target), Matching("l", target, caricature=True)
+    assert float(inversion({"l": target})[0]) == pytest.approx(1.0)
+    assert float(inversion({"l": 2 * target})[0]) == pytest.approx(1.0)  # the pattern, not the size
+    assert float(caricature({"l": 2 * target})[0]) > float(caricature({"l": target})[0])
+    bigger = torch.nn.functional.interpolate(target, size=(5, 5), mode="bilinear")
+    assert float(inversion({"l": bigger})[0]) > 0.95  # a scaled view is compared at the photo's size
+
+
+def test_features_like_a_photo_matches_its_activations(weights_file, net, tmp_path):
+    from dreamcli.engine.capture import LayerCapture
+    from dreamcli.io.images import read_image, read_metadata
+    from tests.conftest import save_photo
+
+    photo = save_photo(tmp_path / "photo.png", 64, 64)
+    out = tmp_path / "inverted.png"
+    args = ["features", "--like", photo, "--layer", "inception_3b", "--octaves", "1", "--iterations", "3"]
+    result = cli_invoker(weights_file)(*args, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert read_metadata(out)["match"] == "inversion" and read_image(out).rgb.shape == (3, 64, 64)
+
+    def features(image):
+        with LayerCapture(net, ["inception3b"]) as capture, torch.no_grad():
+            return capture(image[None])["inception3b"].flatten()
+
+    target = features(read_image(photo).rgb)
+    grey = torch.full((3, 64, 64), 0.5)
+    cos = torch.nn.functional.cosine_similarity
+    assert cos(features(read_image(out).rgb), target, dim=0) > cos(features(grey), target, dim=0)
+    refused = cli_invoker(weights_file)("features", "--caricature", "--layer", "inception_3b")
+    assert refused.exit_code == 2 and "--like" in refused.output
+
+
 def test_each_tile_of_a_sheet_is_the_size_asked_for(weights_file, tmp_path):
     run = cli_invoker(weights_file, "--octaves", "1", "--iterations", "1", "-q")
     result = run(

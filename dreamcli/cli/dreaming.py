@@ -19,8 +19,9 @@ import click
 from dreamcli import __version__, models
 from dreamcli import presets as preset_files
 from dreamcli.cli import common
-from dreamcli.cli.common import Chosen, Machine, Span, flag, together
-from dreamcli.config import LayerSpec
+from dreamcli.cli.common import Chosen, Machine, flag
+from dreamcli.cli.dream_flags import many_files, per_file
+from dreamcli.config import PULL, LayerSpec
 from dreamcli.errors import EXIT_OK
 from dreamcli.events import Summary
 from dreamcli.io.formats import VIDEO_INPUTS
@@ -42,91 +43,6 @@ class DreamCommand(common.SectionedCommand):
 
         with formatter.section("Commands"):
             formatter.write_dl([(name, line) for name, (_, line) in COMMANDS.items()])
-
-
-many_files = together(
-    flag(
-        "--name",
-        "template",
-        section="Many files",
-        help="Output name: {stem} {ext} {preset} {layer} {channels} {index}; the extension sets the format. "
-        "[default: {stem}_dream.png; _guided, _class-NAME, _LAYER-CHANNELS for those dreams]",
-    ),
-    flag(
-        "--batch-size",
-        section="Many files",
-        span=Span(int, 1, 1024),
-        default=1,
-        show_default=True,
-        help="Dream up to this many same-size images together (faster on a GPU; uses more memory).",
-    ),
-    flag(
-        "-r",
-        "--recursive",
-        section="Many files",
-        is_flag=True,
-        help="Walk folders recursively, keeping sub-folders.",
-    ),
-    flag(
-        "--shard", section="Many files", metavar="K/N", help="Dream only the K-th of N shares of the inputs."
-    ),
-    flag(
-        "--json",
-        "as_json",
-        section="Many files",
-        is_flag=True,
-        help="Print one JSON line per file on stdout.",
-    ),
-    flag(
-        "-0",
-        "--null",
-        section="Many files",
-        is_flag=True,
-        help="With INPUT -: the paths on stdin end with NUL, not newline (find -print0).",
-    ),
-    flag(
-        "--ray",
-        section="Many files",
-        metavar="auto|local|ADDRESS",
-        help="Dream the batch on a Ray cluster: ray start's / RAY_ADDRESS's (auto), a new one here (local), "
-        "or a head node's address. Needs: pip install 'dreamcli[ray]'.",
-    ),
-    flag(
-        "--ray-workers",
-        section="Many files",
-        span=Span(int, 1, 100_000),
-        help="Ray workers (with --ray)  [default: one per GPU, else one]",
-    ),
-    flag(
-        "--include-dreams",
-        section="Many files",
-        is_flag=True,
-        help="Also take pictures dreamcli made when walking folders (left out by default).",
-    ),
-)
-
-per_file = together(
-    flag(
-        "--class",
-        "classes",
-        section="Per file",
-        multiple=True,
-        metavar="NAME|INDEX",
-        help="Dream toward a class of the network (e.g. dumbbell, 543); repeat for several.",
-    ),
-    flag(
-        "--guide",
-        section="Per file",
-        type=click.Path(path_type=Path),
-        help="Dream of this picture's features (Google's guided objective).",
-    ),
-    flag(
-        "--heatmap",
-        section="Per file",
-        is_flag=True,
-        help="Also write where the layer fires on the input (_heatmap).",
-    ),
-)
 
 
 @click.command(cls=DreamCommand, name="dream", context_settings={"max_content_width": 100})
@@ -177,6 +93,8 @@ def _dream(ctx: click.Context, params: dict[str, Any]) -> int:
         kept = settings.layers if params["layers"] else ()
         settings = dataclasses.replace(settings, layers=kept + extra)
         chosen = dataclasses.replace(chosen, settings=settings)
+    chosen = _with_photo_flags(chosen, params)
+    settings = chosen.settings
     if params["show_settings"]:
         return _show_settings(ctx, chosen, params)
     guide: Path | None = params["guide"]
@@ -193,9 +111,10 @@ def _dream(ctx: click.Context, params: dict[str, Any]) -> int:
             "(the map is of the first layer)",
             param_hint="--heatmap",
         )
-    if params["ray"] and (params["guide"] or params["heatmap"]):
+    if params["ray"] and (params["guide"] or params["heatmap"] or settings.mask or settings.accentuate):
         raise click.BadParameter(
-            "dreams plain or class dreams; --guide and --heatmap run here", param_hint="--ray"
+            "dreams plain or class dreams; --guide, --mask, --accentuate and --heatmap run here",
+            param_hint="--ray",
         )
     names = list(params["inputs"])
     _refuse_misplaced_commands(names)
@@ -212,6 +131,25 @@ def _dream(ctx: click.Context, params: dict[str, Any]) -> int:
 
         require_ray()  # without the extra: which command installs it, before any work
     return _batch(chosen, names, params, machine)
+
+
+def _with_photo_flags(chosen: Chosen, params: dict[str, Any]) -> Chosen:
+    """--mask, --mask-invert, --accentuate and --pull over the preset's (a picture's re-run them)."""
+    settings = chosen.settings
+    if params["mask"] is not None:
+        settings = dataclasses.replace(settings, mask=str(params["mask"]))
+    if params["mask_invert"]:
+        if settings.mask is None:
+            raise click.BadParameter("inverts a mask: give one with --mask", param_hint="--mask-invert")
+        settings = dataclasses.replace(settings, mask_invert=True)
+    if params["pull"] is not None and not params["accentuate"] and settings.accentuate is None:
+        raise click.BadParameter("is the pull of --accentuate: add --accentuate", param_hint="--pull")
+    if params["accentuate"] or params["pull"] is not None:
+        pull = params["pull"]
+        if pull is None:
+            pull = settings.accentuate if settings.accentuate is not None else PULL
+        settings = dataclasses.replace(settings, accentuate=pull)
+    return dataclasses.replace(chosen, settings=settings)
 
 
 def _refuse_misplaced_commands(names: list[str]) -> None:
@@ -282,8 +220,11 @@ def _batch(chosen: Chosen, names: list[str], params: dict[str, Any], machine: Ma
         return display.finish(summary, found)
     if params["ray"]:
         return _ray(chosen, jobs, found, display, params, machine)
-    from dreamcli.jobs import batch
+    from dreamcli.jobs import batch, masks
 
+    mask = masks.mask_of(settings)  # unreadable, all black, or unlike an input: said before loading
+    if mask is not None:
+        masks.check_inputs(mask, [job.source for job in todo])
     options = machine.run_options(reproducible=settings.seed is not None)
     loaded = machine.load(chosen.network, options, display)
     loaded.resolved(settings)  # weights that leave out what these layers need: refused once, not per file
@@ -297,6 +238,7 @@ def _batch(chosen: Chosen, names: list[str], params: dict[str, Any], machine: Ma
         metadata=_metadata(machine.metadata(loaded, options, chosen.preset_name), params["guide"]),
         guide=_guide(loaded, params["guide"], settings) if params["guide"] else None,
         heatmap=params["heatmap"],
+        mask=mask,
     )
     summary = runner.run(jobs)
     display.close()

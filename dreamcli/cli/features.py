@@ -34,6 +34,15 @@ from dreamcli.jobs.requests import PARAMS, FeatureRequest
     "Visualization); maco: a photo's spectrum magnitude, only the phase free, random crops (Fel et "
     "al. 2023; best on large modern networks); pixel: the 2015 way, DeepDream's steps from noise.",
 )
+@flag(
+    "--like",
+    type=click.Path(path_type=Path),
+    metavar="PHOTO",
+    help="Match this photo's activations at --layer (feature inversion): what the layer keeps of it.",
+)
+@flag(
+    "--caricature", is_flag=True, help="With --like: exaggerate the photo's activations instead of matching."
+)
 @flag("--each", is_flag=True, help="One picture per channel, layer or class, on a labelled sheet.")
 @flag(
     "--alpha",
@@ -76,6 +85,16 @@ def command(ctx: click.Context, **params: Any) -> None:
 def _features(ctx: click.Context, params: dict[str, Any]) -> int:
     if params["alpha"] and params["param"] == "pixel":
         raise click.UsageError("--alpha needs --param fft or maco: pixel pictures have no transparency map")
+    if params["caricature"] and params["like"] is None:
+        raise click.BadParameter(
+            "exaggerates a photo's activations: give the photo with --like", param_hint="--caricature"
+        )
+    if params["like"] is not None and (params["each"] or params["classes"] or params["param"] == "pixel"):
+        raise click.UsageError(
+            "--like makes one fft or maco picture of one layer: leave out --each, --class, pixel"
+        )
+    if params["like"] is not None and not Path(params["like"]).is_file():
+        raise click.BadParameter(f"{params['like']} is not a file; give a photo", param_hint="--like")
     chosen = common.chosen_settings(ctx, params, fields=("octaves", "iterations", "step_size", "seed"))
     settings, network = chosen.settings, chosen.network
     if chosen.preset is not None and chosen.preset.origin == "picture":
@@ -85,7 +104,9 @@ def _features(ctx: click.Context, params: dict[str, Any]) -> int:
             LayerSpec(str(network.logits), channels=(network.class_index(c),)) for c in params["classes"]
         )
         settings = dataclasses.replace(settings, layers=(settings.layers if params["layers"] else ()) + extra)
-    if params["classes"]:
+    if params["like"] is not None:
+        template = "features_{layer}_" + ("caricature.png" if params["caricature"] else "inversion.png")
+    elif params["classes"]:
         template = plan.default_template(classes=params["classes"]).replace("{stem}_", "features_")
     else:
         template = (
@@ -111,6 +132,8 @@ def _features(ctx: click.Context, params: dict[str, Any]) -> int:
             each=params["each"],
             alpha=params["alpha"],
             metadata=metadata,
+            like=params["like"],
+            caricature=params["caricature"],
         )
         run_features(loaded, request, options, display)
 

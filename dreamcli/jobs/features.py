@@ -22,12 +22,13 @@ import torch
 from dreamcli.config import LayerSpec, Settings
 from dreamcli.engine.capture import LayerCapture, model_device
 from dreamcli.engine.featurevis import MACO_CROPS, VIEW, Pictures, feature_pictures
-from dreamcli.engine.objectives import Activations, ChannelPerImage, Objective, RandomAffine
+from dreamcli.engine.objectives import Activations, ChannelPerImage, Matching, Objective, RandomAffine
 from dreamcli.engine.octaves import dream
+from dreamcli.engine.steps import resize
 from dreamcli.engine.tiling import bytes_per_pixel
-from dreamcli.errors import ImageTooLargeError
+from dreamcli.errors import ImageTooLargeError, SettingsError
 from dreamcli.events import FileStarted, Report, ignore
-from dreamcli.io.images import write_image, write_pil
+from dreamcli.io.images import read_image, write_image, write_pil
 from dreamcli.jobs.requests import FeatureRequest
 from dreamcli.jobs.sheets import contact_sheet, prepare_folder, start_image
 from dreamcli.models import Loaded
@@ -60,6 +61,8 @@ def run_features(
 ) -> Path:
     """Make the picture (or the sheet) and write it, with its settings in its metadata."""
     settings = request.settings.seeded(default=0)
+    if request.like is not None:
+        return _like(model, request, settings, options, report)
     width, height = request.picture_size
     meta = dict(request.metadata, features=request.param, settings=applied(settings, request.param))
     meta["size"] = [width, height]
@@ -146,6 +149,41 @@ def check_memory(model: Loaded, settings: Settings, request: FeatureRequest, opt
         f"a {width}x{height} {request.param} feature picture needs about {need / 2**30:.1f} GiB, "
         f"more than the {options.memory / 2**30:.1f} GiB free for it; {hint}, or free some memory"
     )
+
+
+# A --like picture takes the photo's shape, its long side at most this (the default picture's).
+LIKE_SIDE = 512
+
+
+def _like(model: Loaded, request: FeatureRequest, settings: Settings, options, report: Report) -> Path:
+    """A picture from noise whose activations at the layer match (or exaggerate) the photo's."""
+    like = request.like
+    assert like is not None
+    if len(settings.layers) != 1 or settings.layers[0].channels:
+        raise SettingsError("--like matches one whole layer: give one --layer without channels")
+    photo = read_image(like, max_size=LIKE_SIDE).rgb
+    height, width = photo.shape[-2:]
+    if request.size is not None:  # the photo as the network sees it at the picture's size
+        width, height = request.size
+        photo = resize(photo[None], (height, width))[0]
+    request = dataclasses.replace(request, size=(width, height))
+    layer = model.resolve(settings.layers[0].name)
+    goal = Matching(layer, photo_features(model.module, photo, layer), caricature=request.caricature)
+    report(FileStarted("features", 1, 1))
+    made = _pictures(model, model.resolved(settings), goal, 1, request, options, report)
+    how = "caricature" if request.caricature else "inversion"
+    meta = dict(request.metadata, features=request.param, settings=applied(settings, request.param))
+    meta.update(size=[width, height], like=like.name, match=how)
+    write_image(request.output, made.images[0], None, meta)
+    if request.alpha:
+        write_image(request.alpha_output, made.alpha[0].expand(3, -1, -1), None, meta)
+    return request.output
+
+
+def photo_features(module, photo: torch.Tensor, layer: str) -> torch.Tensor:
+    """``photo``'s (3, H, W) activations at ``layer``: (1, C, h, w), in float32."""
+    with LayerCapture(module, [layer]) as capture, torch.no_grad():
+        return capture(photo[None].to(model_device(module)))[layer].float()
 
 
 def _pictures(model, settings, goal: Objective, batch, request: FeatureRequest, options, report) -> Pictures:
