@@ -57,9 +57,9 @@ def test_channel_grid_from_noise(run, tmp_path):
     )
     assert result.exit_code == 0, result.output
     sheet = Image.open(tmp_path / "g.png")
-    assert sheet.width == 6 * 160
-    tiles = np.asarray(sheet.convert("RGB"), dtype=float)[:160]
-    parts = [tiles[:, i * 160 : (i + 1) * 160] for i in range(6)]
+    assert sheet.width == 6 * 48  # each tile at --size
+    tiles = np.asarray(sheet.convert("RGB"), dtype=float)[:48]
+    parts = [tiles[:, i * 48 : (i + 1) * 48] for i in range(6)]
     assert all(np.abs(parts[0] - p).mean() > 0.1 for p in parts[1:])  # each channel its own picture
 
 

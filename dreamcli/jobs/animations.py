@@ -337,11 +337,23 @@ def check_frames_memory(frames: int, width: int, height: int, memory: float | No
     if memory is None or need <= memory:
         return
     fits = int(memory // (width * height * FRAME_BYTES))
-    raise ImageTooLargeError(
-        f"{frames} frames of {width}x{height} need {need / 2**30:.1f} GiB until they are encoded, more than "
-        f"the {memory / 2**30:.1f} GiB free; use --frames {fits} or fewer, a smaller picture, or -o FOLDER/ "
-        "(PNG frames, written as they come)"
+    held = (
+        f"{frames} frames of {width}x{height} need {_size(need)} until they are encoded, "
+        f"more than the {_size(memory)} free"
     )
+    if fits < 1:
+        raise ImageTooLargeError(
+            f"{held}; use a smaller picture or -o FOLDER/ (PNG frames, written as they come)"
+        )
+    raise ImageTooLargeError(
+        f"{held}; use --frames {fits} or fewer, a smaller picture, "
+        "or -o FOLDER/ (PNG frames, written as they come)"
+    )
+
+
+def _size(count: float) -> str:
+    """Bytes as the unit a reader can compare: GiB from one GiB up, else MB."""
+    return f"{count / 2**30:.1f} GiB" if count >= 2**30 else f"{count / 1e6:.1f} MB"
 
 
 def run_video(
