@@ -108,7 +108,7 @@ per_file = together(
     flag(
         "--pull",
         section="Per file",
-        type=click.FloatRange(0, MAX_PULL),
+        span=Span(float, 0, MAX_PULL),
         help=f"How hard --accentuate holds the picture to the photo [default: {PULL:g}].",
     ),
     flag(
