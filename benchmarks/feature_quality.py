@@ -37,8 +37,9 @@ from dreamcli.config import Settings
 from dreamcli.engine import transforms as tf
 from dreamcli.engine.capture import LayerCapture
 from dreamcli.engine.featurevis import feature_pictures
-from dreamcli.engine.objectives import ChannelPerImage, RandomAffine
+from dreamcli.engine.objectives import ChannelPerImage
 from dreamcli.engine.octaves import dream
+from dreamcli.engine.transforms import RandomAffine
 from dreamcli.jobs.sheets import contact_sheet, start_image
 
 CHANNELS = [3, 9, 17, 24, 37, 45, 58, 66, 71, 80, 88, 95, 101, 110, 7, 50]

@@ -16,12 +16,14 @@ import torch
 
 from dreamcli import models
 from dreamcli.config import Settings
+from dreamcli.engine import masking
 from dreamcli.engine.capture import model_device
+from dreamcli.engine.choosing import choose
 from dreamcli.engine.devices import run_options, select_device
 from dreamcli.engine.objectives import Objective
 from dreamcli.engine.octaves import dream as _dream
 from dreamcli.events import Report, ignore
-from dreamcli.io.images import Picture
+from dreamcli.io.images import Picture, read_image
 from dreamcli.models.base import Loaded
 from dreamcli.models.loading import load
 from dreamcli.run_options import DEFAULT_PRECISION, RunOptions
@@ -47,6 +49,7 @@ def dream(
     goal: Objective | None = None,
     options: RunOptions | None = None,
     report: Report = ignore,
+    mask: torch.Tensor | str | Path | None = None,
 ) -> torch.Tensor:
     """DeepDream ``image`` ((3, H, W) or (N, 3, H, W) in [0, 1], or a ``Picture``) on ``model``.
 
@@ -57,11 +60,17 @@ def dream(
     ``options`` None runs at ``auto`` precision with a memory budget on the
     model's device (deterministic kernels where a seed is given).  See
     ``dreamcli.engine.octaves.dream`` for ``goal``, ``options`` and ``report``.
+    ``mask`` dreams only where it is white: a (H, W) tensor in [0, 1] or a picture's
+    path (``settings.mask`` when not given, inverted by ``settings.mask_invert``).
     """
     rgb: Any = image.rgb if isinstance(image, Picture) else image
     settings = settings or Settings()
     reproducible = settings.seed is not None  # as the CLI: deterministic kernels for a seed given
     settings = settings.seeded()  # the CLI's seed policy: a missing seed is drawn
+    if mask is None and settings.mask is not None:
+        mask = settings.mask
+    if isinstance(mask, (str, Path)):
+        mask = masking.from_rgb(read_image(mask).rgb, settings.mask_invert, f"the mask {mask}")
     if isinstance(model, Loaded):
         settings = model.resolved(settings)  # no layers: the network's default layer
         module = model.module
@@ -69,4 +78,6 @@ def dream(
         module = model
     if options is None:  # the CLI's defaults: --precision auto, a memory budget on the model's device
         options = run_options(model_device(module), DEFAULT_PRECISION, reproducible=reproducible)
-    return _dream(module, rgb, settings=settings, goal=goal, options=options, report=report)
+    if goal is None and rgb.dim() == 3:  # [strong:8]: this photo's own channels
+        settings, _ = choose(module, rgb, settings, settings)
+    return _dream(module, rgb, settings=settings, goal=goal, options=options, report=report, mask=mask)

@@ -18,25 +18,35 @@ from typing import Any
 
 from dreamcli.errors import SettingsError, brief
 
-LAYER_SYNTAX = "NAME[CHANNELS][:WEIGHT], e.g. inception_4c, inception_3b:0.5, inception_4c[0-7,12]:2"
+LAYER_SYNTAX = (
+    "NAME[CHANNELS][:WEIGHT], e.g. inception_4c, inception_3b:0.5, inception_4c[0-7,12]:2, x[strong:8]"
+)
+# How channels may be chosen per photo, by their mean activation on it at the first octave:
+# the strongest, the weakest, or those nearest the layer's average (neural-dream's -channel_mode).
+PICKS = ("strong", "weak", "avg")
 
 # No network has more channels in a layer; a larger index is a typo (or hostile).
 MAX_CHANNEL = 65535
 
 _LAYER_RE = re.compile(
     r"^(?P<name>[^\[\]:\s]+)"
-    r"(?:\[(?P<channels>[0-9,\-\s]+)\])?"
+    r"(?:\[(?:(?P<pick>[a-z]+):(?P<count>\d{1,6})|(?P<channels>[0-9,\-\s]+))\])?"
     r"(?::(?P<weight>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?))?$"
 )
 
 
 @dataclass(frozen=True)
 class LayerSpec:
-    """One term of the objective: a layer, its weight, and optionally some channels."""
+    """One term of the objective: a layer, its weight, and optionally some channels.
+
+    ``pick`` (``("strong", 8)``) asks for channels chosen per photo; they are chosen
+    before the dream (``engine.choosing``) and written as ``channels`` in its place.
+    """
 
     name: str
     weight: float = 1.0
     channels: tuple[int, ...] | None = None
+    pick: tuple[str, int] | None = None
 
     @classmethod
     def parse(cls, text: str) -> LayerSpec:
@@ -48,7 +58,7 @@ class LayerSpec:
         if weight == 0 or not math.isfinite(weight):
             raise SettingsError(f"layer {brief(text)}: the weight must be a non-zero number")
         channels = _parse_channels(match["channels"], text) if match["channels"] else None
-        return cls(match["name"], weight, channels)
+        return cls(match["name"], weight, channels, _parse_pick(match["pick"], match["count"], text))
 
     def with_name(self, name: str) -> LayerSpec:
         return dataclasses.replace(self, name=name)
@@ -57,9 +67,25 @@ class LayerSpec:
         text = self.name
         if self.channels is not None:
             text += "[" + ",".join(str(c) for c in self.channels) + "]"
+        elif self.pick is not None:
+            text += f"[{self.pick[0]}:{self.pick[1]}]"
         if self.weight != 1.0:
             text += f":{self.weight:g}"
         return text
+
+
+def _parse_pick(mode: str | None, count: str | None, whole: str) -> tuple[str, int] | None:
+    if mode is None or count is None:
+        return None
+    if mode not in PICKS:
+        close = difflib.get_close_matches(mode, PICKS, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise SettingsError(
+            f"layer {brief(whole)}: {hint}channels are chosen by {', '.join(PICKS)}, as [strong:8]"
+        )
+    if not 1 <= int(count) <= MAX_CHANNEL:
+        raise SettingsError(f"layer {brief(whole)}: choose 1 to {MAX_CHANNEL} channels, as [strong:8]")
+    return mode, int(count)
 
 
 def _parse_channels(text: str, whole: str) -> tuple[int, ...]:
@@ -123,7 +149,10 @@ class Field:
         too_low = self.low is not None and (value <= self.low if self.low_open else value < self.low)
         too_high = self.high is not None and value > self.high
         if too_low or too_high or (self.kind is float and not math.isfinite(value)):
-            shown = f"{value:g}" if self.kind is float or abs(value) < 10**15 else brief(value)
+            # An int as written (a seed of 4294967296 is not "4.29497e+09"); a float as %g.
+            shown = (
+                f"{value:g}" if self.kind is float else str(value) if abs(value) < 10**15 else brief(value)
+            )
             raise SettingsError(f"{self.name}: {shown} is out of range; use {self.allowed()}")
         return value
 
@@ -196,6 +225,9 @@ class Settings:
     smooth: float = 0.0
     lapnorm: bool = False
     keep_colors: bool = False
+    mask: str | None = None  # a greyscale picture's path: dream only where it is white
+    mask_invert: bool = False  # dream where the mask is black instead
+    accentuate: float | None = None  # accentuate instead of dreaming, with this pull toward the photo
 
     def __post_init__(self) -> None:
         for name, field in FIELDS.items():
@@ -208,6 +240,8 @@ class Settings:
             raise SettingsError(f"layers: expected a list of layers like {LAYER_SYNTAX}")
         layers = tuple(spec if isinstance(spec, LayerSpec) else LayerSpec.parse(spec) for spec in self.layers)
         object.__setattr__(self, "layers", layers)
+        _check_mask(self.mask, self.mask_invert)
+        _check_pull(self.accentuate)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], base: Settings | None = None) -> Settings:
@@ -247,7 +281,40 @@ class Settings:
         """Plain types only, so that the result can be written as YAML or JSON."""
         out = dataclasses.asdict(self)
         out["layers"] = [str(spec) for spec in self.layers]
+        if self.mask is None and not self.mask_invert:  # pictures without a mask record as before
+            del out["mask"], out["mask_invert"]
+        if self.accentuate is None:
+            del out["accentuate"]
         return out
+
+
+# The longest mask path taken (from a flag, a preset or a picture's metadata): PATH_MAX.
+MAX_MASK_PATH = 4096
+
+
+# The default pull toward the photo of ``--accentuate``.  NOT yet calibrated: on Lite0 and chelsea.png
+# (benchmarks/README.md, "Dreams that stay photos") 1.0 moved the photo 3x as far as DeepDream.
+PULL = 1.0
+# The largest pull toward the photo: at 1000 a grey level of change costs 1000 logits; nothing moves.
+MAX_PULL = 1000.0
+
+
+def _check_pull(pull: Any) -> None:
+    if pull is None:
+        return
+    if isinstance(pull, bool) or not isinstance(pull, (int, float)) or not 0 <= pull <= MAX_PULL:
+        raise SettingsError(
+            f"accentuate: expected a pull toward the photo, 0-{MAX_PULL:g}, got {brief(pull)}"
+        )
+
+
+def _check_mask(mask: Any, invert: Any) -> None:
+    if mask is not None and (
+        not isinstance(mask, str) or not mask or len(mask) > MAX_MASK_PATH or "\0" in mask
+    ):
+        raise SettingsError(f"mask: expected the path of a greyscale picture, got {brief(mask)}")
+    if not isinstance(invert, bool):
+        raise SettingsError(f"mask_invert: expected true or false, got {brief(invert)}")
 
 
 def layers_from(value: Any) -> tuple[LayerSpec, ...]:

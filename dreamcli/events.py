@@ -81,6 +81,16 @@ class FileDone:
         return line
 
 
+def text_fields(key: str, text: str) -> dict[str, str]:
+    """``{key: text}`` for a strict JSON line: a name that is not UTF-8 as U+FFFD where its
+    bytes were, and ``KEY_bytes``, the base64 of those bytes (as ``FileDone.to_dict``)."""
+    shown, raw = _text(text)
+    fields = {key: shown}
+    if raw is not None:
+        fields[f"{key}_bytes"] = base64.b64encode(raw).decode("ascii")
+    return fields
+
+
 def _text(text: str) -> tuple[str, bytes | None]:
     """``text`` with the bytes that are not UTF-8 (kept by ``os.fsdecode`` as lone surrogates,
     which strict JSON refuses) as U+FFFD, and those bytes when there were any."""

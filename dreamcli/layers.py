@@ -70,6 +70,11 @@ class LayerTable:
                 f"layer {spec.name!r} has {count} channels (0-{count - 1}); "
                 f"channel {max(spec.channels)} does not exist"
             )
+        if spec.pick and count is not None and spec.pick[1] > count:
+            raise SettingsError(
+                f"layer {spec.name!r} has {count} channels: [{spec.pick[0]}:{spec.pick[1]}] asks for more; "
+                f"choose at most {count}"
+            )
         return module
 
     def rows(self) -> list[tuple[str, str, int]]:

@@ -169,6 +169,35 @@ def test_every_mode_honours_the_memory_budget(run, tmp_path, monkeypatch, kind):
     before = sorted(os.listdir(tmp_path))
     result = run(*args)
     assert result.exit_code == 1
-    assert "does not fit in the 0.0 MB free for it, even in tiles; use --max-size" in result.output
+    if kind == "zoom":  # a zoom into a file holds its frames, and that is checked first
+        assert (
+            "2 frames of 64x48 need 0.1 MB until they are encoded, more than the 0.0 MB free" in result.output
+        )
+        assert "use a smaller picture or -o FOLDER/" in result.output and "--frames 0" not in result.output
+    else:
+        assert "does not fit in the 0.0 MB free for it, even in tiles; use --max-size" in result.output
     assert "Traceback" not in result.output
     assert sorted(os.listdir(tmp_path)) == before  # refused before any output was written
+
+
+def test_a_zoom_into_a_file_checks_its_frames_fit_and_a_folder_streams_them(tmp_path, monkeypatch, run):
+    monkeypatch.setattr(animate, "memory_budget", lambda device: 3 * 64 * 48 * 12 + 1)
+    photo = save_photo(tmp_path / "p.png", 64, 48)
+    refused = run("zoom", photo, "--frames", "5", "-o", tmp_path / "z.gif")
+    assert refused.exit_code == 1, refused.output
+    assert "5 frames of 64x48 need" in refused.output and "use --frames 3 or fewer" in refused.output
+    assert not (tmp_path / "z.gif").exists()
+    streamed = run("zoom", photo, "--frames", "5", "-o", tmp_path / "frames/")
+    assert streamed.exit_code == 0, streamed.output
+    assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == [
+        f"frame_0000{i}.png" for i in range(1, 6)
+    ]
+
+
+def test_a_broken_video_names_ffmpegs_reason_without_an_errno(tmp_path, run):
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000))
+    result = run("video", clip, "-o", tmp_path / "out.mp4")
+    assert result.exit_code == 1, result.output
+    (line,) = [x for x in result.output.splitlines() if x.startswith("Error:")]
+    assert "cannot read video" in line and "Errno" not in line and "is it a whole video file" in line

@@ -293,3 +293,19 @@ def test_compare_refusals_are_one_line(photos, tmp_path, weights_file):
     assert made.exit_code == 0, made.output
     cells = json.loads((tmp_path / "a.json").read_text())["cells"]
     assert all(set(c["attribution"]) == {"snorkel", "scuba diver"} for c in cells)
+
+
+def test_too_few_samples_and_too_thin_photos_are_said_plainly(loaded, photos, tmp_path):
+    from dreamcli.errors import DreamError
+
+    one = AtlasOptions(**{**FAST.__dict__, "samples_per_image": 2, "min_count": 3})
+    with pytest.raises(
+        DreamError, match=r"too few samples for an atlas: 2 from 1 photos, and a cell is drawn"
+    ):
+        make_atlas(loaded, LAYER, [photos[0]], one)  # was: "has 3 of the 2 samples"
+    Image.new("RGB", (2000, 12), (90, 140, 40)).save(tmp_path / "wide.png")
+    events = []
+    make_atlas(loaded, "inception_4c", [*photos, tmp_path / "wide.png"], FAST, report=events.append)
+    (skipped,) = [e for e in events if isinstance(e, PhotoSkipped)]
+    assert "wide.png: it is 2000x12 px, too thin for layer inception4c" in skipped.error
+    assert "Given input size" not in skipped.error

@@ -648,3 +648,73 @@ def test_long_work_of_one_size_says_how_long_after_its_first_steps(monkeypatch, 
     display.close()
     notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("Note:")]
     assert notes == ["Note: 320 steps a picture: about 11 min more for this one at this pace"]  # 316 x 2 s
+
+
+# ---------------------------------------------------------------- no command replaces what it reads
+
+
+@pytest.mark.parametrize(
+    ("command", "said"),
+    [
+        (["sheet", "{photo}", "--layers", "conv2/3x3", "-o", "{photo}"], "the photo"),
+        (["zoom", "{frame}", "-o", "{frames}", "--frames", "2"], "would get a frame frame_00001.png"),
+        (["zoom", "{photo_gif}", "-o", "{photo_gif}", "--frames", "2"], "the photo"),
+        (["video", "{clip}", "-o", "{clip}"], "the clip"),
+        (["features", "--preset", "{picture}", "-o", "{picture}"], "the preset"),
+        (["sheet", "{photo}", "--presets", "{picture}", "-o", "{picture}"], "the preset"),
+    ],
+)
+def test_no_command_replaces_a_file_it_reads_even_with_overwrite(run, tmp_path, command, said):
+    photo = save_photo(tmp_path / "photo.png", 64, 48)
+    (tmp_path / "frames").mkdir()
+    frame = save_photo(tmp_path / "frames" / "frame_00001.png", 64, 48)
+    gif = tmp_path / "photo.gif"
+    Image.open(photo).save(gif)
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"not really a video")
+    picture = tmp_path / "dream.png"
+    made = run(photo, "-o", picture, "--octaves", "1", "--iterations", "1", "--layer", "conv2/3x3")
+    assert made.exit_code == 0, made.output
+    names = {"photo": photo, "frame": frame, "frames": tmp_path / "frames", "photo_gif": gif, "clip": clip}
+    names["picture"] = picture
+    before = {path: path.read_bytes() for path in (photo, frame, gif, clip, picture)}
+    argv = [part.format(**names) for part in command] + ["--overwrite", "--octaves", "1", "--iterations", "1"]
+    result = run(*argv)
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and said in errors[0] and "never overwrites an input" in errors[0], result.output
+    assert before == {path: path.read_bytes() for path in before}
+
+
+@pytest.mark.parametrize(
+    ("command", "said"),
+    [
+        (["zoom", "{photo}", "-o", ""], "-o '' names no file"),  # was: frames into the current folder
+        (["zoom", "{photo}", "-o", "{file}/frames/"], "notes.txt is a file, not a folder"),
+        (["sheet", "{photo}", "--layers", "conv2/3x3", "-o", "{file}/s.png"], "notes.txt is a file, not a"),
+        (["features", "-o", "{file}/f.png"], "notes.txt is a file, not a folder"),
+        (["video", "{clip}", "-o", "{file}/v.mp4"], "notes.txt is a file, not a folder"),
+    ],
+)
+def test_an_output_through_a_file_or_of_no_name_is_one_line(run, tmp_path, monkeypatch, command, said):
+    monkeypatch.chdir(tmp_path)
+    photo = save_photo(tmp_path / "photo.png", 64, 48)
+    (tmp_path / "notes.txt").write_text("a file")
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"not really a video")
+    argv = [part.format(photo=photo, file=tmp_path / "notes.txt", clip=clip) for part in command]
+    result = run(*argv, "--octaves", "1", "--iterations", "1", "--frames" if command[0] == "zoom" else "-q",
+                 *(["1"] if command[0] == "zoom" else []))  # fmt: skip
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and said in errors[0] and "Traceback" not in result.output, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "notes.txt", "photo.png"]
+
+
+def test_numbers_and_names_in_messages_are_written_as_given(run, tmp_path):
+    photo = save_photo(tmp_path / "photo.png", 64, 48)
+    (tmp_path / "seed.yaml").write_text("seed: 4294967296\n")
+    result = run(photo, "--preset", tmp_path / "seed.yaml", "--show-settings")
+    assert result.exit_code == 2 and "seed: 4294967296 is out of range" in result.output  # not 4.29497e+09
+    huge = run(photo, "--model", "torchvision:" + "a" * 100_000, "--show-settings")
+    assert huge.exit_code == 2 and len(huge.output) < 500, len(huge.output)

@@ -133,6 +133,42 @@ def test_a_feature_picture_records_only_the_settings_it_used(weights_file, tmp_p
     assert read_metadata(tmp_path / "p.png")["settings"]["smooth"] == 2.0  # DeepDream's steps use it
 
 
+def test_matching_is_the_cosine_for_inversion_and_keeps_rising_for_a_caricature():
+    from dreamcli.engine.objectives import Matching
+
+    target = torch.rand(1, 4, 3, 3, generator=torch.Generator().manual_seed(0))
+    inversion, caricature = Matching("l", target), Matching("l", target, caricature=True)
+    assert float(inversion({"l": target})[0]) == pytest.approx(1.0)
+    assert float(inversion({"l": 2 * target})[0]) == pytest.approx(1.0)  # the pattern, not the size
+    assert float(caricature({"l": 2 * target})[0]) > float(caricature({"l": target})[0])
+    bigger = torch.nn.functional.interpolate(target, size=(5, 5), mode="bilinear")
+    assert float(inversion({"l": bigger})[0]) > 0.95  # a scaled view is compared at the photo's size
+
+
+def test_features_like_a_photo_matches_its_activations(weights_file, net, tmp_path):
+    from dreamcli.engine.capture import LayerCapture
+    from dreamcli.io.images import read_image, read_metadata
+    from tests.conftest import save_photo
+
+    photo = save_photo(tmp_path / "photo.png", 64, 64)
+    out = tmp_path / "inverted.png"
+    args = ["features", "--like", photo, "--layer", "inception_3b", "--octaves", "1", "--iterations", "3"]
+    result = cli_invoker(weights_file)(*args, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert read_metadata(out)["match"] == "inversion" and read_image(out).rgb.shape == (3, 64, 64)
+
+    def features(image):
+        with LayerCapture(net, ["inception3b"]) as capture, torch.no_grad():
+            return capture(image[None])["inception3b"].flatten()
+
+    target = features(read_image(photo).rgb)
+    grey = torch.full((3, 64, 64), 0.5)
+    cos = torch.nn.functional.cosine_similarity
+    assert cos(features(read_image(out).rgb), target, dim=0) > cos(features(grey), target, dim=0)
+    refused = cli_invoker(weights_file)("features", "--caricature", "--layer", "inception_3b")
+    assert refused.exit_code == 2 and "--like" in refused.output
+
+
 def test_each_tile_of_a_sheet_is_the_size_asked_for(weights_file, tmp_path):
     run = cli_invoker(weights_file, "--octaves", "1", "--iterations", "1", "-q")
     result = run(
@@ -141,3 +177,32 @@ def test_each_tile_of_a_sheet_is_the_size_asked_for(weights_file, tmp_path):
     assert result.exit_code == 0, result.output
     width, height = Image.open(tmp_path / "s.png").size
     assert width == 3 * 96 and 64 < height < 64 + 40  # three tiles side by side, a label under each
+
+
+def test_a_feature_picture_that_would_not_fit_is_refused_before_work(weights_file, tmp_path, monkeypatch):
+    import dreamcli.engine.devices as devices
+
+    monkeypatch.setattr(devices, "memory_budget", lambda device: 200e6)
+    run = cli_invoker(weights_file, "--layer", "conv2/3x3", "--octaves", "1", "--iterations", "1")
+    out = tmp_path / "big.png"
+    result = run("features", "--size", "4096x2048", "-o", out)
+    assert result.exit_code == 1, result.output
+    (line,) = [x for x in result.output.splitlines() if x.startswith("Error:")]
+    assert "a 4096x2048 fft feature picture needs about" in line and "GiB free for it; use --size" in line
+    width, height = (int(v) for v in line.split("--size ")[1].split(" ")[0].split("x"))
+    assert abs(width - 2 * height) <= 1 and width * height < 4096 * 2048 // 20  # the same shape, smaller
+    assert not out.exists()
+
+
+def test_a_feature_picture_as_preset_keeps_its_param_and_size(weights_file, tmp_path):
+    from dreamcli.io.images import read_metadata
+
+    run = cli_invoker(weights_file, "--layer", "conv2/3x3", "--octaves", "1", "--iterations", "1")
+    first = tmp_path / "maco.png"
+    made = run("features", "--param", "maco", "--size", "48x32", "--seed", "3", "-o", first)
+    assert made.exit_code == 0, made.output
+    again = tmp_path / "again.png"
+    redone = cli_invoker(weights_file)("features", "--preset", first, "-o", again)
+    assert redone.exit_code == 0, redone.output
+    assert read_metadata(again)["features"] == "maco" and Image.open(again).size == (48, 32)
+    assert np.array_equal(np.asarray(Image.open(first)), np.asarray(Image.open(again)))

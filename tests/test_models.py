@@ -48,22 +48,38 @@ def test_full_torchvision_state_dict_with_aux_and_fc_loads(tmp_path):
 
 
 def test_wrong_state_dict_names_the_keys(tmp_path, net):
+    from dreamcli.models.weights import WeightsNote
+
     state = dict(net.state_dict())
     del state["inception4c.branch1.conv.weight"]
     state["extra.weight"] = torch.zeros(1)
     torch.save(state, tmp_path / "bad.pth")
-    with pytest.raises(
-        WeightsError, match=r"missing 1 keys \(inception4c.branch1.conv.weight\).*unexpected 1 keys"
-    ):
-        load_googlenet(tmp_path / "bad.pth")
+    with pytest.warns(WeightsNote, match=r"2 tensors not loaded \(extra.weight is not in .*inception4c"):
+        loaded = load_googlenet(tmp_path / "bad.pth")
+    # A key the network lacks at its top could belong anywhere: every layer is refused, by name.
+    with pytest.raises(WeightsError, match=r"up to layer conv2/3x3: extra.weight is not in"):
+        loaded.resolve("conv2/3x3")
 
 
-def test_wrong_shape_is_named(tmp_path, net):
+def test_wrong_shape_is_named_when_a_layer_needs_it(tmp_path, net):
+    from dreamcli.models.weights import WeightsNote
+
     state = dict(net.state_dict())
-    state["conv1.conv.weight"] = torch.zeros(2, 2)
+    state["inception4c.branch1.conv.weight"] = torch.zeros(2, 2)
     torch.save(state, tmp_path / "shape.pth")
-    with pytest.raises(WeightsError, match=r"conv1.conv.weight has shape \(2, 2\)"):
-        load_googlenet(tmp_path / "shape.pth")
+    with pytest.warns(WeightsNote, match="1 tensors not loaded"):
+        loaded = load_googlenet(tmp_path / "shape.pth")
+    assert loaded.resolve("inception_4b") == "inception4b"  # before the mis-shaped block: as trained
+    with pytest.raises(WeightsError, match=r"inception4c.branch1.conv.weight has shape \(2, 2\), expected"):
+        loaded.resolve("inception_4c")
+    with pytest.raises(WeightsError, match=r"inception4c.branch1.conv.weight has shape"):
+        loaded.module(torch.rand(1, 3, 64, 64))  # a path that skips resolve meets the guard
+
+
+def test_a_file_of_which_nothing_fits_is_refused_at_load(tmp_path):
+    torch.save({"a.weight": torch.zeros(2)}, tmp_path / "other.pth")
+    with pytest.raises(WeightsError, match=r"does not fit torchvision's GoogLeNet: missing \d+ keys"):
+        load_googlenet(tmp_path / "other.pth")
 
 
 class Evil:
@@ -258,3 +274,100 @@ def test_integer_weights_name_the_dtype_and_half_weights_work(net, tmp_path):
         )
         loaded = load_model("googlenet", device="cpu", weights=path)
         assert all(p.dtype == torch.float32 for p in loaded.module.parameters())
+
+
+# ---------------------------------------------------------------- weights files that are not state dicts
+
+
+def _one_error_line(result, *parts):
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("Error:")]
+    assert len(errors) == 1 and "Traceback" not in result.output, result.output
+    assert len(errors[0]) < 400
+    for part in parts:
+        assert part in errors[0], errors[0]
+    return errors[0]
+
+
+def _dream(tmp_path, weights, *args):
+    from click.testing import CliRunner
+
+    from dreamcli.cli import main
+
+    photo = tmp_path / "p.png"
+    if not photo.exists():
+        from tests.conftest import save_photo
+
+        save_photo(photo, 64, 48)
+    argv = [str(photo), "-o", str(tmp_path / "out.png"), "--overwrite", "--weights", str(weights)]
+    argv += ["--octaves", "1", "--iterations", "1", "--seed", "0", *args]
+    return CliRunner().invoke(main, argv)
+
+
+@pytest.mark.parametrize(
+    "held, says",
+    [
+        (None, "holds nothing (None), not a state dict"),
+        ([torch.zeros(2)], "holds a list, not a state dict"),
+        ({"conv1.conv.weight": "text"}, "conv1.conv.weight' holds a str, not a tensor"),
+        ({"conv1.conv.weight": torch.zeros(64, 3, 7, 7).to_sparse()}, "is a sparse or quantized tensor"),
+        ({1: torch.zeros(2)}, "the key 1 is not a name"),
+    ],
+)
+def test_a_file_that_is_not_a_mapping_of_dense_tensors_is_one_line(tmp_path, held, says):
+    torch.save(held, tmp_path / "odd.pth")
+    _one_error_line(_dream(tmp_path, tmp_path / "odd.pth"), "odd.pth", says)
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_a_whole_pickled_model_is_one_line_naming_its_class(tmp_path):
+    from torchvision.models import resnet18
+
+    torch.save(resnet18(), tmp_path / "whole.pth")
+    line = _one_error_line(
+        _dream(tmp_path, tmp_path / "whole.pth", "--model", "torchvision:resnet18", "--layer", "layer3"),
+        "whole.pth cannot be loaded safely: it holds a pickled torchvision.models.resnet.ResNet",
+        "torch.save(model.state_dict(), FILE)",
+    )
+    assert "\x1b" not in line  # torch's message carries terminal escapes
+
+
+@pytest.fixture(scope="module")
+def resnet18_ten_classes(tmp_path_factory):
+    """A fine-tuned ResNet18's file: torchvision's keys, a 10-class head."""
+    from torchvision.models import resnet18
+
+    path = tmp_path_factory.mktemp("weights") / "r18_10.pth"
+    torch.save(resnet18(num_classes=10).state_dict(), path)
+    return path
+
+
+def test_a_fine_tuned_head_dreams_the_layers_before_it_with_a_note(tmp_path, resnet18_ten_classes):
+    model = ["--model", "torchvision:resnet18"]
+    result = _dream(tmp_path, resnet18_ten_classes, *model, "--layer", "layer3")
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.output.splitlines() if line.startswith("Note:")]
+    assert len(notes) == 1 and "r18_10.pth: 2 tensors not loaded (fc.weight has shape (10, 512)" in notes[0]
+    assert (tmp_path / "out.png").exists()
+    # The class objective needs the head: one line naming the key, nothing written.
+    (tmp_path / "out.png").unlink()
+    _one_error_line(
+        _dream(tmp_path, resnet18_ten_classes, *model, "--class", "3"),
+        "r18_10.pth does not fit torchvision's resnet18 up to layer fc: fc.weight has shape (10, 512), "
+        "expected (1000, 512) (and 1 more)",
+    )
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_patches_and_atlas_labels_refuse_a_head_the_weights_left_out(tmp_path, resnet18_ten_classes):
+    from dreamcli.jobs.atlas import make_atlas
+    from dreamcli.jobs.patches import Classifier
+    from dreamcli.jobs.requests import AtlasOptions
+
+    with pytest.warns(UserWarning, match="2 tensors not loaded"):
+        loaded = load(models.get("torchvision:resnet18"), weights=resnet18_ten_classes)
+    with pytest.raises(WeightsError, match=r"up to layer fc: fc.weight has shape \(10, 512\)"):
+        Classifier.of(loaded)
+    with pytest.raises(WeightsError, match=r"up to layer fc: fc.weight has shape"):
+        make_atlas(loaded, "layer3", [tmp_path / "none.png"], AtlasOptions(labels=True))

@@ -193,3 +193,120 @@ def test_patch_refusals_are_one_line(photos, tmp_path, weights_file, monkeypatch
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.output
     assert not (tmp_path / "patch.png").exists() and not (tmp_path / "patch_test.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("make", "--target", "toaster", "--start", "s.png", "-o", "s.png", "--overwrite"), "--start s.png"),
+        (("make", "--target", "toaster", "--start", "crop:s.png", "-o", "s.png", "--overwrite"), "--start"),
+        (("make", "--target", "toaster", "--sheet", "s.png", "--start", "s.png", "--overwrite"), "--start"),
+        (("test", "--target", "toaster", "--patch", "n.png", "-o", "n.png", "--overwrite"), "--patch n.png"),
+    ],
+)
+def test_no_patch_output_replaces_a_file_it_reads(photos, tmp_path, weights_file, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    save_photo(tmp_path / "s.png", 40, 40, seed=7)
+    save_photo(tmp_path / "n.png", 8, 8)
+    before = {name: (tmp_path / name).read_bytes() for name in ("s.png", "n.png")}
+    result = cli_invoker(weights_file, "--size", "48")("patch", args[0], photos[0], *args[1:])
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and "never overwrites an input" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert before == {name: (tmp_path / name).read_bytes() for name in before}
+
+
+@pytest.mark.parametrize(
+    ("start", "message"),
+    [
+        ("crop:{photo}:4,4", "is not X,Y,W,H"),  # was: the photo 'p0.png:4,4' does not exist
+        ("crop:{photo}:4,4,10,x", "is not X,Y,W,H"),
+        ("crop:{photo}:4,4,1,1", "is 1x1; a patch needs at least 2x2 pixels"),  # was: not inside
+        ("crop:{photo}:40,40,30,30", "X+W at most 48"),
+    ],
+)
+def test_a_bad_crop_box_is_named_as_a_box(photos, tmp_path, weights_file, monkeypatch, start, message):
+    monkeypatch.chdir(tmp_path)
+    run = cli_invoker(weights_file, "--size", "48")
+    result = run("patch", "make", photos[1], "--target", "toaster", "--start", start.format(photo=photos[0]))
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "does not exist" not in result.stderr
+
+
+def test_a_long_thin_patch_is_called_thin_not_small(tmp_path):
+    Image.new("RGB", (10000, 10), (200, 30, 30)).save(tmp_path / "thin.png")
+    with pytest.raises(SettingsError, match=r"thin.png is 10000x10, too thin for a patch: .*crop it"):
+        read_patch(tmp_path / "thin.png")
+    Image.new("RGB", (1, 1)).save(tmp_path / "dot.png")
+    with pytest.raises(SettingsError, match=r"dot.png is 1x1, too small for a patch"):
+        read_patch(tmp_path / "dot.png")
+
+
+def test_patch_make_leaves_its_own_outputs_out_of_the_photos(photos, tmp_path, weights_file, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = cli_invoker(weights_file, "--size", "48", "--steps", "1", "--batch", "2", "--placements", "1")
+    first = run("patch", "make", tmp_path, "--target", "toaster", "-o", "made.png", "--sheet", "sheet.png")
+    assert first.exit_code == 0, first.output
+    second = run("patch", "make", tmp_path, "--target", "toaster", "-o", "again.png", "--json")
+    assert second.exit_code == 0, second.output
+    recorded = json.loads(Image.open(tmp_path / "again.png").info[METADATA_KEY])["patch"]
+    used = recorded["trained_on"] + recorded["tested_on"]
+    assert sorted(used) == sorted({str(p) for p in photos}), used  # not made.png, not sheet.png
+
+
+def test_patch_test_streams_photo_by_photo(loaded, photos, monkeypatch):
+    import dreamcli.jobs.patches as patches
+
+    seen = []
+    real = patches.read_image
+    monkeypatch.setattr(patches, "read_image", lambda path, *a: seen.append(("read", path)) or real(path, *a))
+    result = evaluate_patch(
+        loaded, photos, noise(), "toaster", FAST, on_photo=lambda line: seen.append(("scored", line["path"]))
+    )
+    # Each photo is read, scored and reported before the next is read: none waits for all.
+    assert seen == [step for p in photos for step in (("read", p), ("scored", str(p)))]
+    assert len(result.photos) == 5
+
+
+def test_patch_make_refuses_photos_that_do_not_fit_before_reading_them(loaded, photos):
+    from dreamcli.errors import ImageTooLargeError
+
+    with pytest.raises(ImageTooLargeError, match=r"5 photos at --size 48 need .* give at most 2 photos, or"):
+        make_patch(loaded, photos, "toaster", FAST, memory=2.5 * 2 * 3 * 48 * 48 * 4)
+
+
+def test_patch_test_json_is_strict_per_photo_and_ctrl_c_keeps_a_partial_table(
+    photos, tmp_path, weights_file, monkeypatch
+):
+    import os
+
+    import dreamcli.jobs.patches as patches
+
+    monkeypatch.chdir(tmp_path)
+    odd = tmp_path / os.fsdecode(b"caf\xe9.png")  # a Latin-1 name: not UTF-8
+    save_photo(odd, 48, 48)
+    save_photo(tmp_path / "n.png", 8, 8)
+    run = cli_invoker(weights_file, "--size", "48", "--placements", "1", "--no-sheet")
+    result = run("patch", "test", odd, photos[0], "--patch", "n.png", "--target", "toaster", "--json")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == 3 and "\\udc" not in result.stdout  # no lone surrogate
+    first = json.loads(lines[0])
+    assert first["path"].endswith("caf\ufffd.png") and os.fsencode(odd) in [
+        __import__("base64").b64decode(first["path_bytes"])
+    ]
+    calls = []
+    real = patches.placements_for
+
+    def interrupted(index, *args, **kwargs):
+        calls.append(index)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(index, *args, **kwargs)
+
+    monkeypatch.setattr(patches, "placements_for", interrupted)
+    stopped = run("patch", "test", *photos, "--patch", "n.png", "--target", "toaster")
+    assert stopped.exit_code == 130, stopped.output
+    assert "(interrupted after 2 of 5 photos)" in stopped.stdout
+    assert "p0.png" in stopped.stdout and "p1.png" in stopped.stdout and "p2.png" not in stopped.stdout

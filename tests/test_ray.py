@@ -165,7 +165,7 @@ def test_without_the_extra_ray_says_how_to_install_it(tmp_path, weights_file, mo
     ("flags", "message"),
     [
         (("--ray", "local", "--zoom", "2"), "it is now: dream zoom"),
-        (("--ray", "local", "--heatmap"), "--guide and --heatmap run here"),
+        (("--ray", "local", "--heatmap"), "--guide, --mask, --accentuate and --heatmap run here"),
         (("--ray", "no-port-here"), "HOST:PORT"),
         (("--ray", "127.0.0.1:1"), "ray start --head"),
     ],

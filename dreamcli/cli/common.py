@@ -66,7 +66,16 @@ def typed(ctx: click.Context, name: str) -> bool:
 
 
 # The flag of each key a SettingsError may name, where it is not the settings field's own.
-FLAGS = {"model": "--model", "layers": "--layer", "classes": "--class", "preset": "--preset"}
+FLAGS = {
+    "model": "--model",
+    "layers": "--layer",
+    "classes": "--class",
+    "preset": "--preset",
+    "mask": "--mask",
+    "mask_invert": "--mask-invert",
+    "accentuate": "--accentuate",
+    "pull": "--pull",
+}
 
 
 @contextlib.contextmanager
@@ -98,6 +107,10 @@ def recipe(
         "layers": tuple(params.get("layers") or ()),
         "classes": tuple(classes) if isinstance(classes, (tuple, list)) else (),
         "folders": tuple(complete.user_preset_folders()),
+        "mask": str(params["mask"]) if params.get("mask") is not None else None,
+        "mask_invert": bool(params.get("mask_invert")),
+        "accentuate": bool(params.get("accentuate")),
+        "pull": params.get("pull"),
     }
     return Recipe(**{**found, **more})
 

@@ -18,7 +18,8 @@ import click
 
 from dreamcli import presets as preset_files
 from dreamcli.cli import common
-from dreamcli.cli.common import Machine, Span, flag, together
+from dreamcli.cli.common import Machine, flag
+from dreamcli.cli.dream_flags import many_files, per_file
 from dreamcli.errors import EXIT_OK
 from dreamcli.events import Summary
 from dreamcli.io.formats import VIDEO_INPUTS
@@ -41,91 +42,6 @@ class DreamCommand(common.SectionedCommand):
 
         with formatter.section("Commands"):
             formatter.write_dl([(name, line) for name, (_, line) in COMMANDS.items()])
-
-
-many_files = together(
-    flag(
-        "--name",
-        "template",
-        section="Many files",
-        help="Output name: {stem} {ext} {preset} {layer} {channels} {index}; the extension sets the format. "
-        "[default: {stem}_dream.png; _guided, _class-NAME, _LAYER-CHANNELS for those dreams]",
-    ),
-    flag(
-        "--batch-size",
-        section="Many files",
-        span=Span(int, 1, 1024),
-        default=1,
-        show_default=True,
-        help="Dream up to this many same-size images together (faster on a GPU; uses more memory).",
-    ),
-    flag(
-        "-r",
-        "--recursive",
-        section="Many files",
-        is_flag=True,
-        help="Walk folders recursively, keeping sub-folders.",
-    ),
-    flag(
-        "--shard", section="Many files", metavar="K/N", help="Dream only the K-th of N shares of the inputs."
-    ),
-    flag(
-        "--json",
-        "as_json",
-        section="Many files",
-        is_flag=True,
-        help="Print one JSON line per file on stdout.",
-    ),
-    flag(
-        "-0",
-        "--null",
-        section="Many files",
-        is_flag=True,
-        help="With INPUT -: the paths on stdin end with NUL, not newline (find -print0).",
-    ),
-    flag(
-        "--ray",
-        section="Many files",
-        metavar="auto|local|ADDRESS",
-        help="Dream the batch on a Ray cluster: ray start's / RAY_ADDRESS's (auto), a new one here (local), "
-        "or a head node's address. Needs: pip install 'dreamcli[ray]'.",
-    ),
-    flag(
-        "--ray-workers",
-        section="Many files",
-        span=Span(int, 1, 100_000),
-        help="Ray workers (with --ray)  [default: one per GPU, else one]",
-    ),
-    flag(
-        "--include-dreams",
-        section="Many files",
-        is_flag=True,
-        help="Also take pictures dreamcli made when walking folders (left out by default).",
-    ),
-)
-
-per_file = together(
-    flag(
-        "--class",
-        "classes",
-        section="Per file",
-        multiple=True,
-        metavar="NAME|INDEX",
-        help="Dream toward a class of the network (e.g. dumbbell, 543); repeat for several.",
-    ),
-    flag(
-        "--guide",
-        section="Per file",
-        type=click.Path(path_type=Path),
-        help="Dream of this picture's features (Google's guided objective).",
-    ),
-    flag(
-        "--heatmap",
-        section="Per file",
-        is_flag=True,
-        help="Also write where the layer fires on the input (_heatmap).",
-    ),
-)
 
 
 @click.command(cls=DreamCommand, name="dream", context_settings={"max_content_width": 100})
@@ -164,7 +80,8 @@ def command(ctx: click.Context, **params: Any) -> None:
 
 
 def _dream(ctx: click.Context, params: dict[str, Any]) -> int:
-    chosen = common.chosen_settings(ctx, params)  # --class too: the run layer makes it a logits layer
+    chosen = common.chosen_settings(ctx, params)  # --class, --mask, --accentuate too: the run layer's
+    settings = chosen.settings
     if params["show_settings"]:
         return _show_settings(ctx, chosen, params)
     guide: Path | None = params["guide"]
@@ -181,9 +98,10 @@ def _dream(ctx: click.Context, params: dict[str, Any]) -> int:
             "(the map is of the first layer)",
             param_hint="--heatmap",
         )
-    if params["ray"] and (params["guide"] or params["heatmap"]):
+    if params["ray"] and (params["guide"] or params["heatmap"] or settings.mask or settings.accentuate):
         raise click.BadParameter(
-            "dreams plain or class dreams; --guide and --heatmap run here", param_hint="--ray"
+            "dreams plain or class dreams; --guide, --mask, --accentuate and --heatmap run here",
+            param_hint="--ray",
         )
     names = list(params["inputs"])
     _refuse_misplaced_commands(names)
@@ -270,6 +188,11 @@ def _batch(chosen: Resolved, names: list[str], params: dict[str, Any], machine: 
         return display.finish(summary, found)
     if params["ray"]:
         return _ray(chosen, jobs, found, display, params, machine)
+    from dreamcli.jobs import masks
+
+    mask = masks.mask_of(settings)  # unreadable, all black, or unlike an input: said before loading
+    if mask is not None:
+        masks.check_inputs(mask, [job.source for job in todo])
     session = machine.open(chosen.network, reproducible=chosen.reproducible, report=display)
     summary = session.dream_files(
         jobs,
@@ -280,6 +203,7 @@ def _batch(chosen: Resolved, names: list[str], params: dict[str, Any], machine: 
         report=display,
         overwrite=params["overwrite"],
         batch_size=params["batch_size"],
+        mask=mask,
     )
     display.close()
     return display.finish(summary, found)

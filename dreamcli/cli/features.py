@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
 
 from dreamcli.cli import common
 from dreamcli.cli.common import Machine, flag
+from dreamcli.io.formats import check_output_path, refuse_inputs
 from dreamcli.jobs import naming
 from dreamcli.jobs.requests import PARAMS, FeatureRequest
 
@@ -29,6 +31,15 @@ from dreamcli.jobs.requests import PARAMS, FeatureRequest
     help="fft: a decorrelated spectrum through random transformations (Distill's Feature "
     "Visualization); maco: a photo's spectrum magnitude, only the phase free, random crops (Fel et "
     "al. 2023; best on large modern networks); pixel: the 2015 way, DeepDream's steps from noise.",
+)
+@flag(
+    "--like",
+    type=click.Path(path_type=Path),
+    metavar="PHOTO",
+    help="Match this photo's activations at --layer (feature inversion): what the layer keeps of it.",
+)
+@flag(
+    "--caricature", is_flag=True, help="With --like: exaggerate the photo's activations instead of matching."
 )
 @flag("--each", is_flag=True, help="One picture per channel, layer or class, on a labelled sheet.")
 @flag(
@@ -72,11 +83,27 @@ def command(ctx: click.Context, **params: Any) -> None:
 def _features(ctx: click.Context, params: dict[str, Any]) -> int:
     if params["alpha"] and params["param"] == "pixel":
         raise click.UsageError("--alpha needs --param fft or maco: pixel pictures have no transparency map")
+    if params["caricature"] and params["like"] is None:
+        raise click.BadParameter(
+            "exaggerates a photo's activations: give the photo with --like", param_hint="--caricature"
+        )
+    if params["like"] is not None and (params["each"] or params["classes"] or params["param"] == "pixel"):
+        raise click.UsageError(
+            "--like makes one fft or maco picture of one layer: leave out --each, --class, pixel"
+        )
+    if params["like"] is not None and not Path(params["like"]).is_file():
+        raise click.BadParameter(f"{params['like']} is not a file; give a photo", param_hint="--like")
     chosen = common.chosen_settings(ctx, params, fields=("octaves", "iterations", "step_size", "seed"))
     settings = chosen.settings  # --class too: the run layer makes it a logits layer
+    if chosen.preset is not None and chosen.preset.origin == "picture":
+        params = _as_recorded(ctx, params, chosen.preset.path)
     output, into_folder = common.output_path(params["output"])
-    path = naming.features_output(output, into_folder, settings, params["classes"], chosen.preset_name)
+    check_output_path(params["output"], Path(params["output"] or "."))
+    like = "caricature" if params["caricature"] else "inversion" if params["like"] is not None else None
+    path = naming.features_output(output, into_folder, settings, params["classes"], chosen.preset_name, like)
+    check_output_path(params["output"], path)
     machine = Machine.of(params)
+    refuse_inputs(path, [("preset", chosen.preset.path if chosen.preset else None)])
     if machine.kept(path, params["overwrite"]):
         return 0
     from dreamcli.jobs.features import run_features
@@ -90,9 +117,33 @@ def _features(ctx: click.Context, params: dict[str, Any]) -> int:
             each=params["each"],
             alpha=params["alpha"],
             metadata=metadata,
+            like=params["like"],
+            caricature=params["caricature"],
         )
         run_features(loaded, request, options, display)
 
     machine.work(chosen, job)
     machine.say(f"Wrote {path}")
     return 0
+
+
+def _as_recorded(ctx: click.Context, params: dict[str, Any], picture: Path) -> dict[str, Any]:
+    """``--preset picture.png`` of a feature picture: its --param and --size too, unless typed
+    (the settings alone would make a 512x512 fft picture of a 300x200 maco one)."""
+    from dreamcli.io.metadata import read_metadata
+
+    recorded = read_metadata(picture) or {}
+    params = dict(params)
+    if not common.typed(ctx, "param") and recorded.get("features") in PARAMS:
+        params["param"] = recorded["features"]
+    size = recorded.get("size")
+    whole = isinstance(size, list) and len(size) == 2 and all(type(side) is int for side in size)
+    if not common.typed(ctx, "size") and whole:  # a hostile picture's size: checked as if typed
+        assert isinstance(size, list)
+        try:
+            params["size"] = common.check_size(ctx, None, f"{size[0]}x{size[1]}")  # type: ignore[arg-type]
+        except click.BadParameter as exc:
+            raise click.BadParameter(
+                f"{picture}: its recorded size {exc.message}", param_hint="--preset"
+            ) from None
+    return params

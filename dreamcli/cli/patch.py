@@ -9,10 +9,11 @@ from typing import Any
 
 import click
 
+from dreamcli import __version__
 from dreamcli.cli import common
 from dreamcli.cli.common import Machine, Span, default_of, flag
 from dreamcli.errors import EXIT_FAILED, EXIT_OK, DreamError, SettingsError, describe
-from dreamcli.io.formats import check_output, shown
+from dreamcli.io.formats import check_output, refuse_inputs, shown
 from dreamcli.jobs import inputs
 from dreamcli.jobs.requests import MAKE_AREA, PatchOptions
 
@@ -152,8 +153,11 @@ def make(ctx: click.Context, **params: Any) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def _photos(params: dict[str, Any], outputs: list[Path], patch: Path | None = None) -> list[Path]:
-    """The photos named (folders walked), without the patch itself when it lies among them."""
+def _photos(
+    params: dict[str, Any], outputs: list[Path], patch: Path | None = None, reads: tuple = ()
+) -> list[Path]:
+    """The photos named (folders walked), without the patch itself when it lies among them;
+    no output may be one of them or of the other files read (``reads``: (flag, path))."""
     found = inputs.collect_inputs(common.paths_from_stdin(list(params["inputs"]), False), params["recursive"])
     photos = [path for path, _root in found.files if patch is None or not inputs.same_file(path, patch)]
     if not photos:
@@ -164,6 +168,7 @@ def _photos(params: dict[str, Any], outputs: list[Path], patch: Path | None = No
             raise SettingsError(f"cannot write {output}: the folder {output.parent} does not exist")
         if any(inputs.same_file(photo, output) for photo in photos):
             raise SettingsError(f"{output} is one of the photos; dreamcli never overwrites an input")
+        refuse_inputs(output, reads)
     return photos
 
 
@@ -191,14 +196,21 @@ def _class(params: dict[str, Any]) -> None:
 def _test(ctx: click.Context, params: dict[str, Any]) -> int:
     _class(params)
     sheet = None if params["no_sheet"] else Path(params["output"] or SHEET)
-    photos = _photos(params, [sheet] if sheet else [], Path(params["patch"]))
+    patch_path = Path(params["patch"])
+    photos = _photos(params, [sheet] if sheet else [], patch_path, (("--patch", patch_path),))
     from dreamcli.jobs import patches
 
     patch, alpha = patches.read_patch(params["patch"])
     options = _options(params)
     machine = Machine.of(params)
     machine.check_device()
-    with machine.display(as_json=params["as_json"]) as display:
+    partial = patches.PatchReport([], {})  # what was done, for the table if Ctrl-C comes
+    as_json = params["as_json"]
+
+    def line(photo: dict[str, Any]) -> None:  # a --json line per photo as soon as it is scored
+        click.echo(json.dumps(patches.json_line(photo), ensure_ascii=True))
+
+    with machine.display(as_json=as_json) as display:
         session = machine.open(common.network_for(params.get("model")))
         loaded, run_options = session.loaded, session.options
         try:
@@ -211,12 +223,20 @@ def _test(ctx: click.Context, params: dict[str, Any]) -> int:
                 alpha=alpha,
                 precision=run_options.precision,
                 report=display,
+                on_photo=line if as_json else None,
+                result=partial,
             )
+        except KeyboardInterrupt:
+            display.close()
+            if not as_json and partial.photos:
+                _table(partial.photos, params)
+                click.echo(f"(interrupted after {len(partial.photos)} of {len(photos)} photos)")
+            raise
         except DreamError:
             raise
         except Exception as exc:
             raise DreamError(f"the patch could not be tested: {describe(exc)}") from None
-    _print(result, params)
+    _print(result, params, streamed=as_json)
     if sheet is not None:
         _write_sheet(machine, result, sheet, params["overwrite"])
     return EXIT_FAILED if result.skipped else EXIT_OK
@@ -226,7 +246,8 @@ def _make(ctx: click.Context, params: dict[str, Any]) -> int:
     _class(params)
     output = Path(params["output"] or PATCH)
     sheet = Path(params["sheet"]) if params["sheet"] else None
-    photos = _photos(params, [output] + ([sheet] if sheet else []))
+    reads = (("--start", _start_file(params["start"])),) if params["start"] else ()
+    photos = _photos(params, [output] + ([sheet] if sheet else []), reads=reads)
     machine = Machine.of(params)
     if machine.kept(output, params["overwrite"]):
         return EXIT_OK
@@ -246,6 +267,7 @@ def _make(ctx: click.Context, params: dict[str, Any]) -> int:
                 start=start,
                 precision=run_options.precision,
                 report=display,
+                memory=run_options.memory,
             )
             patch_training.write_patch(made, output, session.metadata(None))
         except DreamError:
@@ -267,19 +289,36 @@ def _make(ctx: click.Context, params: dict[str, Any]) -> int:
 CROP = re.compile(r"^(?P<photo>.+?)(?::(?P<box>\d+,\d+,\d+,\d+))?$")
 
 
+def _crop_parts(value: str) -> tuple[str, str | None]:
+    """``crop:PHOTO[:X,Y,W,H]`` -> (PHOTO, the box or None); a box that is not four whole
+    numbers is named as a box, not taken for part of the photo's name."""
+    found = CROP.match(value[5:])
+    if found is None:
+        raise click.BadParameter(
+            f"{value[:60]!r}: write crop:PHOTO or crop:PHOTO:X,Y,W,H", param_hint="--start"
+        )
+    photo, box = found["photo"], found["box"]
+    head, _, tail = value[5:].rpartition(":")
+    if box is None and head and not Path(photo).exists() and Path(head).is_file():
+        raise click.BadParameter(
+            f"the box {tail[:40]!r} of {shown(head)} is not X,Y,W,H: write four whole numbers, "
+            "e.g. crop:photo.jpg:40,60,120,120",
+            param_hint="--start",
+        )
+    return photo, box
+
+
+def _start_file(value: str) -> Path:
+    """The file ``--start`` reads (the picture, or the photo a crop is taken from)."""
+    return Path(_crop_parts(value)[0] if value.startswith("crop:") else value)
+
+
 def _start(value: str):
     """``--start FILE`` or ``crop:PHOTO[:x,y,w,h]`` (default: the photo's centre square)."""
     from dreamcli.errors import ImageError
     from dreamcli.io.images import read_image
 
-    photo, box = value, None
-    if value.startswith("crop:"):
-        found = CROP.match(value[5:])
-        if found is None:
-            raise click.BadParameter(
-                f"{value[:60]!r}: write crop:PHOTO or crop:PHOTO:X,Y,W,H", param_hint="--start"
-            )
-        photo, box = found["photo"], found["box"]
+    photo, box = _crop_parts(value) if value.startswith("crop:") else (value, None)
     try:
         rgb = read_image(photo).rgb
     except ImageError as exc:
@@ -292,21 +331,42 @@ def _start(value: str):
         x, y, w, h = (width - side) // 2, (height - side) // 2, side, side
     else:
         x, y, w, h = (int(v) for v in box.split(","))
-    if w < 2 or h < 2 or x + w > width or y + h > height:
-        raise SettingsError(f"--start: the crop {x},{y},{w},{h} is not inside {photo} ({width}x{height})")
+    if x + w > width or y + h > height:
+        raise SettingsError(
+            f"--start: the crop {x},{y},{w},{h} is not inside {shown(photo)} ({width}x{height}): "
+            f"X+W at most {width}, Y+H at most {height}"
+        )
+    if w < 2 or h < 2:
+        raise SettingsError(
+            f"--start: the crop {x},{y},{w},{h} is {w}x{h}; a patch needs at least 2x2 pixels"
+        )
     return rgb[:, y : y + h, x : x + w]
 
 
-def _print(result: Any, params: dict[str, Any]) -> None:
-    """The table (or JSON lines) on stdout."""
+def _print(result: Any, params: dict[str, Any], streamed: bool = False) -> None:
+    """The table (or JSON lines; ``streamed``: the photos' lines are out already) on stdout."""
     if params["as_json"]:
-        for line in result.lines():
+        for line in result.lines()[len(result.photos) if streamed else 0 :]:
             click.echo(json.dumps(line, ensure_ascii=True))
         return
     if params["quiet"]:
         return
+    _table(result.photos, params)
+    s = result.summary
+    low, high = s["area"]
+    click.echo(
+        f"{s['target']}: top-1 in {s['successes']} of {s['placements']} placements "
+        f"({100 * s['success_rate']:.1f} %) on {s['photos']} photos; patch {100 * low:g}-{100 * high:g} % "
+        f"of the area, ±{s['rotate']:g}°, seed {s['seed']}"
+    )
+
+
+def _table(photos: list[dict[str, Any]], params: dict[str, Any]) -> None:
+    """One row per photo: its top-1 before and after, and the placements where it became the target."""
+    if params["quiet"]:
+        return
     rows = [("photo", "before (top-1)", "after (top-1)", "success")]
-    for photo in result.photos:
+    for photo in photos:
         before, after = photo["before"][0], photo["after"][0]
         rows.append(
             (
@@ -319,13 +379,6 @@ def _print(result: Any, params: dict[str, Any]) -> None:
     widths = [max(len(row[k]) for row in rows) for k in range(4)]
     for row in rows:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
-    s = result.summary
-    low, high = s["area"]
-    click.echo(
-        f"{s['target']}: top-1 in {s['successes']} of {s['placements']} placements "
-        f"({100 * s['success_rate']:.1f} %) on {s['photos']} photos; patch {100 * low:g}-{100 * high:g} % "
-        f"of the area, ±{s['rotate']:g}°, seed {s['seed']}"
-    )
 
 
 def _write_sheet(machine: Machine, result: Any, sheet: Path, overwrite: bool) -> None:
@@ -337,5 +390,6 @@ def _write_sheet(machine: Machine, result: Any, sheet: Path, overwrite: bool) ->
 
         machine.say(skipped(sheet))
         return
-    write_pil(sheet, contact_sheet(result))
+    # Marked as dreamcli's (io.metadata.MARKS): a later run over the same folder leaves it out.
+    write_pil(sheet, contact_sheet(result), {"version": __version__, "patch_sheet": result.summary})
     machine.say(f"Wrote {shown(sheet)}")

@@ -12,6 +12,7 @@ from dreamcli.cli import common
 from dreamcli.cli.common import Machine, flag
 from dreamcli.config import LayerSpec
 from dreamcli.errors import SettingsError
+from dreamcli.io.formats import check_output_path, refuse_inputs
 from dreamcli.jobs import inputs, naming
 
 
@@ -62,8 +63,11 @@ def _sheet(ctx: click.Context, params: dict[str, Any]) -> int:
         machine.say(f"Dreaming the {common.SAMPLE_CREDIT}")
     photo = inputs.one_photo(names, "sheet")
     output, into_folder = common.output_path(params["output"])
+    check_output_path(params["output"], Path(params["output"] or "."))
     path = naming.sheet_output(output, into_folder, photo, here=params["sample"])
+    check_output_path(params["output"], path)
     variants: list = []
+    sheet_presets: list = []
     channels = None
     if params.get("sweep"):
         for text in params["sweep"].replace(",", " ").split():
@@ -76,7 +80,9 @@ def _sheet(ctx: click.Context, params: dict[str, Any]) -> int:
         }
         for name in params["preset_list"].replace(",", " ").split():
             each = common.recipe(ctx, params, preset=name, model=network.name, values=typed_values)
-            preset = each.load_preset()
+            with common.as_flags():
+                preset = each.load_preset()
+            sheet_presets += [preset] if preset else []
             model = preset.values.get("model", network.name) if preset else network.name
             if model != network.name:
                 raise SettingsError(
@@ -92,6 +98,8 @@ def _sheet(ctx: click.Context, params: dict[str, Any]) -> int:
         settings = dataclasses.replace(settings, layers=(channels,))
     elif not params.get("preset_list"):
         settings = dataclasses.replace(settings, layers=tuple(v.layers[0] for _, v in variants))
+    read = [("photo", photo), ("preset", chosen.preset.path if chosen.preset else None)]
+    refuse_inputs(path, read + [("preset", preset.path) for preset in sheet_presets])
     if machine.kept(path, params["overwrite"]):
         return 0
     from dreamcli.jobs.sheets import SheetRequest, run_sheet

@@ -9,6 +9,7 @@ import click
 
 from dreamcli.cli import common
 from dreamcli.cli.common import Machine, Span, default_of, flag
+from dreamcli.io.formats import check_output_path, refuse_inputs
 from dreamcli.jobs import naming
 from dreamcli.jobs.requests import VideoRequest
 
@@ -43,8 +44,11 @@ def command(ctx: click.Context, **params: Any) -> None:
 def _video(ctx: click.Context, params: dict[str, Any]) -> int:
     chosen = common.chosen_settings(ctx, params)
     source: Path = params["clip"]
+    check_output_path(params["output"], Path(params["output"] or "."))
     output = naming.video_output(source, *common.output_path(params["output"]))
+    check_output_path(params["output"], output)
     machine = Machine.of(params)
+    refuse_inputs(output, [("clip", source), ("preset", chosen.preset.path if chosen.preset else None)])
     if machine.kept(output, params["overwrite"]):
         return 0
     from dreamcli.jobs import animations

@@ -9,6 +9,7 @@ import click
 
 from dreamcli.cli import common
 from dreamcli.cli.common import Machine, Span, default_of, flag
+from dreamcli.io.formats import check_output_path, refuse_frames_over, refuse_inputs
 from dreamcli.jobs import naming
 from dreamcli.jobs.requests import ZoomRequest
 
@@ -100,7 +101,14 @@ def _zoom(ctx: click.Context, params: dict[str, Any]) -> int:
     if photo is None and common.typed(ctx, "max_size"):
         raise click.BadParameter("shrinks a photo; a zoom from noise takes --size", param_hint="--max-size")
     output, into_folder = common.output_path(params["output"])
+    check_output_path(params["output"], Path(params["output"] or "."))
     path = naming.zoom_output(output, into_folder, photo, here=params["sample"])
+    check_output_path(params["output"], path)
+    read = [("photo", photo), ("preset", chosen.preset.path if chosen.preset else None)]
+    if path.suffix == "":
+        refuse_frames_over(path, params["frames"], read)
+    else:
+        refuse_inputs(path, read)
     if machine.kept(path, params["overwrite"]):
         return 0
     from dreamcli.jobs.animations import run_zoom

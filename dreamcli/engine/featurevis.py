@@ -61,14 +61,14 @@ class Spectrum(nn.Module):
     def __init__(self, batch: int, height: int, width: int, generator: torch.Generator, device):
         super().__init__()
         self.size = (height, width)
-        self.register_buffer("scale", _one_over_f(height, width).to(device))
+        self.register_buffer("scale", one_over_f(height, width).to(device))
         shape = (batch, 3, height, width // 2 + 1, 2)
         self.spectrum = nn.Parameter((torch.randn(shape, generator=generator) * SPECTRUM_SD).to(device))
 
     def forward(self) -> torch.Tensor:
         spectrum = torch.view_as_complex(self.spectrum) * self.scale
         image = torch.fft.irfft2(spectrum, s=self.size, norm="ortho") / IMAGE_SCALE
-        return torch.sigmoid(_correlated(image))
+        return torch.sigmoid(correlated(image))
 
 
 class PhaseSpectrum(nn.Module):
@@ -83,7 +83,7 @@ class PhaseSpectrum(nn.Module):
     def __init__(self, batch: int, height: int, width: int, generator: torch.Generator, device):
         super().__init__()
         self.size = (height, width)
-        self.register_buffer("magnitude", _one_over_f(height, width).to(device))
+        self.register_buffer("magnitude", one_over_f(height, width).to(device))
         shape = (batch, 3, height, width // 2 + 1)
         self.phase = nn.Parameter(((torch.rand(shape, generator=generator) * 2 - 1) * math.pi).to(device))
 
@@ -92,17 +92,17 @@ class PhaseSpectrum(nn.Module):
         image = torch.fft.irfft2(spectrum, s=self.size, norm="ortho")
         flat = image.flatten(1)
         image = (image - flat.mean(1)[:, None, None, None]) / flat.std(1).clamp_min(1e-6)[:, None, None, None]
-        return torch.sigmoid(_correlated(image))
+        return torch.sigmoid(correlated(image))
 
 
-def _one_over_f(height: int, width: int) -> torch.Tensor:
+def one_over_f(height: int, width: int) -> torch.Tensor:
     """1/frequency over the rfft grid: low frequencies get the amplitude natural images have."""
     fy = torch.fft.fftfreq(height)[:, None]
     fx = torch.fft.rfftfreq(width)[None, :]
     return 1.0 / (fy**2 + fx**2).sqrt().clamp_min(1.0 / max(height, width))
 
 
-def _correlated(image: torch.Tensor) -> torch.Tensor:
+def correlated(image: torch.Tensor) -> torch.Tensor:
     return torch.einsum("nchw,dc->ndhw", image, COLOR_SQRT.to(image))
 
 

@@ -22,6 +22,7 @@ import copy
 from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 
 from dreamcli.config import LayerSpec
 from dreamcli.errors import SettingsError
@@ -289,3 +290,37 @@ class Direction(Objective):
         if sizes is None:
             return values.mean(1)
         return values.sum(1) / (sizes[self.layer] // act.shape[1])  # a tile: divide by the whole map
+
+
+class Matching(Objective):
+    """The picture's activations at ``layer`` made like a photo's (``target``, (1, C, H, W) or (1, C)).
+
+    Inversion (Mahendran and Vedaldi 2015; Lucid, Microscope): the cosine between
+    the two, over channels and positions, so the picture shows what the layer keeps
+    of the photo.  ``caricature``: ``dot / |target| * max(cos, 0.1)``, which keeps
+    rising past a match by exaggerating what the photo already drives.  A view of
+    another size (random scale, padding) is compared at the target's size.
+    """
+
+    def __init__(self, layer: str, target: torch.Tensor, caricature: bool = False, transform=None):
+        self.layer, self.caricature = layer, caricature
+        self.target = target.detach().float()
+        self.layers = (layer,)
+        self.transform = transform
+
+    def __call__(self, outputs, sizes=None):
+        act = outputs[self.layer].float()
+        target = self.target.to(act.device)
+        if act.dim() == 4 and act.shape[-2:] != target.shape[-2:]:
+            act = F.interpolate(act, size=target.shape[-2:], mode="bilinear", align_corners=False)
+        if act.shape[1:] != target.shape[1:]:
+            raise SettingsError(
+                f"layer {self.layer!r} gives {tuple(act.shape[1:])} per image, "
+                f"the photo {tuple(target.shape[1:])}"
+            )
+        a, t = act.flatten(1), target.flatten(1)
+        dot = (a * t).sum(1)
+        cos = dot / (a.norm(dim=1) * t.norm(dim=1)).clamp_min(1e-12)
+        if not self.caricature:
+            return cos
+        return dot / t.norm(dim=1).clamp_min(1e-12) * cos.clamp_min(0.1)

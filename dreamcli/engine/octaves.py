@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from dreamcli.config import STEADY_SEED, Settings
+from dreamcli.engine import masking
 from dreamcli.engine.capture import LayerCapture, model_device, smallest_input
 from dreamcli.engine.objectives import Activations, Objective
 from dreamcli.engine.shaping import Shaping
@@ -35,6 +36,7 @@ def dream(
     goal: Objective | None = None,
     options: RunOptions | None = None,
     report: Report = ignore,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Dream on ``image`` ((3, H, W) or (N, 3, H, W), RGB in [0, 1]) and return the result.
 
@@ -42,8 +44,10 @@ def dream(
     jitter, seed); its layers, which must name modules of ``model`` (see
     ``Loaded.resolved``), make the notebook's objective unless ``goal`` gives
     another (a guide, a channel per image, a sum...).  ``options`` say how to
-    compute it (precision, tiles, memory budget, CUDA graphs).  The result has
-    the input's shape and lives on the input's device.
+    compute it (precision, tiles, memory budget, CUDA graphs).  ``mask`` ((H, W),
+    greyscale in [0, 1] of the image's shape, any size) dreams only where it is
+    white (``masking``).  The result has the input's shape and lives on the
+    input's device.
     """
     settings = settings or Settings()
     options = options or RunOptions()
@@ -52,6 +56,12 @@ def dream(
             "settings.layers is empty: name the model's modules to dream on (a network from "
             "dreamcli.load_model fills in its default layer)"
         )
+    if goal is None and any(spec.pick is not None for spec in settings.layers):
+        raise SettingsError(
+            f"{next(str(s) for s in settings.layers if s.pick)}: channels chosen by strength are chosen "
+            "per photo before the dream (dreamcli.engine.choosing.choose, or the dream command); "
+            "here give channel numbers"
+        )
     goal = goal or Activations(settings.layers)
     single = image.dim() == 3
     batch = image.unsqueeze(0) if single else image
@@ -59,13 +69,17 @@ def dream(
     original = batch.to(device=device, dtype=torch.float32)
     # No seed is drawn here: callers decide a missing one (config.Settings.seeded) and record it.
     generator = torch.Generator().manual_seed(settings.seed if settings.seed is not None else STEADY_SEED)
+    if mask is not None:
+        mask = masking.check_mask(mask)
+        masking.check_aspect(mask.shape, original.shape)
+        mask = mask.to(device)
 
     with LayerCapture(model, goal.layers) as capture:
         sizes = _plan(capture, device, original.shape[-2:], settings, report)
         policy = StepPolicy(capture, device, options, batch=original.shape[0], shaping=Shaping.of(settings))
         for size in sizes:
             policy.for_size(size)  # refuse up front what cannot fit, before any work
-        dreamed = _dream_octaves(policy, original, sizes, settings, generator, report, goal)
+        dreamed = _dream_octaves(policy, original, sizes, settings, generator, report, goal, mask)
 
     dreamed = dreamed.to(image.device)
     return dreamed[0] if single else dreamed
@@ -100,6 +114,7 @@ def _dream_octaves(
     generator: torch.Generator,
     report: Report,
     goal: Objective,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     detail = torch.zeros_like(resize(original, sizes[0]))
     for octave, size in enumerate(sizes, start=1):
@@ -117,6 +132,8 @@ def _dream_octaves(
                 f"the dream turned to NaN or infinity at octave {octave} of {len(sizes)}: the network's "
                 "weights (or a layer's weight) give no finite gradient; check the weights file"
             )
+        if mask is not None:  # back to the photo where the mask is black, at every octave
+            image = masking.blend(base, image, masking.weight_at(mask, size))
         report(OctaveDone(octave, len(sizes), image))
         detail = image - base
     return image

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from dreamcli.errors import ImageError, SettingsError
@@ -57,3 +59,58 @@ def check_output(path: str | Path) -> None:
     except ImageError as exc:
         hint = "; to write into a folder, end the path with /" if not Path(path).suffix else ""
         raise SettingsError(f"{exc}{hint}") from None
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths name one file (links followed); False where either is not there."""
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return False
+
+
+def refuse_inputs(output: str | Path, inputs: Iterable[tuple[str, str | Path | None]]) -> None:
+    """Refuse to write ``output`` over a file the command reads, whatever ``--overwrite`` says.
+
+    ``inputs``: (what it is, e.g. "--start", its path); a path is compared as it is and
+    as the file a link points to, so a link or a second name of the file is caught too.
+    """
+    for what, source in inputs:
+        if source is not None and same_file(source, output):
+            raise SettingsError(
+                f"{shown(output)} is the {what} {shown(source)} this command reads; dreamcli never "
+                "overwrites an input: choose another -o"
+            )
+
+
+FRAME = re.compile(r"frame_(\d{5,})\.png")  # a zoom's frames in a folder: frame_00001.png ...
+
+
+def frame_names(count: int) -> Iterator[str]:
+    """The names of a zoom's ``count`` PNG frames in a folder."""
+    return (f"frame_{index:05d}.png" for index in range(1, count + 1))
+
+
+def refuse_frames_over(folder: Path, count: int, inputs: Iterable[tuple[str, str | Path | None]]) -> None:
+    """A folder of ``count`` frames must not replace a file the command reads (the photo
+    zoomed into, among its own earlier frames)."""
+    for what, source in inputs:
+        if source is None:
+            continue
+        for path in {Path(source), Path(os.path.realpath(source))}:
+            found = FRAME.fullmatch(path.name)
+            if found and 1 <= int(found[1]) <= count and same_file(path.parent, folder):
+                raise SettingsError(
+                    f"{shown(folder)} would get a frame {path.name}, the {what} {shown(source)} this "
+                    "command reads; dreamcli never overwrites an input: choose another -o"
+                )
+
+
+def check_output_path(raw: str | None, path: Path) -> None:
+    """Refuse, before any work, an ``-o`` that names nothing (``-o ''`` would write into the
+    current folder) or that goes through a file (``notes.txt/out.png``)."""
+    if raw is not None and not raw.strip():
+        raise SettingsError(f"-o {raw!r} names no file; give a file, or a folder ending with /")
+    for parent in path.parents:
+        if os.path.lexists(parent) and not parent.is_dir():
+            raise SettingsError(f"cannot write {shown(path)}: {shown(parent)} is a file, not a folder")

@@ -51,6 +51,17 @@ def read_metadata(path: str | Path) -> dict[str, Any] | None:
     Never raises: the text is anyone's (an EXIF field of any type, bytes, JSON nested a
     thousand deep, megabytes of it), and a folder walk reads every file's.
     """
+    data = _recorded(path)
+    return data if data is not None and isinstance(data.get("settings"), dict) else None
+
+
+# What marks a picture dreamcli wrote: its settings (a dream, a sheet, a feature picture), or
+# what made it where it has none (a patch, a patch test's contact sheet).
+MARKS = ("settings", "patch", "patch_sheet")
+
+
+def _recorded(path: str | Path) -> dict[str, Any] | None:
+    """The JSON object dreamcli recorded in ``path``, or None."""
     from PIL import Image
 
     if not os.path.isfile(path):  # a FIFO would block open() until a writer comes
@@ -60,21 +71,24 @@ def read_metadata(path: str | Path) -> dict[str, Any] | None:
             text = img.info.get(METADATA_KEY) or img.info.get("comment")
             if not text:
                 text = img.getexif().get(EXIF_IMAGE_DESCRIPTION)
-        return _settings_in(text)
+        return _object_in(text)
     except Exception:  # whatever Pillow or json raise (RecursionError too) for a file not ours
         return None
 
 
-def _settings_in(text: Any) -> dict[str, Any] | None:
-    """``text`` parsed as dreamcli's metadata: a JSON object with a ``settings`` object."""
+def _object_in(text: Any) -> dict[str, Any] | None:
+    """``text`` parsed as dreamcli's metadata: a JSON object with one of its ``MARKS``."""
     if isinstance(text, bytes):
         text = text[: MAX_TEXT + 1].decode("utf-8", "replace")
     if not isinstance(text, str) or not text or len(text) > MAX_TEXT:
         return None  # an EXIF number or ratio, or more text than dreamcli ever writes
     data = json.loads(text)
-    return data if isinstance(data, dict) and isinstance(data.get("settings"), dict) else None
+    if isinstance(data, dict) and any(isinstance(data.get(mark), dict) for mark in MARKS):
+        return data
+    return None
 
 
 def is_dream(path: str | Path) -> bool:
-    """Whether ``path`` is a picture dreamcli wrote (its metadata says so)."""
-    return read_metadata(path) is not None
+    """Whether ``path`` is a picture dreamcli wrote (its metadata says so): a folder of photos
+    leaves these out, so that a second run does not read its own outputs."""
+    return _recorded(path) is not None

@@ -31,10 +31,12 @@ from PIL import Image
 from torch import nn
 
 from dreamcli.config import Settings
+from dreamcli.engine.devices import memory_budget
 from dreamcli.engine.octaves import dream
-from dreamcli.errors import DreamError, ImageError
+from dreamcli.errors import DreamError, ImageError, ImageTooLargeError
 from dreamcli.events import FrameDone, Report, ignore
 from dreamcli.io.atomic import atomic_write, remove_stale_parts
+from dreamcli.io.formats import frame_names
 from dreamcli.io.images import read_image, shrink, to_pil, write_image
 from dreamcli.io.metadata import save_options
 from dreamcli.jobs.requests import VideoRequest, ZoomRequest
@@ -105,8 +107,8 @@ def write_animation(path: Path, frames: list[torch.Tensor], fps: float, metadata
     suffix = path.suffix.lower()
     if suffix == "":
         path.mkdir(parents=True, exist_ok=True)
-        for index, frame in enumerate(frames, start=1):
-            write_image(path / f"frame_{index:05d}.png", frame, None, metadata)
+        for name, frame in zip(frame_names(len(frames)), frames, strict=True):
+            write_image(path / name, frame, None, metadata)
         return
     if suffix == ".mp4":
         encode_mp4(path, (np.asarray(to_pil(f)) for f in frames), fps, metadata=metadata)
@@ -185,15 +187,26 @@ def probe_video(path: Path) -> VideoInfo:
             rate = float(stream.average_rate or stream.guessed_rate or 25)
             return VideoInfo(rate, frames, (stream.width, stream.height), bool(src.streams.audio))
     except av.error.FFmpegError as exc:
-        raise ImageError(f"cannot read video {path}: {exc}") from None
+        raise ImageError(f"cannot read video {path}: {ffmpeg_reason(exc)}") from None
+
+
+def ffmpeg_reason(exc: Exception) -> str:
+    """FFmpeg's words for an error, without PyAV's raw errno (``[Errno 1094995529] ...``)."""
+    reason = str(getattr(exc, "strerror", None) or type(exc).__name__).strip().rstrip(".")
+    return f"{reason[:160]}; is it a whole video file (MP4, MOV, MKV, WebM, AVI)?"
 
 
 def decode_frames(path: Path, max_size: int | None = None) -> Iterator[torch.Tensor]:
     av = require("av", "reading video")
-    with av.open(str(path)) as src:
-        for frame in src.decode(src.streams.video[0]):
-            rgb = torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1).float() / 255
-            yield shrink(rgb, max_size) if max_size is not None and max(rgb.shape[-2:]) > max_size else rgb
+    try:
+        with av.open(str(path)) as src:
+            for frame in src.decode(src.streams.video[0]):
+                rgb = torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1).float() / 255
+                yield (
+                    shrink(rgb, max_size) if max_size is not None and max(rgb.shape[-2:]) > max_size else rgb
+                )
+    except av.error.FFmpegError as exc:  # damaged after the part that probe_video read
+        raise ImageError(f"cannot read video {path}: {ffmpeg_reason(exc)}") from None
 
 
 def warp_detail(detail: torch.Tensor, previous: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
@@ -279,6 +292,11 @@ def run_zoom(model: Loaded, request: ZoomRequest, options: RunOptions, report: R
         generator = torch.Generator().manual_seed(settings.seed or 0)
         width, height = request.size
         image = 0.45 + 0.1 * torch.rand(3, height, width, generator=generator)  # the notebook's img_noise
+    held = request.output.suffix != ""  # a folder takes each frame as it comes; a file, all at the end
+    if held:
+        check_frames_memory(
+            request.frames, image.shape[-1], image.shape[-2], memory_budget(torch.device("cpu"))
+        )
     frames = []
     sequence = zoom_frames(
         model.module,
@@ -291,16 +309,51 @@ def run_zoom(model: Loaded, request: ZoomRequest, options: RunOptions, report: R
         options=options,
         report=report,
     )
-    for index, frame in enumerate(sequence, start=1):
-        frames.append(frame.cpu())
-        report(FrameDone(index, request.frames))
     meta = dict(request.metadata, zoom=request.frames, zoom_scale=request.scale, rotate=request.rotate)
     meta.update(
         pan=list(request.pan), start="photo" if request.photo else "noise", settings=settings.to_dict()
     )
     _prepare_folder(request.output)
-    write_animation(request.output, frames, request.fps, meta)
+    if not held:
+        request.output.mkdir(parents=True, exist_ok=True)
+    for (index, frame), name in zip(enumerate(sequence, start=1), frame_names(request.frames), strict=True):
+        if held:
+            frames.append(frame.cpu())
+        else:
+            write_image(request.output / name, frame.cpu(), None, meta)
+        report(FrameDone(index, request.frames))
+    if held:
+        write_animation(request.output, frames, request.fps, meta)
     return request.output
+
+
+FRAME_BYTES = 3 * 4  # a held frame: float32 RGB per pixel
+
+
+def check_frames_memory(frames: int, width: int, height: int, memory: float | None) -> None:
+    """A zoom into a file holds every frame until it is encoded: refuse up front what the
+    memory cannot hold, with the number of frames that fits (a folder of frames holds none)."""
+    need = frames * width * height * FRAME_BYTES
+    if memory is None or need <= memory:
+        return
+    fits = int(memory // (width * height * FRAME_BYTES))
+    held = (
+        f"{frames} frames of {width}x{height} need {_size(need)} until they are encoded, "
+        f"more than the {_size(memory)} free"
+    )
+    if fits < 1:
+        raise ImageTooLargeError(
+            f"{held}; use a smaller picture or -o FOLDER/ (PNG frames, written as they come)"
+        )
+    raise ImageTooLargeError(
+        f"{held}; use --frames {fits} or fewer, a smaller picture, "
+        "or -o FOLDER/ (PNG frames, written as they come)"
+    )
+
+
+def _size(count: float) -> str:
+    """Bytes as the unit a reader can compare: GiB from one GiB up, else MB."""
+    return f"{count / 2**30:.1f} GiB" if count >= 2**30 else f"{count / 1e6:.1f} MB"
 
 
 def run_video(

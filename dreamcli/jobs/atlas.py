@@ -123,6 +123,11 @@ def make_atlas(
             "add photos or raise the samples per photo"
             + ("" if options.method == "pca" else f" (to {MIN_SAMPLES_EMBEDDED}), or use the pca method")
         )
+    if count < options.min_count:
+        raise DreamError(
+            f"too few samples for an atlas: {count} from {len(photo_paths)} photos, and a cell is drawn from "
+            f"at least {options.min_count}; add photos or raise the samples per photo"
+        )
     timings = {"activations_s": time.perf_counter() - started}
     t0 = time.perf_counter()
     report(Stage("layout", 0, samples.vectors.shape[0]))
@@ -133,8 +138,9 @@ def make_atlas(
     cells = bin_cells(points, samples, options, compared)
     if not cells:
         raise DreamError(
-            f"no cell of the {options.grid}x{options.grid} grid has {options.min_count} of the {count} "
-            "samples; add photos, raise the samples per photo, or make the grid smaller"
+            f"no cell of the {options.grid}x{options.grid} grid gathers the {options.min_count} samples a "
+            f"cell is drawn from ({count} samples in all); add photos, raise the samples per photo, or make "
+            "the grid smaller"
         )
     pictures = render_cells(module, layer_name, [c.pop("_mean") for c in cells], options, report=report)
     timings["render_s"] = time.perf_counter() - t0
@@ -191,7 +197,7 @@ def _unpack(model, layer: str, class_names, labels: bool):
     """The module, the layer's module name, the logits' module ('' = the output) and the class names."""
     if isinstance(model, Loaded):
         module, name = model.module, model.resolve(layer)
-        logits = model.network.logits if labels else None
+        logits = model.resolve(model.network.logits) if labels and model.network.logits else None
         if labels and logits is None:
             raise SettingsError(
                 f"{model.network.name} has no classifier to label the atlas with; leave out labels"
@@ -214,7 +220,7 @@ def _compared(
         if network.logits is None:
             raise SettingsError(f"{network.name} has no classifier to compare classes with")
         a, b = (network.class_index(name) for name in compare)
-        names, logits = class_names or network.class_names(), network.logits
+        names, logits = class_names or network.class_names(), model.resolve(network.logits)
     else:
         names, logits = class_names, ""
         a, b = (_index(name, names) for name in compare)

@@ -77,6 +77,12 @@ def _read(decoded: tuple[Picture, tuple[int, int]], size: int) -> tuple[torch.Te
     return rgb, (width, height)
 
 
+def _shape(future: Future) -> tuple[int, ...]:
+    """(width, height) of a read-ahead photo as decoded."""
+    picture = future.result()[0]
+    return picture.size
+
+
 def _read_ahead(paths: Sequence[Path], size: int, ahead: int = 2) -> Iterator[tuple[Path, Future]]:
     """Each path with a future of its decoded photo; decoding runs ``ahead`` photos in front."""
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -207,6 +213,11 @@ def collect(
                 raise
             except Exception as exc:  # one bad photo never stops the others: reported, then left out
                 message = str(exc) if isinstance(exc, DreamError) else f"cannot use {path}: {describe(exc)}"
+                if isinstance(exc, RuntimeError) and "too small" in str(exc):  # pooling's "Given input size"
+                    message = (
+                        f"cannot use {path}: it is {'x'.join(map(str, _shape(future)))} px, too thin for "
+                        f"layer {layer} once its long side is {options.size} px; crop it closer to square"
+                    )
                 if on_error is not None:
                     on_error(path, message)
             else:

@@ -19,6 +19,8 @@ from typing import Any
 import torch
 
 from dreamcli.config import Settings
+from dreamcli.engine.accentuation import accentuate
+from dreamcli.engine.choosing import choose, needs_choosing
 from dreamcli.engine.objectives import Guided
 from dreamcli.engine.octaves import dream
 from dreamcli.errors import EXIT_INTERRUPTED, DreamError, ImageError, describe
@@ -27,7 +29,7 @@ from dreamcli.io.atomic import claim, claim_path, release, release_all, remove_s
 from dreamcli.io.images import Picture, decode_image, fit, output_picture, to_pil, write_pil
 from dreamcli.jobs.guides import activation_map, heat_overlay
 from dreamcli.jobs.inputs import Job
-from dreamcli.jobs.naming import heatmap_path, output_problem, triage
+from dreamcli.jobs.naming import changed_path, heatmap_path, output_problem, triage
 from dreamcli.models import Loaded
 from dreamcli.run_options import RunOptions
 
@@ -59,6 +61,7 @@ class Batch:
     batch_size: int = 1  # same-size images dreamed together
     guide: dict[str, Any] | None = None  # guide features (guides.guide_for): Google's guided objective
     heatmap: bool = False  # also write <output>_heatmap.png: where the first layer fires on the input
+    mask: torch.Tensor | None = None  # (H, W) in [0, 1], one for every file: dream only where white
     run_name: str | None = None  # a cluster run's name, in its temporaries' names (io.images.write_pil)
     decode: Callable[[Path, int | None], Picture] | None = None  # the reader's; None: io.images.decode_image
 
@@ -108,7 +111,7 @@ class Batch:
                 self._drain(writes, summary)
                 self._finish(summary, _done(job, "failed", started, error))
                 continue
-            if group and (picture.rgb.shape != group[0][1].rgb.shape or len(group) == self.batch_size):
+            if group and (picture.rgb.shape != group[0][1].rgb.shape or len(group) == self._group_size()):
                 position = self._dream_group(group, position, len(jobs), writer, writes, summary)
                 group = []
             group.append((job, picture, started))
@@ -151,23 +154,33 @@ class Batch:
         model = self._loaded()
         try:
             batch = torch.stack([picture.rgb for _, picture, _ in group])
-            resolved = model.resolved(settings)
+            # [strong:8]: this photo's channels, into the metadata too, so that it re-runs exactly
+            resolved, settings = choose(model.module, batch[0], model.resolved(settings), settings)
             goal = Guided(resolved.layers, self.guide) if self.guide is not None else None
-            dreamed = dream(
-                model.module,
-                batch,
-                settings=resolved,
-                goal=goal,
-                options=self.options,
-                report=self.report,
-            )
+            changed = None
+            if settings.accentuate is not None:  # the photo made more X (engine.accentuation)
+                made = accentuate(
+                    model.module, batch, settings=resolved, goal=goal, pull=settings.accentuate,
+                    report=self.report, mask=self.mask,
+                )  # fmt: skip
+                dreamed, changed = made.images, made.changed
+            else:
+                dreamed = dream(
+                    model.module,
+                    batch,
+                    settings=resolved,
+                    goal=goal,
+                    options=self.options,
+                    report=self.report,
+                    mask=self.mask,
+                )
         except Exception as exc:  # DreamError says what to do; anything else still fails these files alone
             self._drain(writes, summary)
             error = str(exc) if isinstance(exc, DreamError) else f"dreaming failed: {describe(exc)}"
             for job, _, started in group:
                 self._finish(summary, _done(job, "failed", started, error))
             return end
-        for (job, picture, started), rgb in zip(group, dreamed, strict=True):
+        for index, ((job, picture, started), rgb) in enumerate(zip(group, dreamed, strict=True)):
             try:
                 job.output.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
@@ -184,6 +197,8 @@ class Batch:
                 images = [(job.output, output_picture(job.output, rgb, picture.alpha))]
                 if self.heatmap:
                     images.append((heatmap_path(job.output), self._heatmap(picture.rgb, settings)))
+                if changed is not None:  # where the accentuation changed the photo, as --alpha's map
+                    images.append((changed_path(job.output), to_pil(changed[index].expand(3, -1, -1))))
             except Exception as exc:
                 why = (
                     str(exc) if isinstance(exc, DreamError) else f"cannot write {job.output}: {describe(exc)}"
@@ -223,6 +238,10 @@ class Batch:
                 # failure); the write stays queued, and the final drain reports how it ended.
                 wait([writes[0][0]])
             self._finish(summary, *self._write_result(*writes.pop(0)))
+
+    def _group_size(self) -> int:
+        """Pictures dreamed together: one where each photo chooses its own channels."""
+        return 1 if needs_choosing(self.settings) else self.batch_size
 
     def _settings_for(self, job: Job) -> Settings:
         return self.settings.seeded()  # the seed actually used goes into the picture's metadata

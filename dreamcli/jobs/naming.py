@@ -285,10 +285,18 @@ def sheet_output(output: Path | None, into_folder: bool, photo: Path, here: bool
 
 
 def features_output(
-    output: Path | None, into_folder: bool, settings: Settings, classes: Sequence[str], preset: str | None
+    output: Path | None,
+    into_folder: bool,
+    settings: Settings,
+    classes: Sequence[str],
+    preset: str | None,
+    like: str | None = None,
 ) -> Path:
-    """A feature picture: ``features_LAYER.png`` (``-CHANNELS``, or ``_class-NAME``) here."""
-    if classes:
+    """A feature picture: ``features_LAYER.png`` (``-CHANNELS``, or ``_class-NAME``) here;
+    ``like`` (``inversion`` or ``caricature``, of ``--like PHOTO``): ``features_LAYER_inversion.png``."""
+    if like is not None:
+        template = f"features_{{layer}}_{like}.png"
+    elif classes:
         template = default_template(classes=classes).replace("{stem}_", "features_")
     elif settings.layers and settings.layers[0].channels:
         template = "features_{layer}-{channels}.png"
@@ -314,3 +322,8 @@ def download_name(photo: str, label: str, seed: int | None) -> str:
     stem = Path(photo).stem or "photo"
     safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in f"{stem}_{label}").lstrip("-.")
     return f"{safe[:80]}_{seed}.png"
+
+
+def changed_path(output: Path) -> Path:
+    """Where an accentuation changed the photo: ``photo_dream.png`` -> ``photo_dream_changed.png``."""
+    return output.with_name(f"{output.stem}_changed.png")

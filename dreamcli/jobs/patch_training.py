@@ -23,9 +23,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from dreamcli.engine.placement import draw, paste
-from dreamcli.events import Report, Stage, ignore
+from dreamcli.errors import DreamError, ImageTooLargeError, SettingsError
+from dreamcli.events import PhotoSkipped, Report, Stage, ignore
 from dreamcli.io.images import to_pil, write_pil
-from dreamcli.jobs.patches import Classifier, PatchReport, drawn_side, score, usable_photos
+from dreamcli.jobs.patches import Classifier, PatchReport, drawn_side, read_photos, score
 from dreamcli.jobs.requests import PatchOptions
 from dreamcli.models import Loaded
 
@@ -41,6 +42,51 @@ class MadePatch:
     report: PatchReport
     metadata: dict[str, Any]
     losses: list[float] = field(default_factory=list)  # per step: -log p(target), the batch's mean
+
+
+def usable_photos(
+    paths: Sequence[str | Path], size: int, report: Report, memory: float | None = None
+) -> tuple[list[Path], torch.Tensor, list[dict[str, str]]]:
+    """The usable photos, all held at once (training draws from them every step); each
+    unreadable one reported and listed.  Refused up front where ``memory`` (bytes) cannot
+    hold them; DreamError when none is left."""
+    skipped: list[dict[str, str]] = []
+
+    def skip(path: Path, error: str) -> None:
+        skipped.append({"path": str(path), "error": error})
+        report(PhotoSkipped(path, error))
+
+    photo_paths = [Path(p) for p in paths]
+    if not photo_paths:
+        raise SettingsError("no photos to paste the patch into")
+    check_photo_memory(len(photo_paths), size, memory)
+    found = list(read_photos(photo_paths, size, skip))
+    if not found:
+        raise DreamError(f"none of the {len(photo_paths)} photos could be read (each is named above)")
+    return [path for path, _ in found], torch.stack([photo for _, photo in found]), skipped
+
+
+# A photo held for training: 3 float32 planes of size x size, twice (on the CPU and, moved for
+# training, on the device: on the CPU that copy is a second one too).
+PHOTO_COPIES = 2
+
+
+def check_photo_memory(count: int, size: int, memory: float | None) -> None:
+    """Refuse before reading when ``count`` photos at ``size`` cannot be held in ``memory``."""
+    need = count * PHOTO_COPIES * 3 * size * size * 4
+    if memory is None or need <= memory:
+        return
+    fits = int(memory // (PHOTO_COPIES * 3 * size * size * 4))
+    side = int((memory / (count * PHOTO_COPIES * 3 * 4)) ** 0.5)
+    raise ImageTooLargeError(
+        f"{count} photos at --size {size} need {need / 2**30:.1f} GiB to train on, more than the "
+        f"{memory / 2**30:.1f} GiB free for them; "
+        + (
+            f"give at most {fits} photos, or --size {max(32, side)}"
+            if fits
+            else f"use --size {max(32, side)}"
+        )
+    )
 
 
 def start_picture(picture: torch.Tensor, side: int) -> torch.Tensor:
@@ -63,17 +109,19 @@ def make_patch(
     class_names: Sequence[str] | None = None,
     precision: str = "fp32",
     report: Report = ignore,
+    memory: float | None = None,
 ) -> MadePatch:
     """A patch that makes ``model`` say ``target`` wherever it is pasted into the photos.
 
     ``start`` (3, h, w) in [0, 1] is the picture training starts from (default: seeded
-    uniform noise).  Progress is reported as ``Stage("training", step, steps)``.
+    uniform noise).  Progress is reported as ``Stage("training", step, steps)``.  ``memory``:
+    the bytes the photos may take (``RunOptions.memory``); more photos are refused up front.
     """
     options = options or PatchOptions()
     classifier = Classifier.of(model, class_names, precision)
     goal = classifier.index(model, target)
     started = time.perf_counter()
-    paths, photos, skipped = usable_photos(paths, options.size, report)
+    paths, photos, skipped = usable_photos(paths, options.size, report, memory)
     generator = torch.Generator().manual_seed(options.seed)
     count = len(paths)
     if count >= MIN_HOLDOUT_PHOTOS and options.holdout > 0:
@@ -111,8 +159,8 @@ def make_patch(
     made = patch.detach().cpu()
     result = score(
         classifier,
-        [paths[i] for i in held_out],
-        photos[held_out],
+        [(paths[i], photos[i]) for i in held_out],
+        len(held_out),
         made,
         None,
         goal,

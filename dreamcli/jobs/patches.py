@@ -15,7 +15,7 @@ The placements of photo *i* come from ``seed`` and *i* alone.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from dreamcli.engine.devices import DTYPES
 from dreamcli.engine.placement import Placements, draw, paste
 from dreamcli.engine.steps import network_precision
 from dreamcli.errors import DreamError, ImageError, SettingsError
-from dreamcli.events import PhotoSkipped, Report, Stage, ignore
+from dreamcli.events import PhotoSkipped, Report, Stage, ignore, text_fields
 from dreamcli.io.images import fit_label, label_font, read_image, shrink
 from dreamcli.jobs.requests import PatchOptions
 from dreamcli.models import Loaded
@@ -40,6 +40,7 @@ TOP = 5  # classes listed before and after
 CHUNK = 32  # pasted photos per forward pass when testing
 SHEET_TILE = 160  # pixels a side of each example on the contact sheet
 SHEET_PHOTOS = 24  # examples on the sheet at most
+PATCH_SIDE = 1024  # a --patch picture's long side is read at most this large
 
 
 @dataclass
@@ -61,6 +62,7 @@ class Classifier:
                 raise SettingsError(f"{model.network.name} has no classifier: a patch needs class scores")
             names = class_names or model.network.class_names()
             module, logits, label = model.module, model.network.logits, model.label
+            model.resolve(logits)  # weights that left the head out (a fine-tuned one) are refused here
         else:
             module, logits, label, names = model, "", type(model).__name__, class_names
         if logits:
@@ -127,30 +129,42 @@ def square(rgb: torch.Tensor, size: int) -> torch.Tensor:
 
 def read_photos(
     paths: Sequence[Path], size: int, on_error: Callable[[Path, str], None]
-) -> tuple[list[Path], torch.Tensor]:
-    """The photos that could be read, as (N, 3, size, size); each one that could not goes to
-    ``on_error`` with its one-line message."""
-    used, pictures = [], []
+) -> Iterator[tuple[Path, torch.Tensor]]:
+    """Each photo that can be read, as (path, (3, size, size)), one at a time: only one is held
+    while it is scored.  Each one that cannot goes to ``on_error`` with its one-line message."""
     for path in paths:
         try:
-            pictures.append(square(read_image(path).rgb, size))
+            picture = square(read_image(path).rgb, size)
         except ImageError as exc:
             on_error(path, str(exc))
         else:
-            used.append(path)
-    return used, (torch.stack(pictures) if pictures else torch.zeros(0, 3, size, size))
+            yield path, picture
 
 
 def read_patch(path: str | Path) -> tuple[torch.Tensor, torch.Tensor | None]:
     """A patch picture: RGB (3, h, w) and its alpha (1, h, w) if it has one.  SettingsError
     (exit 2) for a file that is not a picture."""
     try:
-        picture = read_image(path, max_size=1024)
+        picture = read_image(path, max_size=PATCH_SIDE)
     except ImageError as exc:
         raise SettingsError(f"--patch: {exc}") from None
     if min(picture.rgb.shape[-2:]) < 2:
-        raise SettingsError(f"--patch: {path} is too small for a patch (at least 2x2 pixels)")
+        width, height = _header_size(path)
+        if min(width, height) >= 2:  # long and thin: under 2 pixels across once the long side is 1024
+            raise SettingsError(
+                f"--patch: {path} is {width}x{height}, too thin for a patch: its sides may differ at most "
+                f"{PATCH_SIDE // 2} times (its long side is read at {PATCH_SIDE} px); crop it"
+            )
+        raise SettingsError(
+            f"--patch: {path} is {width}x{height}, too small for a patch (at least 2x2 pixels)"
+        )
     return picture.rgb, picture.alpha
+
+
+def _header_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) as the file says, without decoding it."""
+    with Image.open(path) as img:
+        return img.size
 
 
 def drawn_side(options: PatchOptions) -> int:
@@ -173,7 +187,12 @@ class PatchReport:
 
     def lines(self) -> list[dict[str, Any]]:
         """The ``--json`` lines: one per photo, then the summary."""
-        return [*self.photos, {"summary": True, **self.summary}]
+        return [json_line(photo) for photo in self.photos] + [{"summary": True, **self.summary}]
+
+
+def json_line(photo: dict[str, Any]) -> dict[str, Any]:
+    """A photo's ``--json`` line, strict JSON whatever its name (``events.text_fields``)."""
+    return {**text_fields("path", photo["path"]), **{k: v for k, v in photo.items() if k != "path"}}
 
 
 def placements_for(index: int, options: PatchOptions, salt: int = 0) -> Placements:
@@ -184,8 +203,8 @@ def placements_for(index: int, options: PatchOptions, salt: int = 0) -> Placemen
 
 def score(
     classifier: Classifier,
-    paths: Sequence[Path],
-    photos: torch.Tensor,
+    photos: Iterable[tuple[Path, torch.Tensor]],
+    count: int,
     patch: torch.Tensor,
     alpha: torch.Tensor | None,
     target: int,
@@ -194,18 +213,22 @@ def score(
     salt: int = 0,
     indices: Sequence[int] | None = None,
     report: Report = ignore,
+    on_photo: Callable[[dict[str, Any]], None] | None = None,
+    result: PatchReport | None = None,
 ) -> PatchReport:
-    """The patch pasted into each photo at its placements: top-1 success rate and top-5s."""
+    """The patch pasted into each of ``count`` photos (path, (3, size, size)) at its placements:
+    top-1 success rate and top-5s.  Photos come one at a time; each one's result goes to
+    ``result`` (made here unless given: a caller interrupted keeps what was done) and
+    ``on_photo`` as soon as it is scored."""
     device = classifier.device
     patch = shrink(patch, drawn_side(options)) if max(patch.shape[-2:]) > drawn_side(options) else patch
     if alpha is not None and alpha.shape[-2:] != patch.shape[-2:]:
         alpha = F.interpolate(alpha[None], size=patch.shape[-2:], mode="bilinear", antialias=True)[0]
-    results: list[Any] = []
-    examples: list[Any] = []
+    result = result if result is not None else PatchReport([], {})
     successes = 0
-    report(Stage("testing", 0, len(paths)))
+    report(Stage("testing", 0, count))
     with torch.no_grad():
-        for n, (path, photo) in enumerate(zip(paths, photos, strict=True)):
+        for n, (path, photo) in enumerate(photos):
             index = indices[n] if indices is not None else n
             where = placements_for(index, options, salt)
             clean = classifier(photo[None].to(device)).softmax(1)[0].cpu()
@@ -221,43 +244,42 @@ def score(
                     first = (batch[0].cpu(), probabilities[0])
             mean /= len(where)
             successes += hits
-            results.append(
-                {
-                    "path": str(path),
-                    "target": classifier.name(target),
-                    "before": classifier.top(clean),
-                    "after": classifier.top(mean),
-                    "target_before": round(float(clean[target]), 4),
-                    "target_after": round(float(mean[target]), 4),
-                    "successes": hits,
-                    "placements": len(where),
-                    "success_rate": round(hits / len(where), 4),
-                }
-            )
-            if first is not None and len(examples) < SHEET_PHOTOS:
+            line = {
+                "path": str(path),
+                "target": classifier.name(target),
+                "before": classifier.top(clean),
+                "after": classifier.top(mean),
+                "target_before": round(float(clean[target]), 4),
+                "target_after": round(float(mean[target]), 4),
+                "successes": hits,
+                "placements": len(where),
+                "success_rate": round(hits / len(where), 4),
+            }
+            result.photos.append(line)
+            if first is not None and len(result.examples) < SHEET_PHOTOS:
                 top1 = int(first[1].argmax())
-                examples.append(
-                    (
-                        first[0],
-                        {"name": classifier.name(top1), "p": float(first[1][top1]), "hit": top1 == target},
-                    )
-                )
-            report(Stage("testing", n + 1, len(paths)))
-    total = len(paths) * options.placements
-    summary = {
-        "target": classifier.name(target),
-        "class": target,
-        "model": classifier.label,
-        "photos": len(paths),
-        "placements": total,
-        "successes": successes,
-        "success_rate": round(successes / total, 4) if total else 0.0,
-        "area": list(options.area),
-        "rotate": options.rotate,
-        "size": options.size,
-        "seed": options.seed,
-    }
-    return PatchReport(results, summary, examples=examples)
+                label = {"name": classifier.name(top1), "p": float(first[1][top1]), "hit": top1 == target}
+                result.examples.append((first[0], label))
+            if on_photo is not None:
+                on_photo(line)
+            report(Stage("testing", n + 1, count))
+    total = len(result.photos) * options.placements
+    result.summary.update(
+        {
+            "target": classifier.name(target),
+            "class": target,
+            "model": classifier.label,
+            "photos": len(result.photos),
+            "placements": total,
+            "successes": successes,
+            "success_rate": round(successes / total, 4) if total else 0.0,
+            "area": list(options.area),
+            "rotate": options.rotate,
+            "size": options.size,
+            "seed": options.seed,
+        }
+    )
+    return result
 
 
 def evaluate_patch(
@@ -271,39 +293,37 @@ def evaluate_patch(
     class_names: Sequence[str] | None = None,
     precision: str = "fp32",
     report: Report = ignore,
+    on_photo: Callable[[dict[str, Any]], None] | None = None,
+    result: PatchReport | None = None,
 ) -> PatchReport:
     """``patch`` (3, h, w) in [0, 1] pasted into every photo at ``options.placements`` seeded
     placements: how often the network's top-1 becomes ``target``, and the top-5 before and
-    after (the mean of the placements' probabilities) per photo."""
+    after (the mean of the placements' probabilities) per photo.
+
+    Photos are read, scored and let go one at a time (memory does not grow with their
+    number); ``on_photo`` gets each one's line at once, and ``result`` (if given) holds
+    what was done when the run is interrupted."""
     options = options or PatchOptions()
     classifier = Classifier.of(model, class_names, precision)
     goal = classifier.index(model, target)
     started = time.perf_counter()
-    paths, photos, skipped = usable_photos(paths, options.size, report)
-    result = score(classifier, paths, photos, patch, alpha, goal, options, report=report)
-    result.skipped = skipped
-    result.summary["skipped"] = len(skipped)
-    result.summary["seconds"] = round(time.perf_counter() - started, 2)
-    return result
-
-
-def usable_photos(
-    paths: Sequence[str | Path], size: int, report: Report
-) -> tuple[list[Path], torch.Tensor, list[dict[str, str]]]:
-    """The usable photos; each unreadable one reported and listed.  DreamError when none is left."""
-    skipped: list[dict[str, str]] = []
-
-    def skip(path: Path, error: str) -> None:
-        skipped.append({"path": str(path), "error": error})
-        report(PhotoSkipped(path, error))
-
     photo_paths = [Path(p) for p in paths]
     if not photo_paths:
         raise SettingsError("no photos to paste the patch into")
-    used, photos = read_photos(photo_paths, size, skip)
-    if not used:
+    result = result if result is not None else PatchReport([], {})
+
+    def skip(path: Path, error: str) -> None:
+        result.skipped.append({"path": str(path), "error": error})
+        report(PhotoSkipped(path, error))
+
+    photos = read_photos(photo_paths, options.size, skip)
+    score(classifier, photos, len(photo_paths), patch, alpha, goal, options, report=report,
+          on_photo=on_photo, result=result)  # fmt: skip
+    if not result.photos:
         raise DreamError(f"none of the {len(photo_paths)} photos could be read (each is named above)")
-    return used, photos, skipped
+    result.summary["skipped"] = len(result.skipped)
+    result.summary["seconds"] = round(time.perf_counter() - started, 2)
+    return result
 
 
 # ---------------------------------------------------------------------------------------------

@@ -72,6 +72,8 @@ class FeatureRequest:
     each: bool = False
     alpha: bool = False  # also write the transparency map, <stem>_alpha.png
     metadata: dict[str, Any] = field(default_factory=dict)
+    like: Path | None = None  # a photo: match its activations at the layer (inversion) ...
+    caricature: bool = False  # ... or exaggerate them
 
     @property
     def alpha_output(self) -> Path:

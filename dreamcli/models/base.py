@@ -128,6 +128,7 @@ class Loaded:
     network: Network
     module: Any  # torch.nn.Module
     weights: str  # the weights' label, or the local file's name
+    left_out: Any = None  # weights.LeftOut: a weights file's tensors that did not fit (a fine-tuned head)
 
     @property
     def label(self) -> str:
@@ -135,7 +136,11 @@ class Loaded:
         return f"{self.network.name} {self.weights}"
 
     def resolve(self, name: str) -> str:
-        return self.network.layers.resolve(name)
+        """The module a layer name means; refused where the weights left out what it needs."""
+        module = self.network.layers.resolve(name)
+        if self.left_out is not None:
+            self.left_out.check(module, name)
+        return module
 
     def resolved(self, settings: Settings) -> Settings:
         """``settings`` with each layer named as the module the engine captures (no layers: the

@@ -14,7 +14,7 @@ import difflib
 import functools
 from dataclasses import dataclass
 
-from dreamcli.errors import SettingsError
+from dreamcli.errors import SettingsError, brief
 from dreamcli.layers import LayerTable
 from dreamcli.models.base import Network, Weights, imported
 
@@ -69,7 +69,7 @@ def named(name: str) -> LibraryNetwork:
     """The entry for ``torchvision:NAME`` or ``timm:NAME``, or an error with the closest names."""
     source, _, arch = name.partition(":")
     if source not in SOURCES:
-        raise SettingsError(f"unknown model {name!r}: library models are torchvision:NAME or timm:NAME")
+        raise SettingsError(f"unknown model {brief(name)}: library models are torchvision:NAME or timm:NAME")
     classifiers = known(source)
     if arch not in classifiers:
         close = difflib.get_close_matches(arch, classifiers, n=3)
@@ -78,7 +78,7 @@ def named(name: str) -> LibraryNetwork:
             if close
             else "see the library's list"
         )
-        raise SettingsError(f"unknown model {name!r}: {source} has no classifier {arch!r}; {hint}")
+        raise SettingsError(f"unknown model {brief(name)}: {source} has no classifier {brief(arch)}; {hint}")
     table, default, logits, count = imported("dreamcli.models.modern_net:describe")(source, arch)
     assert isinstance(table, LayerTable)
     return LibraryNetwork(

@@ -17,7 +17,7 @@ from typing import Any
 
 from dreamcli import models
 from dreamcli import presets as preset_files
-from dreamcli.config import LayerSpec, Settings, layers_from
+from dreamcli.config import PULL, LayerSpec, Settings, layers_from
 from dreamcli.errors import SettingsError
 
 
@@ -30,7 +30,10 @@ class Recipe:
     dreamcli made.  ``values``: settings typed, which win over the preset; a
     None among them is "not typed".  ``layers`` replace the preset's; ``classes``
     dream toward classes of the network, replacing the preset's layers unless
-    ``layers`` were given too.
+    ``layers`` were given too.  ``mask`` / ``mask_invert`` / ``accentuate`` / ``pull``: the
+    photo's flags, over the preset's (a picture made with them re-runs them): ``pull`` alone
+    sets the pull of an accentuation the preset asks for; ``accentuate`` without ``pull`` keeps
+    the preset's pull, else ``config.PULL``.
     """
 
     model: str | None = None
@@ -39,6 +42,10 @@ class Recipe:
     layers: Sequence[LayerSpec | str] = ()
     classes: Sequence[str] = ()
     folders: Sequence[tuple[str, Path]] = ()
+    mask: str | None = None
+    mask_invert: bool = False
+    accentuate: bool = False
+    pull: float | None = None
 
     def network(self, preset: preset_files.Preset | None = None) -> models.Network:
         """The network typed, else the preset's, else the default."""
@@ -72,7 +79,23 @@ class Recipe:
         if self.classes:
             extra = tuple(class_layer(network, name) for name in self.classes)
             settings = dataclasses.replace(settings, layers=layers + extra)
-        return Resolved(network, settings, preset, base)
+        return Resolved(network, self._photo(settings), preset, base)
+
+    def _photo(self, settings: Settings) -> Settings:
+        """The mask and the accentuation asked for, over the preset's."""
+        changes: dict[str, Any] = {}
+        if self.mask is not None:
+            changes["mask"] = str(self.mask)
+        if self.mask_invert:
+            if self.mask is None and settings.mask is None:
+                raise SettingsError("inverts a mask: give one with --mask", key="mask_invert")
+            changes["mask_invert"] = True
+        if self.pull is not None and not self.accentuate and settings.accentuate is None:
+            raise SettingsError("is the pull of --accentuate: add --accentuate", key="pull")
+        if self.accentuate or self.pull is not None:
+            pull = self.pull if self.pull is not None else settings.accentuate
+            changes["accentuate"] = pull if pull is not None else PULL
+        return dataclasses.replace(settings, **changes) if changes else settings
 
 
 def class_layer(network: models.Network, name: str) -> LayerSpec:

@@ -132,11 +132,18 @@ class Session:
         batch_size: int = 1,
         run_name: str | None = None,
         decode: Callable[[Path, int | None], Any] | None = None,
+        mask: Any = None,
     ) -> Summary:
         """Dream ``jobs`` (read, dream, write; one result per file) with ``settings``; a missing
         seed is drawn per picture and recorded in it (``Settings.seeded``).  ``decode``: another
-        decoder than ``io.images.decode_image`` (the page's holds its one decode slot)."""
+        decoder than ``io.images.decode_image`` (the page's holds its one decode slot).  ``mask``:
+        ``settings.mask`` already read (``jobs.masks.mask_of``), else it is read here."""
         from dreamcli.jobs.batch import Batch
+        from dreamcli.jobs.masks import mask_of
+
+        self.loaded.resolved(settings)  # weights that leave out what these layers need: refused once
+        if mask is None:
+            mask = mask_of(settings)
 
         extra = {"guide": str(guide)} if guide is not None else {}
         runner = Batch(
@@ -151,5 +158,6 @@ class Session:
             heatmap=heatmap,
             run_name=run_name,
             decode=decode,
+            mask=mask,
         )
         return runner.run(jobs)
