@@ -65,6 +65,25 @@ def test_a_recipe_makes_classes_logits_layers_and_names_the_key_at_fault():
     assert "dream list layers --model bvlc_googlenet" in str(caught.value)
 
 
+def test_a_recipe_resolves_the_mask_and_the_accentuation_over_the_preset(tmp_path):
+    from dreamcli.config import PULL
+
+    preset = tmp_path / "held.yaml"
+    preset.write_text("mask: m.png\naccentuate: 3.0\n")
+    held = Recipe(preset=str(preset)).resolve().settings
+    assert held.mask == "m.png" and held.accentuate == 3.0  # a preset's (or a picture's) re-run
+    kept = Recipe(preset=str(preset), accentuate=True, mask_invert=True).resolve().settings
+    assert kept.accentuate == 3.0 and kept.mask_invert  # --accentuate keeps the preset's pull
+    pulled = Recipe(preset=str(preset), pull=7.0, mask="n.png").resolve().settings
+    assert pulled.accentuate == 7.0 and pulled.mask == "n.png"  # --pull alone sets the preset's pull
+    assert Recipe(accentuate=True).resolve().settings.accentuate == PULL
+    assert Recipe().resolve().settings.accentuate is None
+    for recipe, key in ((Recipe(mask_invert=True), "mask_invert"), (Recipe(pull=2.0), "pull")):
+        with pytest.raises(SettingsError) as caught:
+            recipe.resolve()
+        assert caught.value.key == key
+
+
 def test_a_preset_for_another_network_brings_it_and_a_model_typed_wins(tmp_path):
     caffe = Recipe(preset="classic-caffe").resolve()
     assert caffe.network.name == caffe.settings.model == "bvlc_googlenet"

@@ -112,7 +112,7 @@ def _explain(ctx: click.Context, params: dict[str, Any]) -> int:
     if not photo.is_file():
         raise SettingsError(f"{photo} is not a file; give one photo")
     output, into_folder = common.output_path(params["output"])
-    path = naming.single_output(output, into_folder, Path(f"{photo.stem}_explain.png"), {".png"})
+    path = naming.explain_output(output, into_folder, photo)
     if into_folder:
         path.parent.mkdir(parents=True, exist_ok=True)
     elif not path.parent.is_dir():

@@ -306,6 +306,11 @@ def features_output(
     return single_output(output, into_folder, Path(name))
 
 
+def explain_output(output: Path | None, into_folder: bool, photo: Path) -> Path:
+    """An explanation's page: ``PHOTO_explain.png`` here (its .html and .json beside it)."""
+    return single_output(output, into_folder, Path(f"{photo.stem}_explain.png"), {".png"})
+
+
 def video_output(source: Path, output: Path | None, into_folder: bool = False) -> Path:
     if not source.is_file():
         raise DreamError(f"{source} does not exist; check the path")
