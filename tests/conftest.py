@@ -6,6 +6,7 @@ network or ../shared.
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,14 @@ import torch
 from PIL import Image
 
 from dreamcli import models
+
+# The Ctrl-C tests need SIGINT delivered. A suite started in the background by a
+# non-interactive shell (`cmd &`, nohup) inherits SIGINT ignored, which Python keeps, and so
+# would every `dream` they start: three such tests failed on exactly that. Python's own
+# handler here also gives the children SIGINT's default back (exec resets a handler, not an
+# ignore).
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
