@@ -169,6 +169,8 @@ def test_patch_commands_end_to_end(photos, tmp_path, weights_file, monkeypatch):
     cropped = run("patch", "make", *photos[:2], "--target", "toaster", *start)
     assert cropped.exit_code == 0 and "held-out placements" in cropped.stderr
     assert (tmp_path / "s_sheet.png").exists()
+    sheet = json.loads(Image.open(tmp_path / "s_sheet.png").info[METADATA_KEY])
+    assert sheet["model"] == recorded["model"] and "patch_sheet" in sheet  # the session's metadata
 
 
 @pytest.mark.parametrize(

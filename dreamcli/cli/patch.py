@@ -9,7 +9,6 @@ from typing import Any
 
 import click
 
-from dreamcli import __version__
 from dreamcli.cli import common
 from dreamcli.cli.common import Machine, Span, default_of, flag
 from dreamcli.errors import EXIT_FAILED, EXIT_OK, DreamError, SettingsError, describe
@@ -238,7 +237,7 @@ def _test(ctx: click.Context, params: dict[str, Any]) -> int:
             raise DreamError(f"the patch could not be tested: {describe(exc)}") from None
     _print(result, params, streamed=as_json)
     if sheet is not None:
-        _write_sheet(machine, result, sheet, params["overwrite"])
+        _write_sheet(machine, result, sheet, params["overwrite"], session.metadata(None))
     return EXIT_FAILED if result.skipped else EXIT_OK
 
 
@@ -282,7 +281,7 @@ def _make(ctx: click.Context, params: dict[str, Any]) -> int:
     _print(made.report, params)
     machine.say(f"Wrote {shown(output)}")
     if sheet is not None:
-        _write_sheet(machine, made.report, sheet, params["overwrite"])
+        _write_sheet(machine, made.report, sheet, params["overwrite"], session.metadata(None))
     return EXIT_FAILED if made.report.skipped else EXIT_OK
 
 
@@ -381,7 +380,7 @@ def _table(photos: list[dict[str, Any]], params: dict[str, Any]) -> None:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
-def _write_sheet(machine: Machine, result: Any, sheet: Path, overwrite: bool) -> None:
+def _write_sheet(machine: Machine, result: Any, sheet: Path, overwrite: bool, metadata: dict) -> None:
     from dreamcli.io.images import write_pil
     from dreamcli.jobs.patches import contact_sheet
 
@@ -391,5 +390,5 @@ def _write_sheet(machine: Machine, result: Any, sheet: Path, overwrite: bool) ->
         machine.say(skipped(sheet))
         return
     # Marked as dreamcli's (io.metadata.MARKS): a later run over the same folder leaves it out.
-    write_pil(sheet, contact_sheet(result), {"version": __version__, "patch_sheet": result.summary})
+    write_pil(sheet, contact_sheet(result), dict(metadata, patch_sheet=result.summary))
     machine.say(f"Wrote {shown(sheet)}")
