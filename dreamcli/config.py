@@ -12,7 +12,7 @@ import difflib
 import math
 import random
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,19 @@ _LAYER_RE = re.compile(
     r"(?:\[(?:(?P<pick>[a-z]+):(?P<count>\d{1,6})|(?P<channels>[0-9,\-\s]+))\])?"
     r"(?::(?P<weight>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?))?$"
 )
+
+
+def refuse_picks(layers: Sequence[LayerSpec], here: str) -> None:
+    """Refuse channels chosen by strength where no photo chooses them (a feature picture, a
+    sheet, a zoom): one line naming the layer, before any work or output."""
+    for spec in layers:
+        if spec.pick is not None:
+            how, count = spec.pick
+            raise SettingsError(
+                f"layer {spec.name}[{how}:{count}]: channels chosen by strength are chosen per photo "
+                f"by the default command (dream PHOTO); {here} takes channel numbers, e.g. [0-7]",
+                key="layers",
+            )
 
 
 @dataclass(frozen=True)

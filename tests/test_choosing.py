@@ -58,6 +58,25 @@ def test_a_wrong_choice_is_one_line_and_exit_2(run, tmp_path, layer, said):
     assert not (tmp_path / "photo_dream.png").exists()
 
 
+@pytest.mark.parametrize(
+    ("command", "here"),
+    [
+        (["features", "--layer", "inception_3b[strong:3]", "--size", "48x48"], "dream features takes"),
+        (["sheet", "{photo}", "--channels", "inception_3b[weak:3]"], "a sheet takes"),
+        (["zoom", "{photo}", "--layer", "inception_3b[avg:3]", "--frames", "2"], "an animation takes"),
+    ],
+    ids=["features", "sheet", "zoom"],
+)
+def test_commands_without_a_photo_to_choose_refuse_a_choice_in_one_line(run, tmp_path, command, here):
+    photo = save_photo(tmp_path / "photo.png")
+    out = tmp_path / "out" / ("frames/" if command[0] == "zoom" else "o.png")
+    args = [str(photo) if part == "{photo}" else part for part in command]
+    result = run(*args, *FAST, "-o", out)
+    assert result.exit_code == 2, result.output
+    assert "channels chosen by strength are chosen per photo" in result.output and here in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "out").exists()
+
+
 def test_the_engine_refuses_a_choice_nobody_made(net):
     settings = Settings(layers=(LayerSpec.parse("inception3b[strong:4]"),), octaves=1, iterations=1)
     with pytest.raises(SettingsError, match="chosen per photo"):

@@ -169,6 +169,29 @@ def test_features_like_a_photo_matches_its_activations(weights_file, net, tmp_pa
     assert refused.exit_code == 2 and "--like" in refused.output
 
 
+def test_a_like_picture_re_runs_from_its_metadata_and_a_too_small_photo_is_one_line(weights_file, tmp_path):
+    from tests.conftest import save_photo
+
+    run = cli_invoker(weights_file, "--octaves", "1", "--iterations", "2", "--seed", "2")
+    photo = save_photo(tmp_path / "photo.png", 64, 64)
+    first = tmp_path / "car.png"
+    made = run("features", "--like", photo, "--caricature", "--layer", "inception_3b", "-o", first)
+    assert made.exit_code == 0, made.output
+    again = tmp_path / "again.png"
+    result = run("features", "--preset", first, "-o", again)
+    assert result.exit_code == 0, result.output
+    assert read_metadata(again)["match"] == "caricature"
+    assert np.array_equal(np.asarray(Image.open(first)), np.asarray(Image.open(again)))
+    tiny = tmp_path / "tiny.png"
+    Image.new("RGB", (1, 1)).save(tiny)
+    refused = run("features", "--like", tiny, "--layer", "inception_3b", "-o", tmp_path / "t.png")
+    assert refused.exit_code == 2, refused.output
+    assert "needs at least" in refused.output and "Traceback" not in refused.output
+    assert not (tmp_path / "t.png").exists()
+    overwrite = run("features", "--like", photo, "--layer", "inception_3b", "-o", photo, "--overwrite")
+    assert overwrite.exit_code == 2 and "never overwrites an input" in overwrite.output
+
+
 def test_each_tile_of_a_sheet_is_the_size_asked_for(weights_file, tmp_path):
     run = cli_invoker(weights_file, "--octaves", "1", "--iterations", "1", "-q")
     result = run(

@@ -65,7 +65,7 @@ def test_an_inverted_mask_keeps_the_other_half_and_the_picture_re_runs_it(dream,
         (lambda p: Image.new("L", (90, 90), 255).save(p), False, "shapes differ"),
         (lambda p: p.write_bytes(b"not a picture"), False, "Pillow can read"),
         (lambda p: Image.new("L", (96, 64), 0).save(p), False, "nothing white"),
-        (lambda p: Image.new("L", (96, 64), 255).save(p), True, "nothing white"),
+        (lambda p: Image.new("L", (96, 64), 255).save(p), True, "has nothing black"),
     ],
     ids=["aspect", "unreadable", "black", "inverted-white"],
 )
@@ -78,6 +78,49 @@ def test_a_mask_that_cannot_serve_is_one_line_and_exit_2(dream, tmp_path, make, 
     assert said in result.output and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "photo_dream.png").exists()
+
+
+def test_no_dream_replaces_the_mask_or_the_guide_it_reads(dream, tmp_path):
+    photo = save_photo(tmp_path / "photo.png")
+    mask = half_mask(tmp_path / "mask.png")
+    guide = save_photo(tmp_path / "guide.png", seed=3)
+    for flag, path in (("--mask", mask), ("--guide", guide)):
+        before = path.read_bytes()
+        result = dream(photo, *FAST, flag, path, "-o", path, "--overwrite")
+        assert result.exit_code == 2, result.output
+        assert "this command reads; dreamcli never overwrites an input" in result.output
+        assert path.read_bytes() == before
+
+
+def test_a_relative_mask_is_recorded_whole_and_re_runs_from_another_folder(dream, tmp_path, monkeypatch):
+    photo = save_photo(tmp_path / "photo.png")
+    half_mask(tmp_path / "mask.png")
+    monkeypatch.chdir(tmp_path)
+    first = tmp_path / "first.png"
+    assert dream(photo, *FAST, "--mask", "mask.png", "-o", first).exit_code == 0
+    assert read_metadata(first)["settings"]["mask"] == str(tmp_path / "mask.png")
+    (tmp_path / "sub").mkdir()
+    Image.new("L", (96, 64), 255).save(tmp_path / "sub" / "mask.png")  # another mask by that name
+    monkeypatch.chdir(tmp_path / "sub")
+    again = tmp_path / "again.png"
+    assert dream(photo, "--preset", first, "-o", again).exit_code == 0
+    assert np.array_equal(pixels(first), pixels(again))
+
+
+def test_a_recorded_mask_invert_without_a_mask_is_refused(dream, tmp_path):
+    from dreamcli.io.images import write_image
+
+    photo = save_photo(tmp_path / "photo.png")
+    first = tmp_path / "first.png"
+    assert dream(photo, *FAST, "-o", first).exit_code == 0
+    meta = read_metadata(first)
+    meta["settings"].update(mask=None, mask_invert=True)
+    hostile = tmp_path / "hostile.png"
+    write_image(hostile, torch.rand(3, 64, 96), None, meta)
+    result = dream(photo, "--preset", hostile, "-o", tmp_path / "again.png")
+    assert result.exit_code == 2, result.output
+    assert "no mask to invert" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "again.png").exists()
 
 
 def test_mask_invert_without_a_mask_is_refused(dream, tmp_path):

@@ -161,7 +161,9 @@ def _batch(chosen: Resolved, names: list[str], params: dict[str, Any], machine: 
         classes=params["classes"],
         channels=any(spec.channels for spec in settings.layers),
     )
-    jobs = naming.plan_jobs(found, output, template, settings, chosen.preset_name, into_folder)
+    jobs = naming.plan_jobs(
+        found, output, template, settings, chosen.preset_name, into_folder, reads={"guide": params["guide"]}
+    )
     if params["shard"]:
         jobs = inputs.take_shard(jobs, *inputs.parse_shard(params["shard"]))
     display = machine.display(many=len(jobs) > 1, as_json=params["as_json"])

@@ -9,6 +9,7 @@ import click
 
 from dreamcli.cli import common
 from dreamcli.cli.common import Machine, flag
+from dreamcli.errors import brief
 from dreamcli.io.formats import check_output_path, refuse_inputs
 from dreamcli.jobs import naming
 from dreamcli.jobs.requests import PARAMS, FeatureRequest
@@ -103,7 +104,9 @@ def _features(ctx: click.Context, params: dict[str, Any]) -> int:
     path = naming.features_output(output, into_folder, settings, params["classes"], chosen.preset_name, like)
     check_output_path(params["output"], path)
     machine = Machine.of(params)
-    refuse_inputs(path, [("preset", chosen.preset.path if chosen.preset else None)])
+    refuse_inputs(
+        path, [("preset", chosen.preset.path if chosen.preset else None), ("--like photo", params["like"])]
+    )
     if machine.kept(path, params["overwrite"]):
         return 0
     from dreamcli.jobs.features import run_features
@@ -146,4 +149,14 @@ def _as_recorded(ctx: click.Context, params: dict[str, Any], picture: Path) -> d
             raise click.BadParameter(
                 f"{picture}: its recorded size {exc.message}", param_hint="--preset"
             ) from None
+    like = recorded.get("like")
+    if params["like"] is None and isinstance(like, str) and not (params["each"] or params["classes"]):
+        if not like or len(like) > 4096 or "\0" in like or not Path(like).is_file():
+            raise click.BadParameter(
+                f"{picture} was made --like {brief(like, 80)}, which is not a file here; "
+                "give the photo with --like",
+                param_hint="--preset",
+            )
+        params["like"] = Path(like)
+        params["caricature"] = params["caricature"] or recorded.get("match") == "caricature"
     return params

@@ -31,7 +31,7 @@ LUMA = (0.299, 0.587, 0.114)
 LEAST_WHITE = 1.0 / 255.0
 
 
-def check_mask(mask: torch.Tensor, where: str = "the mask") -> torch.Tensor:
+def check_mask(mask: torch.Tensor, where: str = "the mask", dreamed: str = "white") -> torch.Tensor:
     """``mask`` as a (1, 1, H, W) float tensor in [0, 1], refused if it has nothing white."""
     if mask.dim() == 2:
         mask = mask[None, None]
@@ -44,7 +44,7 @@ def check_mask(mask: torch.Tensor, where: str = "the mask") -> torch.Tensor:
     mask = mask.float().clamp(0.0, 1.0)
     if float(mask.max()) < LEAST_WHITE:
         raise SettingsError(
-            f"{where} has nothing white, so nothing would be dreamed; white marks where to dream"
+            f"{where} has nothing {dreamed}, so nothing would be dreamed; {dreamed} marks where to dream"
         )
     return mask
 
@@ -52,7 +52,9 @@ def check_mask(mask: torch.Tensor, where: str = "the mask") -> torch.Tensor:
 def from_rgb(rgb: torch.Tensor, invert: bool = False, where: str = "the mask") -> torch.Tensor:
     """A (3, H, W) picture in [0, 1] as a (H, W) mask by its brightness; ``invert``: black = dream."""
     grey = LUMA[0] * rgb[0] + LUMA[1] * rgb[1] + LUMA[2] * rgb[2]
-    return check_mask(1.0 - grey if invert else grey, where + (" (inverted)" if invert else ""))[0, 0]
+    if invert:
+        return check_mask(1.0 - grey, where + " (inverted)", dreamed="black")[0, 0]
+    return check_mask(grey, where)[0, 0]
 
 
 def check_aspect(mask_size: Sequence[int], image_size: Sequence[int], where: str = "the mask") -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dreamcli.config import STEADY_SEED, Settings
+from dreamcli.config import STEADY_SEED, Settings, refuse_picks
 from dreamcli.engine import masking
 from dreamcli.engine.capture import LayerCapture, model_device, smallest_input
 from dreamcli.engine.objectives import Activations, Objective
@@ -56,12 +56,8 @@ def dream(
             "settings.layers is empty: name the model's modules to dream on (a network from "
             "dreamcli.load_model fills in its default layer)"
         )
-    if goal is None and any(spec.pick is not None for spec in settings.layers):
-        raise SettingsError(
-            f"{next(str(s) for s in settings.layers if s.pick)}: channels chosen by strength are chosen "
-            "per photo before the dream (dreamcli.engine.choosing.choose, or the dream command); "
-            "here give channel numbers"
-        )
+    if goal is None:  # a photo's own channels are chosen before this (engine.choosing.choose)
+        refuse_picks(settings.layers, "a dream without that choice")
     goal = goal or Activations(settings.layers)
     single = image.dim() == 3
     batch = image.unsqueeze(0) if single else image

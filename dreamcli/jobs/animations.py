@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from dreamcli.config import Settings
+from dreamcli.config import Settings, refuse_picks
 from dreamcli.engine.devices import memory_budget
 from dreamcli.engine.octaves import dream
 from dreamcli.errors import DreamError, ImageError, ImageTooLargeError
@@ -286,6 +286,7 @@ def run_zoom(model: Loaded, request: ZoomRequest, options: RunOptions, report: R
     """Dream, zoom, dream again; write the frames as GIF, WebP, MP4 or a folder of PNGs."""
     # Animations keep one seed for every frame (0 unless given), so nothing flickers but what moves.
     settings = request.settings.seeded(steady=True)
+    refuse_picks(settings.layers, "an animation")
     if request.photo is not None:
         image = read_image(request.photo, settings.max_size).rgb
     else:
@@ -361,6 +362,7 @@ def run_video(
 ) -> VideoInfo:
     """Dream every frame of the source into the output; the settings go into the MP4's comment."""
     settings = request.settings.seeded(steady=True)  # the same for a resumed run's frames
+    refuse_picks(settings.layers, "an animation")
     meta = dict(request.metadata, settings=settings.to_dict(), blend=request.blend, flow=request.flow)
     meta["input"] = request.source.name
     _prepare_folder(request.output)

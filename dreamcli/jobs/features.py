@@ -19,15 +19,16 @@ from pathlib import Path
 
 import torch
 
-from dreamcli.config import LayerSpec, Settings
-from dreamcli.engine.capture import LayerCapture, model_device
+from dreamcli.config import LayerSpec, Settings, refuse_picks
+from dreamcli.engine.capture import LayerCapture, model_device, smallest_input
 from dreamcli.engine.featurevis import MACO_CROPS, VIEW, Pictures, feature_pictures
 from dreamcli.engine.objectives import Activations, ChannelPerImage, Matching, Objective
 from dreamcli.engine.octaves import dream
+from dreamcli.engine.step_policy import measured
 from dreamcli.engine.steps import resize
 from dreamcli.engine.tiling import bytes_per_pixel
 from dreamcli.engine.transforms import RandomAffine
-from dreamcli.errors import ImageTooLargeError, SettingsError
+from dreamcli.errors import DreamError, ImageTooLargeError, SettingsError
 from dreamcli.events import FileStarted, Report, ignore
 from dreamcli.io.images import read_image, write_image, write_pil
 from dreamcli.jobs.requests import FeatureRequest
@@ -62,6 +63,7 @@ def run_features(
 ) -> Path:
     """Make the picture (or the sheet) and write it, with its settings in its metadata."""
     settings = request.settings.seeded(steady=True)
+    refuse_picks(settings.layers, "dream features")
     if request.like is not None:
         return _like(model, request, settings, options, report)
     width, height = request.picture_size
@@ -162,19 +164,29 @@ def _like(model: Loaded, request: FeatureRequest, settings: Settings, options, r
     assert like is not None
     if len(settings.layers) != 1 or settings.layers[0].channels:
         raise SettingsError("--like matches one whole layer: give one --layer without channels")
-    photo = read_image(like, max_size=LIKE_SIDE).rgb
+    try:
+        photo = read_image(like, max_size=LIKE_SIDE).rgb
+    except DreamError as exc:  # a flag's file, as --mask's: a usage error
+        raise SettingsError(f"--like: {exc}") from None
     height, width = photo.shape[-2:]
     if request.size is not None:  # the photo as the network sees it at the picture's size
         width, height = request.size
         photo = resize(photo[None], (height, width))[0]
     request = dataclasses.replace(request, size=(width, height))
     layer = model.resolve(settings.layers[0].name)
+    with LayerCapture(model.module, [layer]) as capture:
+        side = measured(capture, "min_side", lambda: smallest_input(capture, model_device(model.module)))
+    if min(width, height) < side:
+        raise SettingsError(
+            f"--like {like}: the photo is {width}x{height} px as the network sees it, and "
+            f"{settings.layers[0].name} needs at least {side}x{side}: give a larger photo or --size"
+        )
     goal = Matching(layer, photo_features(model.module, photo, layer), caricature=request.caricature)
     report(FileStarted("features", 1, 1))
     made = _pictures(model, model.resolved(settings), goal, 1, request, options, report)
     how = "caricature" if request.caricature else "inversion"
     meta = dict(request.metadata, features=request.param, settings=applied(settings, request.param))
-    meta.update(size=[width, height], like=like.name, match=how)
+    meta.update(size=[width, height], like=str(like.absolute()), match=how)  # a re-run reads it again
     write_image(request.output, made.images[0], None, meta)
     if request.alpha:
         write_image(request.alpha_output, made.alpha[0].expand(3, -1, -1), None, meta)

@@ -24,10 +24,12 @@ QUARTER_TURNS = {5, 6, 7, 8}
 
 def read_mask(path: str | Path, invert: bool = False) -> torch.Tensor:
     """The mask at ``path`` as a (H, W) tensor in [0, 1] (white = dream; ``invert`` swaps)."""
+    if Path(path).is_dir():
+        raise SettingsError(f"the mask {path} is a folder; give a greyscale picture (white = dream)")
     try:
         rgb = read_image(path).rgb
     except DreamError as exc:
-        raise SettingsError(f"--mask: {exc}; give a greyscale picture (white = dream)") from None
+        raise SettingsError(f"the mask: {exc}; give a greyscale picture (white = dream)") from None
     return masking.from_rgb(rgb, invert, f"the mask {path}")
 
 

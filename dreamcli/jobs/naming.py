@@ -12,7 +12,7 @@ import os
 import re
 import stat
 import string
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from dreamcli import models
@@ -25,6 +25,7 @@ from dreamcli.io.formats import (
     IMAGE_EXTENSIONS,
     TEMPLATE_FIELDS,
     check_output,
+    refuse_inputs,
     shown,
 )
 from dreamcli.jobs.inputs import Inputs, Job, same_file
@@ -126,12 +127,15 @@ def plan_jobs(
     settings: Settings,
     preset: str | None = None,
     into_folder: bool = False,
+    reads: Mapping[str, Path | None] | None = None,
 ) -> list[Job]:
     """Decide every output path; two inputs that would write one file, or a dream that
     would replace another input, are refused.
 
     ``output`` is a file for one input, else a folder (``into_folder`` says the
-    user asked for a folder, e.g. by ending the path with ``/``).
+    user asked for a folder, e.g. by ending the path with ``/``).  ``reads``: the other
+    files every dream reads, by what they are (``{"guide": path}``; the settings' mask is
+    added here): no output may replace one of them.
     """
     check_template(template)
     many = len(inputs.files) > 1 or any(root is not None for _, root in inputs.files)
@@ -161,7 +165,15 @@ def plan_jobs(
         check_output(target)
         jobs.append(Job(source, target, index))
     _refuse_collisions(jobs)
+    read = dict(reads or {}, mask=Path(settings.mask) if settings.mask else None)
+    _refuse_replacing(jobs, {name: path for name, path in read.items() if path is not None})
     return jobs
+
+
+def _refuse_replacing(jobs: Iterable[Job], reads: Mapping[str, Path]) -> None:
+    """No dream is written over the mask or the guide it reads, whatever --overwrite says."""
+    for job in jobs:
+        refuse_inputs(job.output, reads.items())
 
 
 def _refuse_collisions(jobs: Iterable[Job]) -> None:

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 from torch import nn
 
-from dreamcli.config import Settings
+from dreamcli.config import Settings, refuse_picks
 from dreamcli.engine.objectives import Activations, ChannelPerImage, Objective
 from dreamcli.engine.octaves import dream
 from dreamcli.events import FileStarted, Report, ignore
@@ -111,6 +111,8 @@ def contact_sheet(
 def run_sheet(model: Loaded, request: SheetRequest, options: RunOptions, report: Report = ignore) -> Path:
     """Dream the sheet and write it (with every variant's settings in its metadata)."""
     settings = request.settings.seeded()
+    chosen = [request.channels] if request.channels is not None else []
+    refuse_picks([*chosen, *(spec for _, v in request.variants for spec in v.layers)], "a sheet")
     # A variant without a seed of its own takes the sheet's, so that the tiles differ only by style.
     variants = [
         (label, v if v.seed is not None else replace(v, seed=settings.seed)) for label, v in request.variants

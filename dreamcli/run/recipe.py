@@ -10,6 +10,7 @@ checked against the network, ``--class`` made a logits layer.  Every error is a
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,7 +86,7 @@ class Recipe:
         """The mask and the accentuation asked for, over the preset's."""
         changes: dict[str, Any] = {}
         if self.mask is not None:
-            changes["mask"] = str(self.mask)
+            changes["mask"] = os.path.abspath(self.mask)  # so a re-run from elsewhere reads the same mask
         if self.mask_invert:
             if self.mask is None and settings.mask is None:
                 raise SettingsError("inverts a mask: give one with --mask", key="mask_invert")
@@ -95,7 +96,12 @@ class Recipe:
         if self.accentuate or self.pull is not None:
             pull = self.pull if self.pull is not None else settings.accentuate
             changes["accentuate"] = pull if pull is not None else PULL
-        return dataclasses.replace(settings, **changes) if changes else settings
+        final = dataclasses.replace(settings, **changes) if changes else settings
+        if final.mask_invert and final.mask is None:  # a preset's or a picture's, with no mask to invert
+            raise SettingsError(
+                "is set by the preset or picture, with no mask to invert: add --mask", key="mask_invert"
+            )
+        return final
 
 
 def class_layer(network: models.Network, name: str) -> LayerSpec:
