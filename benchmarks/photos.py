@@ -1,11 +1,14 @@
 """Dreams that stay photos (issue 35), measured on EfficientNet-Lite0 with real weights.
 
     OMP_NUM_THREADS=2 python benchmarks/photos.py --out /tmp/photos/ [--part accent|mask|strong|invert]
+        [--steps 80] [--pulls 10,3,1]
 
 chelsea.png at 224 px (../shared/images).  ``accent``: three classes Lite0 gives the
 photo under 1 %, accentuated (``engine.accentuation``) and dreamed plainly toward the
-same class with the same number of steps: the class probability, the mean absolute
-change (0-255) and SSIM (8x8 windows, luminance) against the photo.  ``mask``: the
+same class with the same number of steps, for each pull of ``--pulls`` (the default's
+calibration): the class probability, the mean absolute change (0-255) and SSIM (8x8
+windows, luminance) against the photo; ``accent_sheet.png``: photo | accentuated at
+the first pull | DeepDream, for the first class.  ``mask``: the
 left half kept; the largest change in the feathering's hard zone and the mean change in
 the right quarter against the unmasked dream's.  ``strong``: the mean activation of
 ``_blocks.10[strong:8]`` after a dream on them, against 8 random channels' after theirs.
@@ -55,27 +58,35 @@ def probabilities(net, image: torch.Tensor) -> torch.Tensor:
         return net(image[None]).softmax(1)[0]
 
 
-def accent(net, photo, out: Path, steps: int) -> None:
+def accent(net, photo, out: Path, steps: int, pulls: list[float]) -> None:
     p = probabilities(net, photo)
     classes = [int(c) for c in torch.argsort(p) if 0.001 < p[c] < 0.01][-3:]  # the likeliest under 1 %
     print(f"photo: top-1 {int(p.argmax())} p={float(p.max()):.3f}")
-    print("| class | p before | how | p after | top-1 after | mean |change| | SSIM |")
+    print("| pull | class | p before | how | p after | top-1 after | mean |change| | SSIM |")
     for c in classes:
-        settings = Settings(layers=(LayerSpec("_fc", channels=(c,)),), seed=0, step_size=1.5)
-        made = accentuate(net, photo, settings=settings, steps=steps)
         plain = dream(
             net, photo, settings=Settings(layers=(LayerSpec("_fc", channels=(c,)),), octaves=1,
                                           iterations=steps, seed=0),
         )  # fmt: skip
-        for how, image in (("accentuate", made.images), ("DeepDream", plain)):
+        made = {}
+        for pull in pulls:
+            settings = Settings(layers=(LayerSpec("_fc", channels=(c,)),), seed=0, step_size=1.5)
+            made[pull] = accentuate(net, photo, settings=settings, pull=pull, steps=steps)
+        rows = [(f"{pull:g}", "accentuate", m.images) for pull, m in made.items()] + [
+            ("-", "DeepDream", plain)
+        ]
+        for pull_shown, how, image in rows:
             q = probabilities(net, image)
             moved = float((image - photo).abs().mean() * 255)
             print(
-                f"| {c} | {float(p[c]):.4f} | {how} | {float(q[c]):.3f} | {int(q.argmax())} | "
+                f"| {pull_shown} | {c} | {float(p[c]):.4f} | {how} | {float(q[c]):.3f} | {int(q.argmax())} | "
                 f"{moved:.1f} | {ssim(image, photo):.3f} |"
             )
-            write_image(out / f"accent_{c}_{how}.png", image)
-        write_image(out / f"accent_{c}_changed.png", made.changed.expand(3, -1, -1))
+            write_image(out / f"accent_{c}_{how}_{pull_shown}.png", image)
+        first = made[pulls[0]]
+        write_image(out / f"accent_{c}_changed.png", first.changed.expand(3, -1, -1))
+        if c == classes[0]:
+            write_image(out / "accent_sheet.png", torch.cat([photo, first.images, plain], dim=-1))
 
 
 def mask(net, photo, out: Path) -> None:
@@ -140,6 +151,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("/tmp/photos"))
     parser.add_argument("--part", default="all")
     parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--pulls", default="10,3,1", help="pulls of the accentuation, the first drawn")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
@@ -148,7 +160,7 @@ def main() -> None:
     photo = F.interpolate(read_image(SHARED / "images" / "chelsea.png").rgb[None], size=(224, 336),
                           mode="bilinear", antialias=True)[0]  # fmt: skip
     parts = {
-        "accent": lambda: accent(net, photo, args.out, args.steps),
+        "accent": lambda: accent(net, photo, args.out, args.steps, [float(x) for x in args.pulls.split(",")]),
         "mask": lambda: mask(net, photo, args.out),
         "strong": lambda: strong(net, photo, args.out),
         "invert": lambda: invert(net, photo, args.out),

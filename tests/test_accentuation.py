@@ -59,3 +59,25 @@ def test_accentuate_with_a_mask_keeps_the_hard_zone(net):
     made = accentuate(net, photo, settings=settings, pull=0.0, steps=8, mask=mask)
     hard = masking.hard_zone(mask, (64, 64))
     assert torch.equal(made.images[:, hard], photo[:, hard])
+
+
+def test_the_default_pull_holds_a_trained_networks_scale_near_the_photo(net):
+    # A trained network's logit rises by tens (Lite0: benchmarks/README.md, issue 35); the random
+    # one's barely moves, so its logit is scaled to that size.  Pull 1 let such a logit take the
+    # photo 3x as far as DeepDream; the default still raises the logit and moves the photo less.
+    from dreamcli.engine.objectives import Activations
+
+    photo = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0))
+    goal = Activations((LayerSpec("fc", channels=(7,)),), signed=True) * 300
+    settings = Settings(seed=0)
+    loose = accentuate(net, photo, settings=settings, goal=goal, pull=1.0, steps=12).images
+    held = accentuate(net, photo, settings=settings, goal=goal, steps=12).images
+    assert logit(net, held, 7) > logit(net, photo, 7) + 0.1  # the objective rises
+    assert (held - photo).abs().mean() < 0.75 * (loose - photo).abs().mean()
+
+
+def test_accentuate_without_pull_records_the_default_pull(run, tmp_path):
+    out = tmp_path / "out.png"
+    result = run(save_photo(tmp_path / "photo.png", 64, 64), *FAST, "--class", "7", "--accentuate", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert read_metadata(out)["settings"]["accentuate"] == 10.0  # the measured default, not 1.0

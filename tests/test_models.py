@@ -349,6 +349,7 @@ def test_a_fine_tuned_head_dreams_the_layers_before_it_with_a_note(tmp_path, res
     assert result.exit_code == 0, result.output
     notes = [line for line in result.output.splitlines() if line.startswith("Note:")]
     assert len(notes) == 1 and "r18_10.pth: 2 tensors not loaded (fc.weight has shape (10, 512)" in notes[0]
+    assert notes[0].endswith("a dream that needs them is refused")  # whole, not cut mid-word
     assert (tmp_path / "out.png").exists()
     # The class objective needs the head: one line naming the key, nothing written.
     (tmp_path / "out.png").unlink()

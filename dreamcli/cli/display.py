@@ -40,10 +40,18 @@ def quiet_stdout() -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
+# A Note: line's longest text: ours (a weights file loaded in part names two keys) fit in
+# it; a hostile key name or a library's long message is cut.
+NOTE_WIDTH = 400
+
+
 def warning_text(message, category) -> str:
     """A Python warning as dreamcli says it: its message, first line, no file or line number."""
     text = str(message).strip().splitlines()[0] if str(message).strip() else category.__name__
-    return text[:200]
+    if len(text) <= NOTE_WIDTH:
+        return text
+    cut = text[:NOTE_WIDTH].rsplit(" ", 1)[0]  # at a word, so a cut line never ends mid-word
+    return f"{cut} ..."
 
 
 def skipped(output: Path, reason: str | None = None) -> str:

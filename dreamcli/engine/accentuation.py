@@ -8,8 +8,10 @@ random transformations (so only robust changes count), while a pull holds the
 picture near the photo.  The step is Adam's, as for feature pictures.
 
 The pull is ``pull * mean |picture - photo|`` in 0-255 units subtracted from the
-objective (the papers' signed one: a class's logit, a channel's mean): with
-pull 1, a grey level of mean change must buy at least one unit of logit.
+objective (the papers' signed one: a class's logit, a channel's mean): at the
+default pull (``config.PULL``, 10), a grey level of mean change must buy ten
+units of logit.  A trained network's logit is cheap to raise (Lite0's grows by
+tens), so a pull of 1 let the photo go three times as far as a plain DeepDream.
 """
 
 from __future__ import annotations
