@@ -5,6 +5,7 @@ the same pixels and the same metadata for one request."""
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import numpy as np
 import pytest
@@ -75,7 +76,8 @@ def test_a_recipe_resolves_the_mask_and_the_accentuation_over_the_preset(tmp_pat
     kept = Recipe(preset=str(preset), accentuate=True, mask_invert=True).resolve().settings
     assert kept.accentuate == 3.0 and kept.mask_invert  # --accentuate keeps the preset's pull
     pulled = Recipe(preset=str(preset), pull=7.0, mask="n.png").resolve().settings
-    assert pulled.accentuate == 7.0 and pulled.mask == "n.png"  # --pull alone sets the preset's pull
+    assert pulled.accentuate == 7.0  # --pull alone sets the preset's pull
+    assert pulled.mask == os.path.abspath("n.png")  # a typed mask, whole: a re-run from elsewhere finds it
     assert Recipe(accentuate=True).resolve().settings.accentuate == PULL
     assert Recipe().resolve().settings.accentuate is None
     for recipe, key in ((Recipe(mask_invert=True), "mask_invert"), (Recipe(pull=2.0), "pull")):
