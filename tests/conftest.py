@@ -7,6 +7,7 @@ network or ../shared.
 from __future__ import annotations
 
 import signal
+import time
 from pathlib import Path
 
 import numpy as np
@@ -93,6 +94,17 @@ def save_photo(path, width: int = 96, height: int = 64, seed: int = 0, mode: str
     img = Image.fromarray(photo_array(width, height, seed)).convert(mode)
     img.save(path, **save_args)
     return path
+
+
+def wait_for_a_picture(folder: Path, seconds: float = 120) -> None:
+    """Until a running ``dream`` has written a picture into ``folder``: a signal sent after
+    this lands in the work, not in start-up."""
+    deadline = time.monotonic() + seconds
+    while not (folder.exists() and any(folder.glob("*.png"))) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert folder.exists() and any(folder.glob("*.png")), (
+        f"no output within {seconds:g} s: the signal would land in start-up"
+    )
 
 
 def cli_invoker(weights_file, *flags: str, catch_exceptions: bool = False):

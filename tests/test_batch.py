@@ -32,7 +32,7 @@ from dreamcli.io.metadata import read_metadata
 from dreamcli.jobs.inputs import Job, collect_inputs, parse_shard, take_shard
 from dreamcli.jobs.naming import plan_jobs
 
-from conftest import cli_invoker, save_photo
+from conftest import cli_invoker, save_photo, wait_for_a_picture
 
 # The cheapest real dream: one octave, one step, an early layer.
 TINY = ["--octaves", "1", "--iterations", "1", "--layer", "conv2/3x3", "--seed", "0"]
@@ -244,20 +244,9 @@ def test_sigint_to_a_real_process_leaves_no_partial_file(tmp_path, weights_file)
         "--seed",
         "0",
     ]
-    # A shell's background job starts with SIGINT ignored, and the child would inherit that;
-    # a terminal's Ctrl-C reaches a foreground process, so the test restores the default.
-    proc = subprocess.Popen(
-        [str(c) for c in cmd],
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-    deadline = time.monotonic() + 120
-    while not (out.exists() and any(out.glob("*.png"))) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert out.exists() and any(out.glob("*.png")), (
-        "no output within 120 s: the signal would land in start-up"
-    )
+    # SIGINT reaches the child even from a background shell: conftest gives it back.
+    proc = subprocess.Popen([str(c) for c in cmd], stderr=subprocess.PIPE, text=True)
+    wait_for_a_picture(out)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 
 import pytest
@@ -21,7 +20,7 @@ from dreamcli.cli import main
 from dreamcli.errors import SettingsError
 from dreamcli.io.images import read_metadata
 
-from conftest import cli_invoker, save_photo
+from conftest import cli_invoker, save_photo, wait_for_a_picture
 
 FAST = ["--octaves", "2", "--iterations", "2", "--layer", "inception_3b", "--seed", "1"]
 
@@ -458,12 +457,7 @@ def test_sigterm_stops_like_ctrl_c_with_exit_143(tmp_path, weights_file):
         "0",
         stderr=subprocess.PIPE,
     )
-    deadline = time.monotonic() + 120
-    while not (out.exists() and any(out.glob("*.png"))) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert out.exists() and any(out.glob("*.png")), (
-        "no output within 120 s: the signal would land in start-up"
-    )
+    wait_for_a_picture(out)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err

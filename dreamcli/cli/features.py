@@ -9,6 +9,7 @@ import click
 
 from dreamcli.cli import common
 from dreamcli.cli.common import Machine, flag
+from dreamcli.config import MAX_MASK_PATH
 from dreamcli.errors import brief
 from dreamcli.io.formats import check_output_path, refuse_inputs
 from dreamcli.jobs import naming
@@ -151,7 +152,7 @@ def _as_recorded(ctx: click.Context, params: dict[str, Any], picture: Path) -> d
             ) from None
     like = recorded.get("like")
     if params["like"] is None and isinstance(like, str) and not (params["each"] or params["classes"]):
-        if not like or len(like) > 4096 or "\0" in like or not Path(like).is_file():
+        if not like or len(like) > MAX_MASK_PATH or "\0" in like or not Path(like).is_file():
             raise click.BadParameter(
                 f"{picture} was made --like {brief(like, 80)}, which is not a file here; "
                 "give the photo with --like",
