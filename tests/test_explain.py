@@ -107,3 +107,16 @@ def test_dream_explain_from_the_command_line(weights_file, tmp_path):
         assert result.exit_code != 0 and message in result.output, result.output
         assert result.output.count("\n") == 1 and "Traceback" not in result.output
     assert not (tmp_path / "x.png").exists() and not (tmp_path / "x.json").exists()
+
+
+def test_an_explanation_says_how_long_its_pictures_will_take(loaded, tmp_path):
+    from dreamcli.events import Note
+
+    photo = save_photo(tmp_path / "photo.png", 96, 64)
+    heard = []
+    explaining.explain(loaded, "inception_4a", photo, TINY, report=heard.append)
+    notes = [e.message for e in heard if isinstance(e, Note)]
+    # 6 cells + 2 groups, one batch: said once, after its first steps
+    assert len(notes) == 1 and re.fullmatch(
+        r"8 pictures \(cells and groups\) at 32 px, 8 steps: about \d+ min here", notes[0]
+    )

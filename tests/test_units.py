@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from dreamcli.events import Note
 from dreamcli.jobs import unit_pictures, units
 from dreamcli.jobs.spatial import groups_of, layer_map, nmf, read_photo
 from dreamcli.jobs.unit_options import UnitsOptions
@@ -168,3 +169,13 @@ def test_dream_units_from_the_command_line(weights_file, photos, tmp_path):
     assert (
         result.exit_code == 2 and "at least 2 pictures" in result.output and not (tmp_path / "new").exists()
     )
+
+
+def test_a_unit_site_says_how_long_its_pictures_will_take(loaded, photos, tmp_path):
+    heard = []
+    units.make_units(
+        loaded, LAYER, photos, tmp_path / "site", UnitsOptions(top=2, **TINY), report=heard.append
+    )
+    notes = [e.message for e in heard if isinstance(e, Note)]
+    assert len(notes) == 1 and notes[0].startswith("2 units to picture at 32 px")
+    assert "a rerun keeps the units already made" in notes[0]

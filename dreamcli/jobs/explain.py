@@ -33,6 +33,7 @@ from dreamcli.errors import SettingsError
 from dreamcli.events import Report, Stage, ignore
 from dreamcli.jobs.spatial import groups_of, layer_map, read_photo, spatial
 from dreamcli.jobs.unit_options import ExplainOptions
+from dreamcli.jobs.unit_pictures import estimating
 from dreamcli.models import Loaded
 
 
@@ -211,11 +212,27 @@ def _pictures(
     size = (options.cell_size, options.cell_size)
     made, cosines = [], []
     report(Stage("pictures", 0, len(targets)))
+    batches = -(-len(targets) // options.batch)
+    steps = iterations * STEPS_PER_ITERATION
+    listen = estimating(
+        report,
+        steps * batches,
+        lambda minutes: (
+            f"{len(targets)} pictures (cells and groups) at {options.cell_size} px, {steps} steps: "
+            f"about {max(1, round(minutes))} min here"
+        ),
+    )
     for start in range(0, len(targets), options.batch):
         chunk = targets[start : start + options.batch]
         goal = Direction(layer, chunk, power=options.power)
         images = feature_pictures(
-            module, size, settings=settings, goal=goal, batch=len(chunk), param=options.param
+            module,
+            size,
+            settings=settings,
+            goal=goal,
+            batch=len(chunk),
+            param=options.param,
+            report=listen if start == 0 else ignore,
         )
         reached = layer_map(module, layer, images.images).mean((2, 3))
         cosines += F.cosine_similarity(reached, chunk, dim=1).tolist()

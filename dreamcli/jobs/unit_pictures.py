@@ -11,7 +11,7 @@ activation (held fixed within a step) makes one weight fit every layer and netwo
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -79,6 +79,22 @@ class UnitGoal(Objective):
         return values - penalty
 
 
+def estimating(report: Report, steps: int, say: Callable[[float], str]) -> Report:
+    """A listener to the Step events of a run's first batch: after its third step, ``report``
+    hears ``say(minutes)``, the minutes that ``steps`` such steps take at that pace."""
+    timing: dict[str, float] = {}
+
+    def listen(event) -> None:
+        if not isinstance(event, Step):
+            return
+        if event.iteration == 1:
+            timing["start"] = time.perf_counter()
+        elif event.iteration == 4 and "start" in timing:
+            report(Note(say((time.perf_counter() - timing["start"]) / 3 * steps / 60)))
+
+    return listen
+
+
 @dataclass(frozen=True)
 class Made:
     """The pictures of a batch (N, 3, S, S) in [0, 1] and, per picture, the channel's mean and
@@ -107,24 +123,19 @@ def make_unit_pictures(
     settings = Settings(octaves=1, iterations=iterations, seed=options.seed)
     goal = UnitGoal(layer, slots, options.diversity)
     steps = iterations * STEPS_PER_ITERATION
-    timing: dict[str, float] = {}
-
-    def listen(event) -> None:
-        if not isinstance(event, Step) or estimate is None:
-            return
-        if event.iteration == 1:
-            timing["start"] = time.perf_counter()
-        elif event.iteration == 4 and "start" in timing:
-            per_step = (time.perf_counter() - timing["start"]) / 3
-            batches, units = estimate
-            minutes = per_step * steps * batches / 60
-            report(
-                Note(
-                    f"{units} units to picture at {options.size} px, {steps} steps: about "
-                    f"{minutes:.0f} min here ({minutes / max(1, units) * 60:.0f} s a unit); "
-                    "a rerun keeps the units already made"
-                )
-            )
+    listen = (
+        estimating(
+            report,
+            steps * estimate[0],
+            lambda minutes: (
+                f"{estimate[1]} units to picture at {options.size} px, {steps} steps: about "
+                f"{minutes:.0f} min here ({minutes / max(1, estimate[1]) * 60:.0f} s a unit); "
+                "a rerun keeps the units already made"
+            ),
+        )
+        if estimate is not None
+        else ignore
+    )
 
     size = (options.size, options.size)
     made = feature_pictures(
