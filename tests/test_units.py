@@ -179,3 +179,18 @@ def test_a_unit_site_says_how_long_its_pictures_will_take(loaded, photos, tmp_pa
     notes = [e.message for e in heard if isinstance(e, Note)]
     assert len(notes) == 1 and notes[0].startswith("2 units to picture at 32 px")
     assert "a rerun keeps the units already made" in notes[0]
+
+
+def test_a_vit_token_grid_has_unit_pages_like_a_spatial_layer(photos, tmp_path):
+    from dreamcli.models.prepare import prepare_for_dreaming
+
+    network = get("torchvision:vit_b_16")
+    vit = Loaded(network, prepare_for_dreaming(network.build(None, seed=0), "cpu"), "random")
+    options = UnitsOptions(channels=(5, 700), **{**TINY, "photo_size": 48, "diverse": 0})
+    site = units.make_units(vit, "encoder_layer_1", photos, tmp_path / "site", options)
+    assert sorted(u["channel"] for u in site["list"]) == [5, 700] and site["units"]["channels"] == 768
+    # An example's place is a token's: on the 3x3 grid of a 48-px photo, each centre is (k + 0.5) / 3
+    # of its view (the whole photo: its four corners were scanned at 48 px too).
+    whole = [e for u in site["list"] for e in u["examples"] if e["view"] == "whole"]
+    assert whole and all(round(e["x"] * 3 - 0.5, 4) % 1 == 0 for e in whole)
+    assert all((tmp_path / "site" / link).is_file() for link in links(tmp_path / "site"))
