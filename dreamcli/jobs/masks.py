@@ -23,14 +23,15 @@ QUARTER_TURNS = {5, 6, 7, 8}
 
 
 def read_mask(path: str | Path, invert: bool = False) -> torch.Tensor:
-    """The mask at ``path`` as a (H, W) tensor in [0, 1] (white = dream; ``invert`` swaps)."""
+    """The mask at ``path`` as a (H, W) tensor in [0, 1] (white = dream, transparent = black;
+    ``invert`` swaps)."""
     if Path(path).is_dir():
         raise SettingsError(f"the mask {path} is a folder; give a greyscale picture (white = dream)")
     try:
-        rgb = read_image(path).rgb
+        picture = read_image(path)
     except DreamError as exc:
         raise SettingsError(f"the mask: {exc}; give a greyscale picture (white = dream)") from None
-    return masking.from_rgb(rgb, invert, f"the mask {path}")
+    return masking.from_rgb(picture.rgb, invert, f"the mask {path}", picture.alpha)
 
 
 def mask_of(settings: Settings) -> torch.Tensor | None:
