@@ -16,6 +16,7 @@ import torch
 from dreamcli.config import Settings
 from dreamcli.engine import masking
 from dreamcli.errors import DreamError, SettingsError
+from dreamcli.io.formats import file_problem
 from dreamcli.io.images import read_image
 
 # EXIF orientations that turn a picture a quarter (ImageOps.exif_transpose swaps its sides).
@@ -25,8 +26,8 @@ QUARTER_TURNS = {5, 6, 7, 8}
 def read_mask(path: str | Path, invert: bool = False) -> torch.Tensor:
     """The mask at ``path`` as a (H, W) tensor in [0, 1] (white = dream, transparent = black;
     ``invert`` swaps)."""
-    if Path(path).is_dir():
-        raise SettingsError(f"the mask {path} is a folder; give a greyscale picture (white = dream)")
+    if problem := file_problem(path):
+        raise SettingsError(f"the mask {path} {problem}; give a greyscale picture (white = dream)")
     try:
         picture = read_image(path)
     except DreamError as exc:
