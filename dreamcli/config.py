@@ -227,10 +227,11 @@ FIELDS: dict[str, Field] = {
         Field("keep_colors", bool, "Dream on luminance only, so the photo keeps its colours."),
     )
 }
-# Keys that pictures and saved presets of earlier versions hold but that no longer set anything:
-# read and dropped, so that ``--preset old.png`` and a saved ``--show-settings`` still work.
+# Keys that pictures and saved presets of earlier versions hold but that no longer set anything,
+# and what does that work now: read and dropped, so that ``--preset old.png`` and a saved
+# ``--show-settings`` still work; a preset file that holds one gets a note (``presets.load``).
 # (``param`` was validated and recorded but never read; ``dream features --param`` is the real one.)
-RETIRED = frozenset({"param"})
+RETIRED: Mapping[str, str] = {"param": "dream features --param"}
 # The seed of a job whose parts must agree and be the same on every run without --seed: every
 # frame of an animation, feature pictures, an atlas (``Settings.seeded(steady=True)``).
 STEADY_SEED = 0
