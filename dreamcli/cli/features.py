@@ -105,9 +105,9 @@ def _features(ctx: click.Context, params: dict[str, Any]) -> int:
     path = naming.features_output(output, into_folder, settings, params["classes"], chosen.preset_name, like)
     check_output_path(params["output"], path)
     machine = Machine.of(params)
-    refuse_inputs(
-        path, [("preset", chosen.preset.path if chosen.preset else None), ("--like photo", params["like"])]
-    )
+    reads = [("preset", chosen.preset.path if chosen.preset else None), ("--like photo", params["like"])]
+    for written in (path, naming.alpha_path(path)) if params["alpha"] else (path,):  # --alpha's map too
+        refuse_inputs(written, reads)
     if machine.kept(path, params["overwrite"]):
         return 0
     from dreamcli.jobs.features import run_features
