@@ -70,7 +70,8 @@ def dream(
     if mask is None and settings.mask is not None:
         mask = settings.mask
     if isinstance(mask, (str, Path)):
-        mask = masking.from_rgb(read_image(mask).rgb, settings.mask_invert, f"the mask {mask}")
+        picture = read_image(mask)
+        mask = masking.from_rgb(picture.rgb, settings.mask_invert, f"the mask {mask}", picture.alpha)
     if isinstance(model, Loaded):
         settings = model.resolved(settings)  # no layers: the network's default layer
         module = model.module

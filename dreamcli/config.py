@@ -66,6 +66,7 @@ class LayerSpec:
         """Parse ``NAME[CHANNELS][:WEIGHT]``; channels are a list of indices and ranges."""
         match = _LAYER_RE.match(str(text).strip())
         if not match:
+            _refuse_mixed_pick(str(text))
             raise SettingsError(f"layer {brief(text)} is not valid: write {LAYER_SYNTAX}")
         weight = float(match["weight"]) if match["weight"] is not None else 1.0
         if weight == 0 or not math.isfinite(weight):
@@ -85,6 +86,24 @@ class LayerSpec:
         if self.weight != 1.0:
             text += f":{self.weight:g}"
         return text
+
+
+# A layer's brackets, whatever they hold, and a pick in them (``strong:4``).
+_BRACKETS_RE = re.compile(r"^[^\[\]:\s]+\[(?P<inside>[^\[\]]*)\]")
+_PICK_RE = re.compile(r"[a-z]+\s*:\s*\d+", re.IGNORECASE)
+
+
+def _refuse_mixed_pick(text: str) -> None:
+    """A pick is a whole choice (the N channels the photo drives most, least, or nearest the mean),
+    so it cannot share its brackets with channel numbers or a second pick: say so, not the syntax."""
+    brackets = _BRACKETS_RE.match(text.strip())
+    inside = brackets["inside"] if brackets else ""
+    if _PICK_RE.search(inside) and not _PICK_RE.fullmatch(inside.strip()):
+        picks = [f"[{how}:N]" for how in PICKS]
+        raise SettingsError(
+            f"layer {brief(text)}: a pick cannot be mixed with other channels; write "
+            f"{', '.join(picks[:-1])} or {picks[-1]} alone in the brackets, or a channel list like [0-7,12]"
+        )
 
 
 def _parse_pick(mode: str | None, count: str | None, whole: str) -> tuple[str, int] | None:
@@ -208,10 +227,11 @@ FIELDS: dict[str, Field] = {
         Field("keep_colors", bool, "Dream on luminance only, so the photo keeps its colours."),
     )
 }
-# Keys that pictures and saved presets of earlier versions hold but that no longer set anything:
-# read and dropped, so that ``--preset old.png`` and a saved ``--show-settings`` still work.
+# Keys that pictures and saved presets of earlier versions hold but that no longer set anything,
+# and what does that work now: read and dropped, so that ``--preset old.png`` and a saved
+# ``--show-settings`` still work; a preset file that holds one gets a note (``presets.load``).
 # (``param`` was validated and recorded but never read; ``dream features --param`` is the real one.)
-RETIRED = frozenset({"param"})
+RETIRED: Mapping[str, str] = {"param": "dream features --param"}
 # The seed of a job whose parts must agree and be the same on every run without --seed: every
 # frame of an animation, feature pictures, an atlas (``Settings.seeded(steady=True)``).
 STEADY_SEED = 0

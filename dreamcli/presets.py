@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from dreamcli import models
-from dreamcli.config import Settings
+from dreamcli.config import RETIRED, Settings
 from dreamcli.errors import SettingsError, brief, describe
 from dreamcli.io.formats import IMAGE_EXTENSIONS
 from dreamcli.io.metadata import read_metadata
@@ -38,6 +38,7 @@ class Preset:
     origin: str  # "built-in", or the label of the user folder it came from
     description: str
     values: dict[str, Any]  # the validated keys the file sets (not the defaults)
+    notes: tuple[str, ...] = ()  # what the user should hear about the file (a retired key)
 
     def apply(self, base: Settings | None = None) -> Settings:
         return Settings.from_mapping(self.values, base)
@@ -144,7 +145,15 @@ def load(path: Path, origin: str = "file") -> Preset:
             models.get(values["model"])
     except SettingsError as exc:
         raise SettingsError(f"{path}: {exc}") from None
-    return Preset(path.stem, path, origin, description.strip(), values)
+    # A retired key never changed a picture, so it is dropped, not refused (saved presets hold it);
+    # a file is the user's to edit, so it is named.  A picture's metadata drops it silently.
+    notes = tuple(
+        f"{path}: key {key!r} is ignored, as it never changed a dream (the real one is "
+        f"{RETIRED[key]}); delete it from the file to silence this"
+        for key in values
+        if key in RETIRED
+    )
+    return Preset(path.stem, path, origin, description.strip(), values, notes)
 
 
 def from_picture(path: Path) -> Preset:

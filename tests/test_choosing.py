@@ -50,7 +50,11 @@ def test_weak_and_avg_choose_the_other_ends():
 
 @pytest.mark.parametrize(
     ("layer", "said"),
-    [("inception_3b[stron:4]", "did you mean strong"), ("inception_3b[strong:481]", "has 480 channels")],
+    [
+        ("inception_3b[stron:4]", "did you mean strong"),
+        ("inception_3b[strong:481]", "has 480 channels"),
+        ("inception_3b[strong:4,0-3]", "a pick cannot be mixed with other channels"),
+    ],
 )
 def test_a_wrong_choice_is_one_line_and_exit_2(run, tmp_path, layer, said):
     result = run(save_photo(tmp_path / "photo.png"), *FAST, "--layer", layer)

@@ -375,7 +375,7 @@ def test_the_two_skipped_wordings_are_one(tiny, tmp_path):
     ("args", "fragment"),
     [
         (["--layer", "inception_4c[9999]"], "layer 'inception_4c' has 512 channels (0-511); channel 9999"),
-        (["--guide", "nowhere.png"], "nowhere.png is not a file"),
+        (["--guide", "nowhere.png"], "nowhere.png does not exist"),
         (["--name", "{stem:d}.png"], "output name template '{stem:d}.png' is not valid"),
         (["--shard", "²/2"], "shard '²/2' is not valid"),
         (["zoom", "--size", "64x64"], "--size: sets the size of a zoom from noise"),
@@ -388,6 +388,26 @@ def test_what_can_be_checked_before_the_model_loads_exits_2_at_once(tmp_path, ar
     result = cli_invoker(tmp_path / "no-weights.pth")(*command, photo, *args)
     assert result.exit_code == 2, result.output
     assert len(result.output.strip().splitlines()) == 1 and fragment in result.output
+
+
+@pytest.mark.parametrize(
+    ("command", "flag", "then"),
+    [
+        (["features", "--layer", "inception_3b"], "--like", "give a photo"),
+        (["{photo}"], "--guide", "give a picture to dream of"),
+        (["{photo}"], "--mask", "give a greyscale picture (white = dream)"),
+    ],
+)
+def test_a_picture_flag_says_whether_its_file_is_missing_or_a_folder(tmp_path, command, flag, then):
+    photo = save_photo(tmp_path / "p.png", 40, 32)
+    (tmp_path / "folder").mkdir()
+    invoke = cli_invoker(tmp_path / "no-weights.pth")  # said before the model loads: exit 2, not 1
+    args = [str(photo) if part == "{photo}" else part for part in command]
+    for named, said in (("nosuch.png", "nosuch.png does not exist; "), ("folder", "folder is a folder; ")):
+        result = invoke(*args, flag, tmp_path / named, "-o", tmp_path / "out.png")
+        assert result.exit_code == 2, result.output
+        assert f"{said}{then}" in result.output and "is not a file" not in result.output
+        assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "out.png").exists()
 
 
 def test_size_with_an_exotic_digit_is_a_usage_error(tiny):

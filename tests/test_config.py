@@ -20,6 +20,15 @@ def test_layer_spec_rejects_bad_syntax(text):
         LayerSpec.parse(text)
 
 
+@pytest.mark.parametrize("text", ["inception_4c[strong:4,0-3]", "x[0-3,weak:2]:2", "x[strong:4,avg:2]"])
+def test_a_pick_mixed_with_channels_says_a_pick_stands_alone(text):
+    with pytest.raises(SettingsError) as refused:
+        LayerSpec.parse(text)
+    said = str(refused.value)
+    assert "a pick cannot be mixed with other channels" in said and text in said
+    assert "[strong:N], [weak:N] or [avg:N] alone in the brackets, or a channel list" in said
+
+
 def test_settings_defaults_are_the_notebook_values():
     s = Settings()
     assert (s.octaves, s.octave_scale, s.iterations, s.step_size, s.jitter) == (4, 1.4, 10, 1.5, 32)

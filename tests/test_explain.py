@@ -97,7 +97,7 @@ def test_dream_explain_from_the_command_line(weights_file, tmp_path):
         "photo_explain.html", "photo_explain.json", "photo_explain.png",
     ]  # fmt: skip
     for bad, message in (
-        (["explain", tmp_path / "missing.png", *flags], "is not a file"),
+        (["explain", tmp_path / "missing.png", *flags], "missing.png does not exist"),
         (["explain", photo, *flags, "--cell", "9,9", "-o", tmp_path / "x.png"], "outside the"),
         (["explain", photo, *flags, "--cell", "a", "-o", tmp_path / "x.png"], "ROW,COL"),
         (["explain", photo, *flags, "-o", tmp_path / "x.jpg"], "use one of png"),

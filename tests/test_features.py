@@ -192,6 +192,19 @@ def test_a_like_picture_re_runs_from_its_metadata_and_a_too_small_photo_is_one_l
     assert overwrite.exit_code == 2 and "never overwrites an input" in overwrite.output
 
 
+def test_the_alpha_map_never_replaces_the_like_photo(weights_file, tmp_path):
+    from tests.conftest import save_photo
+
+    run = cli_invoker(weights_file, "--octaves", "1", "--iterations", "2", "--seed", "2")
+    photo_alpha = save_photo(tmp_path / "p_alpha.png", 64, 64)  # the transparency map of -o p.png
+    before = photo_alpha.read_bytes()
+    alpha = run(
+        "features", "--like", photo_alpha, "--layer", "inception_3b", "--alpha", "-o", tmp_path / "p.png"
+    )
+    assert alpha.exit_code == 2 and "never overwrites an input" in alpha.output, alpha.output
+    assert photo_alpha.read_bytes() == before and not (tmp_path / "p.png").exists()
+
+
 def test_each_tile_of_a_sheet_is_the_size_asked_for(weights_file, tmp_path):
     run = cli_invoker(weights_file, "--octaves", "1", "--iterations", "1", "-q")
     result = run(

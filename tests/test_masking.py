@@ -59,6 +59,24 @@ def test_an_inverted_mask_keeps_the_other_half_and_the_picture_re_runs_it(dream,
     assert np.array_equal(pixels(first), pixels(again))  # the recorded mask (and its inversion) re-ran
 
 
+@pytest.mark.parametrize("mode", ["RGBA", "LA"])
+def test_a_transparent_part_of_a_mask_counts_as_black(dream, tmp_path, mode):
+    photo = save_photo(tmp_path / "photo.png")
+    painted = np.full((64, 96, 4), 255, np.uint8)  # white everywhere, but the left half transparent
+    painted[:, :48, 3] = 0
+    mask = tmp_path / "mask.png"
+    Image.fromarray(painted, "RGBA").convert(mode).save(mask)
+    result = dream(photo, *FAST, "--mask", mask, "-o", tmp_path / "out.png")
+    assert result.exit_code == 0, result.output
+    before, after = pixels(photo), pixels(tmp_path / "out.png")
+    assert np.abs(after - before)[:, :30].max() <= 1  # the transparent half is the photo
+    assert np.abs(after - before)[:, 60:].mean() > 2  # the painted half dreamed
+    inverted = tmp_path / "inverted.png"
+    assert dream(photo, *FAST, "--mask", mask, "--mask-invert", "-o", inverted).exit_code == 0
+    changed = np.abs(pixels(inverted) - before)
+    assert changed[:, 66:].max() <= 1 and changed[:, :30].mean() > 2  # inverted: the weight, not the RGB
+
+
 @pytest.mark.parametrize(
     ("make", "invert", "said"),
     [
@@ -146,3 +164,17 @@ def test_the_python_api_takes_a_mask_tensor(net):
     out = dream(net, image, settings=settings, mask=mask)
     hard = masking.hard_zone(mask, (64, 96))
     assert torch.equal(out[:, hard], image[:, hard]) and (out - image)[:, :, 60:].abs().mean() > 0.005
+
+
+def test_the_python_api_reads_a_mask_path_with_its_transparency(net, tmp_path):
+    from dreamcli import Settings, dream
+
+    painted = np.full((64, 96, 4), 255, np.uint8)
+    painted[:, :48, 3] = 0  # white, the left half transparent
+    Image.fromarray(painted, "RGBA").save(tmp_path / "mask.png")
+    image = torch.rand(3, 64, 96, generator=torch.Generator().manual_seed(0))
+    settings = Settings(
+        layers=("inception3b",), octaves=1, iterations=2, seed=1, mask=str(tmp_path / "mask.png")
+    )
+    out = dream(net, image, settings=settings)
+    assert torch.equal(out[:, :, :30], image[:, :, :30]) and (out - image)[:, :, 60:].abs().mean() > 0.005

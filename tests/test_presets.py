@@ -165,6 +165,25 @@ def test_show_settings_says_what_the_flags_changed_in_the_preset(weights_file):
     assert shown["octaves"] == 5 and "(Changed from the deep preset: octaves.)" in shown["description"]
 
 
+def test_a_retired_key_gets_a_note_in_a_preset_file_and_none_from_an_old_picture(weights_file, tmp_path):
+    preset = tmp_path / "old.yaml"
+    preset.write_text("octaves: 2\nparam: fft\n")  # a --show-settings saved by an older version
+    cli = cli_invoker(weights_file)
+    result = cli("--preset", preset, "--show-settings")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.strip().splitlines() == [
+        f"Note: {preset}: key 'param' is ignored, as it never changed a dream (the real one is "
+        "dream features --param); delete it from the file to silence this"
+    ]
+    assert yaml.safe_load(result.stdout)["octaves"] == 2
+    assert cli("--preset", preset, "--show-settings", "-q").stderr == ""
+    recorded = json.loads(dream_metadata())
+    recorded["settings"]["param"] = "fft"  # old pictures recorded it too
+    picture = png_with_text(tmp_path / "old.png", json.dumps(recorded))
+    result = cli("--preset", picture, "--show-settings")
+    assert result.exit_code == 0 and result.stderr == "", result.output
+
+
 def test_a_picture_with_broken_settings_is_no_preset(weights_file, tmp_path):
     photo = save_photo(tmp_path / "p.png", 40, 32)
     odd = Image.new("RGB", (8, 8))

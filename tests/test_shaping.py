@@ -93,11 +93,11 @@ def test_keep_colors_keeps_the_photos_colours(weights_file, tmp_path):
 def test_the_knobs_are_preset_keys(tmp_path, weights_file):
     preset = tmp_path / "soft.yaml"
     preset.write_text("smooth: 1.5\nlapnorm: true\nkeep_colors: true\nparam: fft\n")
-    shown = yaml.safe_load(cli_invoker(weights_file)("--preset", preset, "--show-settings").output)
+    shown = yaml.safe_load(cli_invoker(weights_file)("--preset", preset, "--show-settings").stdout)
     assert (shown["smooth"], shown["lapnorm"], shown["keep_colors"]) == (1.5, True, True)
     assert "param" not in shown  # retired (it set nothing): old presets and pictures hold it, it is dropped
     undone = yaml.safe_load(
-        cli_invoker(weights_file)("--preset", preset, "--no-lapnorm", "--show-settings").output
+        cli_invoker(weights_file)("--preset", preset, "--no-lapnorm", "--show-settings").stdout
     )
     assert undone["lapnorm"] is False
     (tmp_path / "bad.yaml").write_text("lapnorm: maybe\n")

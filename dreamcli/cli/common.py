@@ -17,6 +17,7 @@ import click
 from click.core import ParameterSource
 
 from dreamcli import models
+from dreamcli import presets as preset_files
 from dreamcli.cli import complete
 from dreamcli.cli.display import Display, skipped
 from dreamcli.cli.flags import (  # noqa: F401 - the declarations commands use as common.X
@@ -120,7 +121,16 @@ def chosen_settings(
 ) -> Resolved:
     """The settings of this command: the preset (``--preset``), then the settings flags typed."""
     with as_flags():
-        return recipe(ctx, params, fields).resolve()
+        resolved = recipe(ctx, params, fields).resolve()
+    say_notes(resolved.preset, params)
+    return resolved
+
+
+def say_notes(preset: preset_files.Preset | None, params: dict[str, Any]) -> None:
+    """A preset file's notes (a retired key it holds), as Note: lines on stderr, unless --quiet."""
+    if preset is not None and not params.get("quiet"):
+        for note in preset.notes:
+            click.echo(f"Note: {note}", err=True)
 
 
 def network_for(model: str | None) -> models.Network:

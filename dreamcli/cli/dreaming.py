@@ -22,7 +22,7 @@ from dreamcli.cli.common import Machine, flag
 from dreamcli.cli.dream_flags import many_files, per_file
 from dreamcli.errors import EXIT_OK
 from dreamcli.events import Summary
-from dreamcli.io.formats import VIDEO_INPUTS
+from dreamcli.io.formats import VIDEO_INPUTS, file_problem
 from dreamcli.jobs import inputs, naming
 from dreamcli.run.recipe import Resolved
 
@@ -85,8 +85,8 @@ def _dream(ctx: click.Context, params: dict[str, Any]) -> int:
     if params["show_settings"]:
         return _show_settings(ctx, chosen, params)
     guide: Path | None = params["guide"]
-    if guide is not None and not guide.is_file():
-        raise click.BadParameter(f"{guide} is not a file; give a picture to dream of", param_hint="--guide")
+    if guide is not None and (problem := file_problem(guide)):
+        raise click.BadParameter(f"{guide} {problem}; give a picture to dream of", param_hint="--guide")
     if params["ray_workers"] is not None and not params["ray"]:
         raise click.BadParameter(
             "sets the workers of --ray; add --ray or leave it out", param_hint="--ray-workers"

@@ -12,6 +12,7 @@ from dreamcli.cli import common
 from dreamcli.cli.common import Machine, Span, default_of, flag
 from dreamcli.cli.units import one_layer
 from dreamcli.errors import EXIT_OK, DreamError, SettingsError, describe
+from dreamcli.io.formats import file_problem
 from dreamcli.jobs import inputs, naming
 from dreamcli.jobs.unit_options import PICTURE_PARAMS, ExplainOptions
 
@@ -109,8 +110,8 @@ def _explain(ctx: click.Context, params: dict[str, Any]) -> int:
     chosen = common.chosen_settings(ctx, params, fields=("seed",))
     spec = one_layer(chosen, params, "an explanation is at", channels=False)
     photo = inputs.one_photo(list(params["inputs"]), "explain")
-    if not photo.is_file():
-        raise SettingsError(f"{photo} is not a file; give one photo")
+    if problem := file_problem(photo):
+        raise SettingsError(f"{photo} {problem}; give one photo")
     output, into_folder = common.output_path(params["output"])
     path = naming.explain_output(output, into_folder, photo)
     if into_folder:

@@ -11,7 +11,7 @@ from dreamcli.cli import common
 from dreamcli.cli.common import Machine, flag
 from dreamcli.config import MAX_MASK_PATH
 from dreamcli.errors import brief
-from dreamcli.io.formats import check_output_path, refuse_inputs
+from dreamcli.io.formats import check_output_path, file_problem, refuse_inputs
 from dreamcli.jobs import naming
 from dreamcli.jobs.requests import PARAMS, FeatureRequest
 
@@ -93,8 +93,8 @@ def _features(ctx: click.Context, params: dict[str, Any]) -> int:
         raise click.UsageError(
             "--like makes one fft or maco picture of one layer: leave out --each, --class, pixel"
         )
-    if params["like"] is not None and not Path(params["like"]).is_file():
-        raise click.BadParameter(f"{params['like']} is not a file; give a photo", param_hint="--like")
+    if params["like"] is not None and (problem := file_problem(params["like"])):
+        raise click.BadParameter(f"{params['like']} {problem}; give a photo", param_hint="--like")
     chosen = common.chosen_settings(ctx, params, fields=("octaves", "iterations", "step_size", "seed"))
     settings = chosen.settings  # --class too: the run layer makes it a logits layer
     if chosen.preset is not None and chosen.preset.origin == "picture":
@@ -105,9 +105,9 @@ def _features(ctx: click.Context, params: dict[str, Any]) -> int:
     path = naming.features_output(output, into_folder, settings, params["classes"], chosen.preset_name, like)
     check_output_path(params["output"], path)
     machine = Machine.of(params)
-    refuse_inputs(
-        path, [("preset", chosen.preset.path if chosen.preset else None), ("--like photo", params["like"])]
-    )
+    reads = [("preset", chosen.preset.path if chosen.preset else None), ("--like photo", params["like"])]
+    for written in (path, naming.alpha_path(path)) if params["alpha"] else (path,):  # --alpha's map too
+        refuse_inputs(written, reads)
     if machine.kept(path, params["overwrite"]):
         return 0
     from dreamcli.jobs.features import run_features
@@ -152,9 +152,11 @@ def _as_recorded(ctx: click.Context, params: dict[str, Any], picture: Path) -> d
             ) from None
     like = recorded.get("like")
     if params["like"] is None and isinstance(like, str) and not (params["each"] or params["classes"]):
-        if not like or len(like) > MAX_MASK_PATH or "\0" in like or not Path(like).is_file():
+        usable = bool(like) and len(like) <= MAX_MASK_PATH and "\0" not in like
+        problem = file_problem(like) if usable else "is not a path"
+        if problem:
             raise click.BadParameter(
-                f"{picture} was made --like {brief(like, 80)}, which is not a file here; "
+                f"{picture} was made --like {brief(like, 80)}, which {problem} here; "
                 "give the photo with --like",
                 param_hint="--preset",
             )

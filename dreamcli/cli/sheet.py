@@ -82,6 +82,7 @@ def _sheet(ctx: click.Context, params: dict[str, Any]) -> int:
             each = common.recipe(ctx, params, preset=name, model=network.name, values=typed_values)
             with common.as_flags():
                 preset = each.load_preset()
+            common.say_notes(preset, params)
             sheet_presets += [preset] if preset else []
             model = preset.values.get("model", network.name) if preset else network.name
             if model != network.name:

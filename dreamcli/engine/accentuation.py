@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from dreamcli.config import PULL, Settings
+from dreamcli.config import PULL, STEADY_SEED, Settings
 from dreamcli.engine import masking
 from dreamcli.engine import transforms as tf
 from dreamcli.engine.capture import LayerCapture, model_device
@@ -62,7 +62,7 @@ def accentuate(
     device = model_device(model)
     photo = (image[None] if single else image).to(device=device, dtype=torch.float32)
     batch, _, height, width = photo.shape
-    generator = torch.Generator().manual_seed(settings.seed if settings.seed is not None else 0)
+    generator = torch.Generator().manual_seed(settings.seed if settings.seed is not None else STEADY_SEED)
     scale = one_over_f(height, width).to(device)
     change = torch.zeros(batch, 3, height, width // 2 + 1, 2, device=device, requires_grad=True)
     optimizer = torch.optim.Adam([change], lr=LEARNING_RATE * settings.step_size / 1.5)

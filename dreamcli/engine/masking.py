@@ -1,7 +1,7 @@
 """Region masks: dream only where a greyscale mask is white (``--mask``).
 
 The mask is a weight per pixel in [0, 1] (white = dream, black = keep the
-photo, grey = partly).  At each octave it is resized to the octave's size and
+photo, grey = partly; transparent counts as black).  At each octave it is resized to the octave's size and
 softened by two box blurs (a tent ``2 * radius`` wide: soft edges, and a
 support that ends, so that far enough from any white the weight is exactly 0);
 after the octave the dream is blended back toward that octave's photo,
@@ -49,9 +49,20 @@ def check_mask(mask: torch.Tensor, where: str = "the mask", dreamed: str = "whit
     return mask
 
 
-def from_rgb(rgb: torch.Tensor, invert: bool = False, where: str = "the mask") -> torch.Tensor:
-    """A (3, H, W) picture in [0, 1] as a (H, W) mask by its brightness; ``invert``: black = dream."""
+def from_rgb(
+    rgb: torch.Tensor,
+    invert: bool = False,
+    where: str = "the mask",
+    alpha: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """A (3, H, W) picture in [0, 1] as a (H, W) mask by its brightness; ``invert``: black = dream.
+
+    With an ``alpha`` (1, H, W), transparent counts as black: the weight is brightness x alpha,
+    so white painted on a transparent layer dreams only where it was painted (``invert`` then
+    inverts that weight: the transparent part is dreamed)."""
     grey = LUMA[0] * rgb[0] + LUMA[1] * rgb[1] + LUMA[2] * rgb[2]
+    if alpha is not None:
+        grey = grey * alpha.reshape(grey.shape)
     if invert:
         return check_mask(1.0 - grey, where + " (inverted)", dreamed="black")[0, 0]
     return check_mask(grey, where)[0, 0]

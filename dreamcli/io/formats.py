@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -114,3 +116,27 @@ def check_output_path(raw: str | None, path: Path) -> None:
     for parent in path.parents:
         if os.path.lexists(parent) and not parent.is_dir():
             raise SettingsError(f"cannot write {shown(path)}: {shown(parent)} is a file, not a folder")
+
+
+def file_problem(path: str | Path) -> str | None:
+    """Why ``path`` is no file to read, said after its name (``does not exist``, ``is a folder``,
+    ``is a FIFO, not a regular file``), or None for a regular file.  The one check of every
+    picture a flag names (--mask, --guide, --like) and of every input; only regular files are
+    read: opening a FIFO would wait forever for a writer."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        if path.is_symlink():
+            return f"is a link to {os.readlink(path)}, which does not exist"
+        return "does not exist"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "is a symbolic link that leads back to itself (a link loop)"
+        return f"cannot be read: {exc.strerror or exc}"
+    if stat.S_ISDIR(mode):
+        return "is a folder"
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+        return f"is {kind}, not a regular file"
+    return None

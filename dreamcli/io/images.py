@@ -7,10 +7,7 @@ when the input has one.
 from __future__ import annotations
 
 import contextlib
-import errno
 import functools
-import os
-import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +20,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
 from dreamcli.errors import ImageError, describe
 from dreamcli.io.atomic import atomic_write
-from dreamcli.io.formats import KEEPS_ALPHA, output_format
+from dreamcli.io.formats import KEEPS_ALPHA, file_problem, output_format
 from dreamcli.io.metadata import read_metadata, save_options
 
 __all__ = [
@@ -133,25 +130,19 @@ def _decode(path: Path, max_size: int | None) -> tuple[np.ndarray, np.ndarray | 
     return rgb, alpha, notes
 
 
+# What an input's problem adds after ``file_problem``'s words: what to do.
+_INPUT_FIX = {
+    "does not exist": "; check the path",
+    "is a folder": ", not an image; give a file (or pass several inputs for batch mode)",
+}
+
+
 def _check_regular(path: Path) -> None:
-    """Only regular files are images: opening a FIFO would wait forever for a writer."""
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        if path.is_symlink():
-            raise ImageError(f"{path} is a link to {os.readlink(path)}, which does not exist") from None
-        raise ImageError(f"{path} does not exist; check the path") from None
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise ImageError(f"{path} is a symbolic link that leads back to itself (a link loop)") from None
-        raise ImageError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if stat.S_ISDIR(mode):
-        raise ImageError(
-            f"{path} is a folder, not an image; give a file (or pass several inputs for batch mode)"
-        )
-    if not stat.S_ISREG(mode):
-        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
-        raise ImageError(f"{path} is {kind}, not a regular file; only regular files are images")
+    """Only regular files are images (``file_problem``)."""
+    problem = file_problem(path)
+    if problem is not None:
+        fix = _INPUT_FIX.get(problem, "; only regular files are images" if "regular" in problem else "")
+        raise ImageError(f"{path} {problem}{fix}")
 
 
 @contextlib.contextmanager

@@ -31,6 +31,7 @@ from dreamcli.engine.transforms import RandomAffine
 from dreamcli.errors import DreamError, ImageTooLargeError, SettingsError
 from dreamcli.events import FileStarted, Report, ignore
 from dreamcli.io.images import read_image, write_image, write_pil
+from dreamcli.jobs import naming
 from dreamcli.jobs.requests import FeatureRequest
 from dreamcli.jobs.sheets import contact_sheet, prepare_folder, start_image
 from dreamcli.models import Loaded
@@ -80,7 +81,7 @@ def run_features(
         )
         write_image(request.output, made.images[0], None, meta)
         if request.alpha:
-            write_image(request.alpha_output, made.alpha[0].expand(3, -1, -1), None, meta)
+            write_image(naming.alpha_path(request.output), made.alpha[0].expand(3, -1, -1), None, meta)
         return request.output
     wanted = terms(settings.layers)
     tiles: list[tuple[str, torch.Tensor, torch.Tensor]] = []
@@ -112,7 +113,8 @@ def run_features(
     write_pil(request.output, contact_sheet(pictures, columns=columns, width=width), meta)
     if request.alpha:
         alphas = [(t, a.expand(3, -1, -1)) for t, _, a in tiles]
-        write_pil(request.alpha_output, contact_sheet(alphas, columns=columns, width=width), meta)
+        sheet = contact_sheet(alphas, columns=columns, width=width)
+        write_pil(naming.alpha_path(request.output), sheet, meta)
     return request.output
 
 
@@ -189,7 +191,7 @@ def _like(model: Loaded, request: FeatureRequest, settings: Settings, options, r
     meta.update(size=[width, height], like=str(like.absolute()), match=how)  # a re-run reads it again
     write_image(request.output, made.images[0], None, meta)
     if request.alpha:
-        write_image(request.alpha_output, made.alpha[0].expand(3, -1, -1), None, meta)
+        write_image(naming.alpha_path(request.output), made.alpha[0].expand(3, -1, -1), None, meta)
     return request.output
 
 

@@ -16,6 +16,7 @@ import torch
 from dreamcli.config import Settings
 from dreamcli.engine import masking
 from dreamcli.errors import DreamError, SettingsError
+from dreamcli.io.formats import file_problem
 from dreamcli.io.images import read_image
 
 # EXIF orientations that turn a picture a quarter (ImageOps.exif_transpose swaps its sides).
@@ -23,14 +24,15 @@ QUARTER_TURNS = {5, 6, 7, 8}
 
 
 def read_mask(path: str | Path, invert: bool = False) -> torch.Tensor:
-    """The mask at ``path`` as a (H, W) tensor in [0, 1] (white = dream; ``invert`` swaps)."""
-    if Path(path).is_dir():
-        raise SettingsError(f"the mask {path} is a folder; give a greyscale picture (white = dream)")
+    """The mask at ``path`` as a (H, W) tensor in [0, 1] (white = dream, transparent = black;
+    ``invert`` swaps)."""
+    if problem := file_problem(path):
+        raise SettingsError(f"the mask {path} {problem}; give a greyscale picture (white = dream)")
     try:
-        rgb = read_image(path).rgb
+        picture = read_image(path)
     except DreamError as exc:
         raise SettingsError(f"the mask: {exc}; give a greyscale picture (white = dream)") from None
-    return masking.from_rgb(rgb, invert, f"the mask {path}")
+    return masking.from_rgb(picture.rgb, invert, f"the mask {path}", picture.alpha)
 
 
 def mask_of(settings: Settings) -> torch.Tensor | None:

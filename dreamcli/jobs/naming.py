@@ -341,6 +341,11 @@ def download_name(photo: str, label: str, seed: int | None) -> str:
     return f"{safe[:80]}_{seed}.png"
 
 
+def alpha_path(output: Path) -> Path:
+    """A feature picture's transparency map (``--alpha``): ``features_x.png`` -> ``features_x_alpha.png``."""
+    return output.with_name(f"{output.stem}_alpha.png")
+
+
 def changed_path(output: Path) -> Path:
     """Where an accentuation changed the photo: ``photo_dream.png`` -> ``photo_dream_changed.png``."""
     return output.with_name(f"{output.stem}_changed.png")

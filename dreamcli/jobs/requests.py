@@ -70,14 +70,10 @@ class FeatureRequest:
     size: tuple[int, int] | None = None  # (width, height); default 512x512, 224x224 per sheet tile
     param: str = "fft"
     each: bool = False
-    alpha: bool = False  # also write the transparency map, <stem>_alpha.png
+    alpha: bool = False  # also write the transparency map, <stem>_alpha.png (naming.alpha_path)
     metadata: dict[str, Any] = field(default_factory=dict)
     like: Path | None = None  # a photo: match its activations at the layer (inversion) ...
     caricature: bool = False  # ... or exaggerate them
-
-    @property
-    def alpha_output(self) -> Path:
-        return self.output.with_name(f"{self.output.stem}_alpha.png")
 
     @property
     def picture_size(self) -> tuple[int, int]:
