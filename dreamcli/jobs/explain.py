@@ -31,9 +31,8 @@ from dreamcli.engine.featurevis import STEPS_PER_ITERATION, feature_pictures
 from dreamcli.engine.objectives import Direction
 from dreamcli.errors import SettingsError
 from dreamcli.events import Report, Stage, ignore
-from dreamcli.jobs.spatial import groups_of, layer_map, read_photo, spatial
+from dreamcli.jobs.spatial import estimating, groups_of, layer_map, read_photo, spatial
 from dreamcli.jobs.unit_options import ExplainOptions
-from dreamcli.jobs.unit_pictures import estimating
 from dreamcli.models import Loaded
 
 

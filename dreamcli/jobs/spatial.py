@@ -14,6 +14,8 @@ groups still reconstruct ``A`` itself: ``W @ (H+ - H-)``.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from torch import nn
 
 from dreamcli.engine.capture import LayerCapture, model_device
 from dreamcli.errors import SettingsError
+from dreamcli.events import Note, Report, Step
 from dreamcli.io.images import read_image, shrink
 
 
@@ -92,3 +95,19 @@ def groups_of(act: torch.Tensor, rank: int, iterations: int = 300, seed: int = 0
     residual = a - w @ directions
     share = 1.0 - float(residual.pow(2).sum() / a.pow(2).sum().clamp_min(1e-12))
     return Groups(w.t().reshape(-1, rows, cols), directions, share)
+
+
+def estimating(report: Report, steps: int, say: Callable[[float], str]) -> Report:
+    """A listener to the Step events of a run's first batch: after its third step, ``report``
+    hears ``say(minutes)``, the minutes that ``steps`` such steps take at that pace."""
+    timing: dict[str, float] = {}
+
+    def listen(event) -> None:
+        if not isinstance(event, Step):
+            return
+        if event.iteration == 1:
+            timing["start"] = time.perf_counter()
+        elif event.iteration == 4 and "start" in timing:
+            report(Note(say((time.perf_counter() - timing["start"]) / 3 * steps / 60)))
+
+    return listen

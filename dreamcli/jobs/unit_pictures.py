@@ -10,8 +10,7 @@ activation (held fixed within a step) makes one weight fit every layer and netwo
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -20,7 +19,8 @@ import torch.nn.functional as F
 from dreamcli.config import Settings
 from dreamcli.engine.featurevis import STEPS_PER_ITERATION, feature_pictures
 from dreamcli.engine.objectives import Objective
-from dreamcli.events import Note, Report, Step, ignore
+from dreamcli.events import Report, ignore
+from dreamcli.jobs.spatial import estimating
 from dreamcli.jobs.unit_options import UnitsOptions
 
 
@@ -77,22 +77,6 @@ class UnitGoal(Objective):
                 scale = means[at].detach().abs().mean().clamp_min(1e-6)
                 penalty[at] = self.weight * scale * others
         return values - penalty
-
-
-def estimating(report: Report, steps: int, say: Callable[[float], str]) -> Report:
-    """A listener to the Step events of a run's first batch: after its third step, ``report``
-    hears ``say(minutes)``, the minutes that ``steps`` such steps take at that pace."""
-    timing: dict[str, float] = {}
-
-    def listen(event) -> None:
-        if not isinstance(event, Step):
-            return
-        if event.iteration == 1:
-            timing["start"] = time.perf_counter()
-        elif event.iteration == 4 and "start" in timing:
-            report(Note(say((time.perf_counter() - timing["start"]) / 3 * steps / 60)))
-
-    return listen
 
 
 @dataclass(frozen=True)
