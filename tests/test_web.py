@@ -497,6 +497,8 @@ def test_a_unit_is_pictured_once_and_its_examples_come_from_every_photo(served, 
         ("/api/units", {"layer": "inceptoin_4a", "channel": 1}, 400, ["did you mean"]),
         ("/api/units", {"layer": "inception_4a", "channel": 1, "options": {"diverse": 1}}, 400, ["diverse"]),
         ("/api/units", {"layer": "inception_4a", "channel": 1, "options": {"size": 4096}}, 400, ["at most"]),
+        ("/api/units", {"layer": "inception_4a", "channel": 1, "options": {"seed": 2**40}}, 400, ["seed"]),
+        ("/api/units", {"layer": "inception_4a", "channel": 1, "explanation": "nope"}, 404, ["explanation"]),
     ],
 )
 def test_bad_explanations_and_units_are_one_line(client, uploaded, path, request_, status, words):
@@ -523,4 +525,17 @@ def test_an_explanation_is_cancelled_within_a_step_and_leaves_nothing(served, cl
         counting.remove()
     assert latest[job["id"]]["state"] == "cancelled" and not latest[job["id"]]["files"]
     assert len(passes) <= 2  # stopped at the next forward pass, not after 1,024 steps
+    assert not (served.work.folder / "results" / job["id"]).exists()
+
+
+def test_an_explanation_that_cannot_run_fails_in_one_line_and_leaves_nothing(served, client, uploaded):
+    job = _post(
+        client, "/api/explanations", upload=uploaded[1]["id"], layer="loss3/classifier", options=EXPLAIN
+    )
+    latest, _ = events(served.base, served.config.token, finished([job["id"]]))
+    failed = latest[job["id"]]
+    assert failed["state"] == "failed" and not failed["files"]
+    message = failed["error"]
+    assert "no spatial positions" in message and "pick a convolutional layer" in message
+    assert "\n" not in message and str(served.work.folder) not in message
     assert not (served.work.folder / "results" / job["id"]).exists()

@@ -18,6 +18,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from dreamcli.config import FIELDS
 from dreamcli.jobs.unit_options import ExplainOptions, UnitsOptions
 from dreamcli.web import commands, inside_tasks, limits
 from dreamcli.web.limits import Refused
@@ -61,6 +62,9 @@ def _options(kind: type, what: str, given: Any, names: tuple[str, ...], most: di
     if not isinstance(given, dict) or set(given) - set(names):
         raise Refused(400, f"{what} options: give only {', '.join(names)}")
     limits.check_most(what, given, most)
+    seed, spec = given.get("seed"), FIELDS["seed"]  # the seeds a picture's settings can record
+    if isinstance(seed, int) and spec.high is not None and not 0 <= seed <= spec.high:
+        raise Refused(400, f"{what} seed: expected a whole number from 0 to {spec.high:.0f}, got {seed}")
     return kind(**given, **more)  # its own checks: a SettingsError names the option and the fix
 
 
@@ -134,6 +138,8 @@ def unit_job(config: Any, work: Work, data: dict[str, Any]) -> Job:
     )
     asked = data.get("explanation")
     origin = work.jobs.get(asked) if isinstance(asked, str) else None
+    if asked is not None and (origin is None or origin.kind != "explain"):
+        raise Refused(404, "no such explanation (it may have been forgotten); explain the photo again")
     photos = work.photos()
     if origin is not None and origin.upload not in photos:
         photos.append(origin.upload)
