@@ -498,6 +498,7 @@ def test_a_unit_is_pictured_once_and_its_examples_come_from_every_photo(served, 
         ("/api/units", {"layer": "inception_4a", "channel": 1, "options": {"diverse": 1}}, 400, ["diverse"]),
         ("/api/units", {"layer": "inception_4a", "channel": 1, "options": {"size": 4096}}, 400, ["at most"]),
         ("/api/units", {"layer": "inception_4a", "channel": 1, "options": {"seed": 2**40}}, 400, ["seed"]),
+        ("/api/units", {"layer": "inception_4a", "channel": 1, "options": {"crops": "no"}}, 400, ["crops"]),
         ("/api/units", {"layer": "inception_4a", "channel": 1, "explanation": "nope"}, 404, ["explanation"]),
     ],
 )

@@ -62,6 +62,9 @@ def _options(kind: type, what: str, given: Any, names: tuple[str, ...], most: di
     if not isinstance(given, dict) or set(given) - set(names):
         raise Refused(400, f"{what} options: give only {', '.join(names)}")
     limits.check_most(what, given, most)
+    for name, value in given.items():
+        if isinstance(getattr(kind(), name), bool) and not isinstance(value, bool):
+            raise Refused(400, f"{what} {name}: expected true or false, got {str(value)[:20]!r}")
     seed, spec = given.get("seed"), FIELDS["seed"]  # the seeds a picture's settings can record
     if isinstance(seed, int) and spec.high is not None and not 0 <= seed <= spec.high:
         raise Refused(400, f"{what} seed: expected a whole number from 0 to {spec.high:.0f}, got {seed}")
