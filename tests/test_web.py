@@ -356,3 +356,187 @@ def test_the_host_check_holds_on_every_interface():
     local = Config(session=None, port=8765)
     assert local.answers("127.0.0.1:8765") and local.answers("[::1]:8765")
     assert not local.answers("192.168.1.20:8765")
+
+
+# -- Inside the network: explanations and units on the same queue --------------------------------
+
+EXPLAIN = {"photo_size": 64, "grid": 3, "groups": 2, "classes": 2, "cell_size": 32, "steps": 8}
+UNIT = {"photo_size": 64, "size": 32, "steps": 8, "diverse": 2, "examples": 3}
+
+
+def _post(client, path, **request):
+    response = client.post(path, json=request)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def _run(served, client, path, **request):
+    """Post a job with the event stream already listening; the job done, and all it was told."""
+    ids: list[str] = []
+    connected = threading.Event()
+
+    def until(jobs):
+        connected.set()
+        return bool(ids) and finished(ids)(jobs)
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        watching = pool.submit(events, served.base, served.config.token, until)
+        assert connected.wait(30), "the event stream sent nothing"
+        ids.append(_post(client, path, **request)["id"])
+        latest, seen = watching.result(timeout=300)
+    done = latest[ids[0]]
+    assert done["state"] == "done", done["error"]
+    return done, [j for j in seen if j["id"] == ids[0]]
+
+
+@pytest.fixture(scope="module")
+def explained(served, client, uploaded):
+    return _run(
+        served, client, "/api/explanations", upload=uploaded[1]["id"], layer="inception_4a", options=EXPLAIN
+    )
+
+
+def test_an_explanation_reports_its_stages_and_serves_only_its_files(served, client, explained):
+    done, seen = explained
+    assert done["kind"] == "explain" and done["settings"] is None
+    data = client.get(f"/api/jobs/{done['id']}/files/explanation.json").json()
+    rows, cols = data["explain"]["grid"]
+    stages = [(j["stage"], j["done"], j["total"]) for j in seen if j["stage"]]
+    pictures = rows * cols + 2  # each cell's and each group's
+    assert ("activations", 1, 1) in stages and stages[-1] == ("pictures", pictures, pictures)
+    assert data["explain"]["photo"] == "photo.png"  # the upload's name, never the server's copy
+    assert len(data["cells"]) == rows * cols and len(data["classes"]) == 2
+    assert all(len(cell["channels"]) == 12 for cell in data["cells"])  # every cell's Hinton diagram
+    assert (
+        data["cell"]["channels"]
+        == data["cells"][data["cell"]["row"] * cols + data["cell"]["col"]]["channels"]
+    )
+    for name in ("photo.png", "cell0.png", f"cell{rows * cols - 1}.png", "group1.png", "group1_map.png"):
+        assert name in done["files"]
+        picture = client.get(f"/api/jobs/{done['id']}/files/{name}")
+        assert picture.headers["content-type"] == "image/png", name
+        Image.open(io.BytesIO(picture.content)).verify()
+    for name in ("../../../etc/passwd", "..%2F..%2Fuploads", "explanation.html", "nothing.png"):
+        response = client.get(f"/api/jobs/{done['id']}/files/{name}")
+        assert response.status_code == 404 and "Traceback" not in response.text
+    assert httpx.get(f"{served.base}/api/jobs/{done['id']}/files/cell0.png").status_code == 403  # the token
+
+
+def test_the_explanations_command_line_makes_the_same_poster(
+    client, uploaded, explained, weights_file, tmp_path
+):
+    done, _ = explained
+    photo, _ = uploaded
+    words = shlex.split(done["command"])
+    assert words[:5] == ["dream", "explain", "photo.png", "--layer", "inception_4a"]
+    assert "--cell-size" in words and words[-2:] == ["-o", "photo_explain.png"]
+    at = words.index("--weights")
+    del words[at : at + 2]
+    out = tmp_path / "cli.png"
+    result = cli_invoker(weights_file, "-q")("explain", str(photo), *words[3:-1], str(out))
+    assert result.exit_code == 0, result.output
+    served_png = client.get(f"/api/jobs/{done['id']}/files/poster.png")
+    assert "photo_explain.png" in served_png.headers["content-disposition"]
+    a, b = np.asarray(Image.open(io.BytesIO(served_png.content))), np.asarray(Image.open(out))
+    assert a.shape == b.shape and np.array_equal(a, b)
+
+
+def _site_pictures(served):
+    return {p: p.stat().st_mtime_ns for p in (served.work.folder / "units").rglob("pictures/*/*")}
+
+
+def test_a_unit_is_pictured_once_and_its_examples_come_from_every_photo(served, client, explained, tmp_path):
+    done, _ = explained
+    request = {"layer": "inception_4a", "channel": 5, "options": UNIT, "explanation": done["id"]}
+    first, _ = _run(served, client, "/api/units", **request)
+    unit = client.get(f"/api/jobs/{first['id']}/files/unit.json").json()
+    photos = len(served.work.photos())
+    assert (
+        unit["channel"] == 5 and not unit["cached"] and unit["photos"] == photos == first["about"]["photos"]
+    )
+    assert 1 <= len(unit["examples"]) <= 3 and set(unit["pictures"]) == {
+        "feature",
+        "negative",
+        "diverse1",
+        "diverse2",
+    }
+    for example in unit["examples"]:
+        assert example["photo"] in {up.name for up in served.work.photos()}
+        assert client.get(f"/api/jobs/{first['id']}/files/{example['crop']}").status_code == 200
+        assert client.get(f"/api/jobs/{first['id']}/files/{example['map']}").status_code == 200
+    made = _site_pictures(served)
+    assert len([p for p in made if p.name.startswith("c0005_")]) == 4
+
+    again, _ = _run(served, client, "/api/units", **request)  # the same channel: the cache's
+    assert client.get(f"/api/jobs/{again['id']}/files/unit.json").json()["cached"]
+    assert _site_pictures(served) == made  # not one picture made or written again
+
+    extra = save_photo(tmp_path / "new.png", 80, 64, seed=7)
+    client.post("/api/uploads", content=extra.read_bytes(), headers={"X-Filename": "new.png"})
+    third, _ = _run(served, client, "/api/units", **request)  # a new upload is scanned
+    unit = client.get(f"/api/jobs/{third['id']}/files/unit.json").json()
+    assert unit["cached"] and unit["photos"] == photos + 1 and _site_pictures(served) == made
+    assert shlex.split(third["command"])[:2] == ["dream", "units"] and "new.png" in third["command"]
+    assert "inception_4a[5]" in third["command"]
+
+
+@pytest.mark.parametrize(
+    ("path", "request_", "status", "words"),
+    [
+        ("/api/explanations", {"layer": "inceptoin_4a"}, 400, ["did you mean", "inception_4a"]),
+        ("/api/explanations", {"layer": "inception_4a[3]"}, 400, ["without channels"]),
+        ("/api/explanations", {"options": {"cells": 3}}, 400, ["give only", "grid"]),
+        ("/api/explanations", {"options": {"steps": 100_000}}, 400, ["steps", "at most 1024"]),
+        ("/api/explanations", {"options": {"grid": 16, "steps": 1024}}, 400, ["times the default", "grid"]),
+        ("/api/explanations", {"options": {"grid": "3"}}, 400, ["grid", "whole number"]),
+        ("/api/explanations", {"options": {"param": "dct"}}, 400, ["param", "fft"]),
+        ("/api/explanations", {"path": "/etc/passwd"}, 400, ["unknown key"]),
+        ("/api/explanations", {"upload": "/etc/passwd"}, 404, ["upload"]),
+        ("/api/units", {"layer": "inception_4a", "channel": 9999}, 400, ["channels", "9999"]),
+        ("/api/units", {"layer": "inception_4a", "channel": True}, 400, ["whole number"]),
+        ("/api/units", {"layer": "inceptoin_4a", "channel": 1}, 400, ["did you mean"]),
+        ("/api/units", {"layer": "inception_4a", "channel": 1, "options": {"diverse": 1}}, 400, ["diverse"]),
+        ("/api/units", {"layer": "inception_4a", "channel": 1, "options": {"size": 4096}}, 400, ["at most"]),
+        ("/api/units", {"layer": "inception_4a", "channel": 1, "options": {"seed": 2**40}}, 400, ["seed"]),
+        ("/api/units", {"layer": "inception_4a", "channel": 1, "options": {"crops": "no"}}, 400, ["crops"]),
+        ("/api/units", {"layer": "inception_4a", "channel": 1, "explanation": "nope"}, 404, ["explanation"]),
+    ],
+)
+def test_bad_explanations_and_units_are_one_line(client, uploaded, path, request_, status, words):
+    if path == "/api/explanations":
+        request_ = {"upload": uploaded[1]["id"], **request_}
+    _one_line_error(client.post(path, json=request_), status, *words)
+
+
+def test_an_explanation_is_cancelled_within_a_step_and_leaves_nothing(served, client, uploaded):
+    module = served.config.session.loaded.module
+    passes: list[int] = []
+    counting = module.register_forward_pre_hook(lambda *_: passes.append(1) if cancelled.is_set() else None)
+    cancelled = threading.Event()
+    try:
+        slow = {**EXPLAIN, "steps": 1024}
+        job = _post(client, "/api/explanations", upload=uploaded[1]["id"], layer="inception_4a", options=slow)
+        events(
+            served.base, served.config.token, lambda jobs: jobs.get(job["id"], {}).get("stage") == "pictures"
+        )
+        cancelled.set()
+        client.post(f"/api/jobs/{job['id']}/cancel")
+        latest, _ = events(served.base, served.config.token, finished([job["id"]]))
+    finally:
+        counting.remove()
+    assert latest[job["id"]]["state"] == "cancelled" and not latest[job["id"]]["files"]
+    assert len(passes) <= 2  # stopped at the next forward pass, not after 1,024 steps
+    assert not (served.work.folder / "results" / job["id"]).exists()
+
+
+def test_an_explanation_that_cannot_run_fails_in_one_line_and_leaves_nothing(served, client, uploaded):
+    job = _post(
+        client, "/api/explanations", upload=uploaded[1]["id"], layer="loss3/classifier", options=EXPLAIN
+    )
+    latest, _ = events(served.base, served.config.token, finished([job["id"]]))
+    failed = latest[job["id"]]
+    assert failed["state"] == "failed" and not failed["files"]
+    message = failed["error"]
+    assert "no spatial positions" in message and "pick a convolutional layer" in message
+    assert "\n" not in message and str(served.work.folder) not in message
+    assert not (served.work.folder / "results" / job["id"]).exists()

@@ -126,3 +126,55 @@ def test_a_photo_with_any_name_uploads_and_its_command_names_it_exactly(browser,
         download.value.save_as(saved)
         assert read_metadata(saved)["input"] == name
         page.close()
+
+
+def test_the_page_explains_the_photo_and_shows_a_channels_unit_with_examples(browser, weights_file, tmp_path):
+    """Inside the network, end to end: the sample, Explain, the grid over the photo, a cell and
+    its strongest channels, a channel's unit with an example from the session's photos."""
+    with running_server(weights_file, max_size=96) as served:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.set_default_timeout(120_000)
+        page.goto(served.config.url())
+        page.wait_for_selector("#explain-layer option[value=inception_4a]", state="attached")
+        assert page.input_value("#explain-layer") == "inception_4c"  # the network's default layer
+        page.click("#sample")
+        page.select_option("#explain-layer", "inception_4a")
+        page.click("details summary")
+        tiny = {
+            "#explain-fields": {"photo_size": 64, "grid": 3, "groups": 2, "cell_size": 32, "steps": 8},
+            "#unit-fields": {"photo_size": 64, "size": 32, "steps": 8, "diverse": 2, "examples": 2},
+        }
+        for box, values in tiny.items():
+            for name, value in values.items():
+                page.fill(f"{box} [name={name}]", str(value))
+        page.click("#explain")
+        panel = page.locator(".explanation[data-state=done]")
+        panel.locator(".cells .cell").first.wait_for(timeout=120_000)
+        command = panel.locator(".command").first.inner_text()
+        assert command.startswith("dream explain ") and "sample.jpg --layer inception_4a" in command
+        assert "--grid 3 --groups 2 --steps 8 --cell-size 32 --photo-size 64" in command
+        cells = panel.locator(".cells .cell")
+        assert cells.count() == 6 and panel.locator(".groups .group").count() == 2  # 2x3 at 64 px
+        assert "Top classes:" in panel.locator(".classes").inner_text()
+        loaded = (
+            "[...document.querySelectorAll('.explanation img')].every(i => i.complete && i.naturalWidth > 0)"
+        )
+        page.wait_for_function(loaded)  # every picture came through the token's file route
+
+        cells.nth(4).click()
+        assert panel.locator(".cell-title").inner_text() == "Cell 1,1"
+        assert "chosen" in (cells.nth(4).get_attribute("class") or "")
+        channels = panel.locator(".hinton .channel")
+        assert channels.count() == 12
+        channel = channels.first.get_attribute("data-channel")
+        channels.first.click()
+        unit = panel.locator(".unit[data-state=done]")
+        unit.locator(".examples tr.example").first.wait_for(timeout=120_000)
+        assert unit.locator(".unit-label").inner_text() == f"inception_4a unit {channel}"
+        assert unit.locator(".examples tr.example").count() >= 1
+        assert "sample.jpg" in unit.locator(".examples").inner_text()
+        assert unit.locator(".unit-pictures figure").count() == 4  # feature, 2 diverse, negative
+        page.wait_for_function(loaded.replace(".explanation img", ".unit img"))
+        shot = os.environ.get("DREAMCLI_SCREENSHOT_INSIDE") or str(tmp_path / "inside.png")
+        page.screenshot(path=shot, full_page=True)
+        page.close()

@@ -75,6 +75,13 @@ def _check_cell(ctx: click.Context, param: click.Parameter, value: str | None) -
     help="Adam steps of each picture.",
 )
 @flag(
+    "--cell-size",
+    span=Span(int, 16, 512),
+    default=default_of(ExplainOptions, "cell_size"),
+    show_default=True,
+    help="Side of each cell's and group's picture, pixels.",
+)
+@flag(
     "--param",
     type=click.Choice(PICTURE_PARAMS),
     default=default_of(ExplainOptions, "param"),
@@ -132,6 +139,7 @@ def _explain(ctx: click.Context, params: dict[str, Any]) -> int:
         groups=params["groups"],
         classes=params["classes"],
         cell=params["cell"],
+        cell_size=params["cell_size"],
         steps=params["steps"],
         param=params["param"],
         seed=chosen.settings.seeded(steady=True).seed or 0,

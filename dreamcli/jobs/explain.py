@@ -8,7 +8,7 @@ Interpretability", Distill 2018): what a layer sees where, and what it means for
   (``spatial.groups_of``), each with its map over the photo and its picture.
 * *attribution*: activation x gradient of each top class's logit at the layer, summed
   over a cell's positions, or over a group's share of the activation (its map x direction).
-* the chosen cell's strongest channels, for its Hinton diagram.
+* each cell's strongest channels (for its Hinton diagram), the chosen cell's apart.
 
 ``explain`` returns an ``Explanation``; ``explain_page.write_explanation`` writes the poster,
 the page and the JSON.
@@ -146,7 +146,13 @@ def explain(
         chosen = options.cell[0] * grid[1] + options.cell[1]
     else:
         chosen = int((cell_attr[0] if len(classes) else norms).argmax())
-    strongest = torch.argsort(vectors[:, chosen].abs(), descending=True, stable=True)[: options.channels]
+    order = torch.argsort(vectors.abs(), dim=0, descending=True, stable=True)[
+        : options.channels
+    ]  # (k, cells)
+
+    def strongest(cell: int) -> list[dict[str, Any]]:
+        return [{"channel": int(c), "value": round(float(vectors[c, cell]), 5)} for c in order[:, cell]]
+
     data = {
         "explain": {
             "photo": str(photo),
@@ -172,6 +178,7 @@ def explain(
                 "norm": round(float(norms[i]), 5),
                 "cosine": round(cosines[i], 4),
                 "attribution": {n: round(float(cell_attr[j, i]), 5) for j, n in enumerate(label)},
+                "channels": strongest(i),
             }
             for i in range(cells)
         ],
@@ -193,9 +200,7 @@ def explain(
         "cell": {
             "row": chosen // grid[1],
             "col": chosen % grid[1],
-            "channels": [
-                {"channel": int(c), "value": round(float(vectors[c, chosen]), 5)} for c in strongest
-            ],
+            "channels": strongest(chosen),
         },
     }
     return Explanation(rgb, pictures[:cells], pictures[cells:], groups.maps, data)

@@ -50,7 +50,8 @@ def _grid_picture(made: Explanation, size: tuple[int, int], fade: bool) -> Image
     return canvas
 
 
-def _map_over(made: Explanation, k: int, size: tuple[int, int]) -> Image.Image:
+def map_over(made: Explanation, k: int, size: tuple[int, int]) -> Image.Image:
+    """Group ``k``'s map over the photo (dark where the group is weak), at ``size`` (width, height)."""
     photo = shrink(made.photo, max(size))
     level = made.group_maps[k] / made.group_maps[k].max().clamp_min(1e-12)
     up = F.interpolate(level[None, None], size=photo.shape[-2:], mode="bilinear", align_corners=False)[0]
@@ -120,7 +121,7 @@ def poster(made: Explanation) -> Image.Image:
     first = data["classes"][0]["name"] if data["classes"] else None
     for k in range(groups):
         x = 10 + k * (group_side + 8)
-        out.paste(_map_over(made, k, (group_side, max(1, round(group_side * size[1] / size[0])))), (x, y))
+        out.paste(map_over(made, k, (group_side, max(1, round(group_side * size[1] / size[0])))), (x, y))
         out.paste(to_pil(made.group_pictures[k]).resize((group_side, group_side)), (x, y + group_side + 4))
         attr = data["groups"]["list"][k]["attribution"].get(first) if first else None
         text = f"{k + 1}" + (f": {attr:+.3g}" if attr is not None else "")
@@ -145,7 +146,7 @@ def page(made: Explanation, html_path: Path, units: Path | None = None) -> str:
     groups = "".join(
         f"<tr><td>{g['group']}</td>"
         f'<td><img src="{_data_uri(to_pil(made.group_pictures[g["group"] - 1]))}" width="96"></td>'
-        f'<td><img src="{_data_uri(_map_over(made, g["group"] - 1, (128, 128)))}" width="128"></td>'
+        f'<td><img src="{_data_uri(map_over(made, g["group"] - 1, (128, 128)))}" width="128"></td>'
         + "".join(f"<td>{g['attribution'][n]:+.4g}</td>" for n in names)
         + "</tr>"
         for g in data["groups"]["list"]

@@ -1,4 +1,5 @@
-"""The API of ``dream serve`` under ``/api/``: what may be dreamed, uploads, jobs.
+"""The API of ``dream serve`` under ``/api/``: what may be dreamed, uploads, jobs (dreams, and
+the explanations and units of ``inside``), the files each job wrote.
 
 Every input from the page is checked as the CLI checks a typed flag: presets
 only by a name on the list (never a path), layers against the network, settings
@@ -29,7 +30,7 @@ from dreamcli.errors import DreamError, SettingsError, describe
 from dreamcli.io.formats import IMAGE_EXTENSIONS
 from dreamcli.jobs.naming import download_name
 from dreamcli.run.recipe import Recipe
-from dreamcli.web import commands, limits
+from dreamcli.web import commands, inside, limits
 from dreamcli.web.limits import Refused
 from dreamcli.web.work import Job, Upload, Work
 
@@ -82,6 +83,8 @@ async def options(request: Request) -> Response:
             "max_size": config.max_size,
             "max_bytes": config.max_bytes,
             "max_pixels": config.max_pixels,
+            "explain": inside.explain_fields(),
+            "units": inside.unit_fields(),
         }
     )
 
@@ -161,8 +164,22 @@ async def jobs(request: Request) -> Response:
 
 async def submit(request: Request) -> Response:
     """A job from ``{"upload", "preset", "layers", "settings", "replaces"}``; queued at once."""
+    return await _queue(request, _job)
+
+
+async def explanations(request: Request) -> Response:
+    """An explanation from ``{"upload", "layer", "options"}`` (``inside``); queued at once."""
+    return await _queue(request, inside.explanation_job)
+
+
+async def units(request: Request) -> Response:
+    """A unit's page from ``{"layer", "channel", "options", "explanation"}``; queued at once."""
+    return await _queue(request, inside.unit_job)
+
+
+async def _queue(request: Request, make: Any) -> Response:
     try:
-        job = _job(request.app.state.config, request.app.state.work, await _json(request))
+        job = make(request.app.state.config, request.app.state.work, await _json(request))
     except Refused as exc:
         return _error(exc)
     except SettingsError as exc:
@@ -281,6 +298,25 @@ async def result(request: Request) -> Response:
     return FileResponse(job.result, media_type="image/png", filename=job.download)
 
 
+FILE_TYPES = {".png": "image/png", ".json": "application/json"}
+
+
+async def file(request: Request) -> Response:
+    """A file an explanation or a unit wrote, by a name the job lists (never a path)."""
+    try:
+        job = _find(request)
+    except Refused as exc:
+        return _error(exc)
+    name = request.path_params["name"]
+    path = job.files.get(name) if job.state == "done" else None
+    if path is None or not path.is_file():
+        return _error(Refused(404, f"this job ({job.state}) has no file {name[:40]!r}"))
+    headers = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+    if name == "poster.png":
+        return FileResponse(path, media_type="image/png", filename=job.download, headers=headers)
+    return FileResponse(path, media_type=FILE_TYPES[path.suffix], headers=headers)
+
+
 def routes() -> list[Route]:
     return [
         Route("/api/options", options),
@@ -290,4 +326,7 @@ def routes() -> list[Route]:
         Route("/api/jobs/{job}/cancel", cancel, methods=["POST"]),
         Route("/api/jobs/{job}/preview.png", preview),
         Route("/api/jobs/{job}/result.png", result),
+        Route("/api/jobs/{job}/files/{name}", file),
+        Route("/api/explanations", explanations, methods=["POST"]),
+        Route("/api/units", units, methods=["POST"]),
     ]

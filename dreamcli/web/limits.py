@@ -131,3 +131,34 @@ def check_pixels(path: Path, name: str, max_size: int, max_pixels: int) -> None:
             f"up to {max_pixels / 1e6:.0f} megapixels: shrink it first, or dream it with the CLI "
             f"(dream PHOTO --max-size {max_size})",
         )
+
+
+# What one explanation or unit request from the page may ask for at most: each value stays within
+# a few times its default (``jobs.unit_options``; the CLI takes more), and the pictures' work,
+# pictures x steps x pixels, within ``MOST_WORK`` times the default's, so that no request holds
+# the one worker for hours while the page waits.  Larger: the command line the page shows.
+EXPLAIN_MOST = {"grid": 16, "groups": 16, "classes": 10, "steps": 1024, "cell_size": 256, "photo_size": 512}
+UNIT_MOST = {"steps": 1024, "size": 256, "diverse": 8, "examples": 16, "photo_size": 512}
+MOST_WORK = 8.0
+
+
+def check_most(what: str, values: dict[str, Any], most: dict[str, int]) -> None:
+    """Refuse a whole number over the page's bound (other values are the options' to check)."""
+    for name, high in most.items():
+        value = values.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > high:
+            raise Refused(
+                400,
+                f"{what} {name}: the page takes at most {high}, got {value}; "
+                f"for more, run the command line with dream {what}",
+            )
+
+
+def check_work(what: str, work: float, default: float, lower: str) -> None:
+    """Refuse pictures that would take over ``MOST_WORK`` times the default's work."""
+    if work > MOST_WORK * default:
+        raise Refused(
+            400,
+            f"{what}: these settings ask for {work / default:.0f} times the default's work; the page "
+            f"takes up to {MOST_WORK:g} times: lower {lower}, or run the command line with dream {what}",
+        )

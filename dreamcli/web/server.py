@@ -39,7 +39,7 @@ from dreamcli.web.work import Hub, Work
 
 log = logging.getLogger("dreamcli.web")
 
-STATIC = {"app.js": "text/javascript", "style.css": "text/css"}
+STATIC = {"app.js": "text/javascript", "inside.js": "text/javascript", "style.css": "text/css"}
 HEARTBEAT = 15.0  # seconds between keep-alive comments on the event stream
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 FAILED = "the server failed on this request; its terminal says why"

@@ -1,30 +1,36 @@
-"""The server's state: uploads, jobs, and the one thread that dreams them in turn.
+"""The server's state: uploads, jobs, and the one thread that runs them in turn.
 
 One worker per server, so one job at a time on its device; the network stays
-loaded between jobs.  A job reports as it goes (``Hub``): every page listening
-hears of every job, so a second page sees the queue.  A job is cancelled from
-inside the engine's own report callback; its picture is written only once
-whole (the session's pipeline, ``jobs.batch``, writes atomically), so a stopped job
-leaves no file.
+loaded between jobs.  A job dreams a photo, or (``task``: ``inside``) makes an
+explanation or a unit's pictures, which it writes into a folder of its own.  A
+job reports as it goes (``Hub``): every page listening hears of every job, so a
+second page sees the queue.  A job is cancelled from inside the engine's own
+report callback (and, for a task, at the network's next forward pass); a dream's
+picture is written only once whole (the session's pipeline, ``jobs.batch``,
+writes atomically), and a task's folder is removed when it stops half way, so a
+stopped job leaves no file.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import itertools
 import logging
 import queue
 import secrets
+import shutil
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dreamcli.config import Settings
 from dreamcli.errors import DreamError, describe
-from dreamcli.events import FileDone, Note, OctaveDone, Step
+from dreamcli.events import FileDone, Note, OctaveDone, PhotoSkipped, Report, Stage, Step
 from dreamcli.run.session import Session
 
 log = logging.getLogger("dreamcli.web")
@@ -46,9 +52,17 @@ class Upload:
     width: int
     height: int
     sample: bool = False
+    used: bool = False  # a job named it (the sample is then among a unit's photos)
 
     def public(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "width": self.width, "height": self.height}
+
+
+FAILED = {
+    "dream": "dreaming failed",
+    "explain": "the explanation could not be made",
+    "unit": "the unit could not be made",
+}
 
 
 @dataclass
@@ -56,12 +70,24 @@ class Job:
     id: str
     number: int
     upload: Upload
-    settings: Settings  # with the user's layer names and the seed drawn
+    settings: Settings | None  # a dream's, with the user's layer names and the seed drawn
     preset: str | None
     label: str
     command: str
     download: str  # the file name a download gets
     replaces: str | None = None
+    kind: str = "dream"  # dream, explain, unit
+    # Other kinds than a dream: what the worker runs (``report`` -> the files it wrote, by the
+    # names the page asks for them), into ``folder``; what the page shows of the request.
+    task: Callable[[Report], dict[str, Path]] | None = None
+    folder: Path | None = None
+    photos: tuple[Upload, ...] = ()  # every photo the job reads besides ``upload``
+    about: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, Path] = field(default_factory=dict)
+    stage: str = ""
+    done: int = 0
+    total: int = 0
+    left: float | None = None  # seconds the stage has left, at its pace so far
     state: str = "queued"  # queued, running, done, failed, cancelled
     octave: int = 0
     octaves: int = 0
@@ -74,13 +100,21 @@ class Job:
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     cancel: threading.Event = field(default_factory=threading.Event)
+    stage_started: float = 0.0
 
     def public(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "number": self.number,
             "upload": self.upload.public(),
-            "settings": self.settings.to_dict(),
+            "settings": None if self.settings is None else self.settings.to_dict(),
+            "kind": self.kind,
+            "about": self.about,
+            "stage": self.stage,
+            "done": self.done,
+            "total": self.total,
+            "left": None if self.left is None else round(self.left),
+            "files": sorted(self.files),
             "preset": self.preset,
             "label": self.label,
             "command": self.command,
@@ -156,15 +190,27 @@ class Work:
     def add_upload(self, upload: Upload) -> None:
         with self.lock:
             self.uploads[upload.id] = upload
-            busy = {job.upload.id for job in self.jobs.values() if job.state in ("queued", "running")}
+            busy = {
+                up.id
+                for job in self.jobs.values()
+                if job.state in ("queued", "running")
+                for up in (job.upload, *job.photos)
+            }
             spare = [key for key, up in self.uploads.items() if key not in busy and not up.sample]
             for key in spare[: max(0, len(self.uploads) - MAX_UPLOADS)]:
                 self.uploads.pop(key).path.unlink(missing_ok=True)
 
     # -- jobs ---------------------------------------------------------------------------------
 
+    def photos(self) -> list[Upload]:
+        """The photos of this session, in the order they came: every upload kept, and the
+        sample once a job used it."""
+        with self.lock:
+            return [up for up in self.uploads.values() if up.used or not up.sample]
+
     def submit(self, job: Job) -> Job:
         with self.lock:
+            job.upload.used = True
             self.jobs[job.id] = job
             self._forget_old()
         self.todo.put(job)
@@ -195,6 +241,8 @@ class Work:
             del self.jobs[job.id]
             if job.result is not None:
                 job.result.unlink(missing_ok=True)
+            if job.folder is not None:
+                shutil.rmtree(job.folder, ignore_errors=True)
 
     def _tell(self, job: Job) -> None:
         self.hub.publish("job", job.public())
@@ -223,26 +271,31 @@ class Work:
             job.state = "running"
         self._tell(job)
         try:
-            self._dream(job)
+            if job.task is None:
+                self._dream(job)
+            else:
+                with _stoppable(self.session.loaded.module, job.cancel):
+                    files = job.task(self._reporter(job))
+                job.files = files
             if job.cancel.is_set():
                 raise Cancelled
             state, job.picture = "done", None  # the page shows the result now; memory is kept for it
         except Cancelled:
             state = "cancelled"
         except DreamError as exc:
-            state, job.error = "failed", _cleaned(str(exc), job.upload)
+            state, job.error = "failed", _cleaned(str(exc), job)
         except Exception as exc:  # anything else: one line for the page, the traceback for the terminal
             log.exception("job %s failed", job.id)
-            state, job.error = "failed", f"dreaming failed: {_cleaned(describe(exc), job.upload)}"
+            state, job.error = "failed", f"{FAILED[job.kind]}: {_cleaned(describe(exc), job)}"
+        if state != "done" and job.folder is not None:
+            shutil.rmtree(job.folder, ignore_errors=True)  # a job stopped half way leaves no file
         with self.lock:
             job.state, job.seconds = state, time.perf_counter() - started
         self._tell(job)
 
-    def _dream(self, job: Job) -> None:
-        """The job's picture, through the session's pipeline (the CLI's own): read, dream, write."""
-        from dreamcli.jobs.inputs import Job as File
-
-        path = self.folder / "results" / f"{job.id}.png"
+    def _reporter(self, job: Job) -> Report:
+        """What the job hears from the engine and the jobs: steps, octaves, stages, notes (each
+        told to the pages), and where a cancel stops it."""
         last = [0.0]
 
         def report(event: Any) -> None:
@@ -258,12 +311,31 @@ class Work:
             elif isinstance(event, OctaveDone):
                 job.picture, job.preview = _png(event.image[0]), event.octave
                 self._tell(job)
-            elif isinstance(event, Note):
+            elif isinstance(event, Stage):
+                now = time.perf_counter()
+                if event.stage != job.stage or event.done == 0:
+                    job.stage_started, job.left = now, None
+                elif event.done:
+                    job.left = (now - job.stage_started) / event.done * (event.total - event.done)
+                job.stage, job.done, job.total = event.stage, event.done, event.total
+                self._tell(job)
+            elif isinstance(event, Note) and event.message not in job.notes:
                 job.notes.append(event.message)
+                self._tell(job)
+            elif isinstance(event, PhotoSkipped):
+                job.notes.append(_cleaned(event.error, job))
 
+        return report
+
+    def _dream(self, job: Job) -> None:
+        """The job's picture, through the session's pipeline (the CLI's own): read, dream, write."""
+        from dreamcli.jobs.inputs import Job as File
+
+        assert job.settings is not None  # a dream's job has its settings
+        path = self.folder / "results" / f"{job.id}.png"
         file = File(job.upload.path, path, 1, name=job.upload.name)
         summary = self.session.dream_files(
-            [file], job.settings, preset=job.preset, report=report, decode=_decode_one
+            [file], job.settings, preset=job.preset, report=self._reporter(job), decode=_decode_one
         )
         done = summary.results[-1]
         if job.cancel.is_set():  # cancelled while its picture was written: no file stays
@@ -292,6 +364,26 @@ def _png(image: Any) -> bytes:
     return buffer.getvalue()
 
 
-def _cleaned(message: str, upload: Upload) -> str:
-    """A message for the page: the server's private path becomes the name the page gave."""
-    return message.replace(str(upload.path), upload.name).splitlines()[0] if message else "failed"
+@contextlib.contextmanager
+def _stoppable(module: Any, cancel: threading.Event) -> Iterator[None]:
+    """A cancel stops the job at the network's next forward pass (a step of a picture, a photo
+    scanned), not only between the stages it reports."""
+
+    def check(_module: Any, _inputs: Any) -> None:
+        if cancel.is_set():
+            raise Cancelled
+
+    handle = module.register_forward_pre_hook(check)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def _cleaned(message: str, job: Job) -> str:
+    """A message for the page: the server's private paths become the names the page gave."""
+    if not message:
+        return "failed"
+    for up in (job.upload, *job.photos):
+        message = message.replace(str(up.path), up.name)
+    return message.splitlines()[0]

@@ -43,6 +43,7 @@ async function start() {
     const option = new Option(layer, layer);
     $("#layers").append(option);
   }
+  setupInside(); // inside.js: the explanation's layer and settings
   $("#file").addEventListener("change", () => sendPhoto($("#file").files[0]));
   $("#sample").addEventListener("click", useSample);
   $("#dream").addEventListener("click", dreamChosen);
@@ -77,7 +78,8 @@ function showPhoto(src) {
   $("#photo").hidden = false;
   $("#photo-name").textContent = upload.width ? `${upload.name}, ${upload.width}×${upload.height}` : upload.name;
   $("#dream").disabled = false;
-  say("Pick presets and layers, then Dream.");
+  $("#explain").disabled = false;
+  say("Pick presets and layers, then Dream; or a layer to explain.");
 }
 
 async function dreamChosen() {
@@ -144,6 +146,11 @@ function show(job) {
   // (or the same final one again) never replaces a newer one.
   if (known && (ORDER[job.state] < ORDER[known.state] || (ORDER[known.state] === 2 && known.state === job.state))) return;
   jobs.set(job.id, job);
+  if (job.kind !== "dream") {
+    showInside(job); // inside.js: an explanation or a unit
+    updateQueue();
+    return;
+  }
   const tile = tileFor(job);
   tile.dataset.state = job.state;
   $(".label", tile).textContent = `${job.label} · ${job.upload.name}`;
