@@ -102,6 +102,13 @@ def test_direction_objective_value_and_ascent(net):
     assert torch.allclose(
         Direction("x", torch.tensor([1.0, 0.0]), power=0)({"x": act}), torch.tensor([3.0, 0.0])
     )
+    # Pooled, the value is the mean activation's: two positions that each point elsewhere
+    # ([3, 0] and [0, 4]) pool to [1.5, 2], whose dot with [0, 1] is 2 and cosine 0.8.
+    spread = torch.tensor([[[[3.0, 0.0]], [[0.0, 4.0]]]])
+    pooled = Direction("x", torch.tensor([0.0, 1.0]), power=1.0, pooled=True)({"x": spread})
+    assert torch.allclose(pooled, torch.tensor([1.6]))
+    each = Direction("x", torch.tensor([0.0, 1.0]), power=1.0)({"x": spread})
+    assert torch.allclose(each, torch.tensor([(0.0 * 0.1 + 4.0 * 1.0) / 2]))
     # Optimised, the value rises.
     direction = torch.randn(480, generator=torch.Generator().manual_seed(0)).relu()
     goal = Direction("inception3b", direction)

@@ -259,16 +259,21 @@ class Direction(Objective):
     a share in ``v``; the cosine factor asks for the mix of channels too.  The
     mean over positions is returned, one value per image.  ``vectors`` is
     (C,) or (N, C); a single vector is shared by the whole batch.
+
+    ``pooled``: the value is asked of the mean activation over positions instead, which is
+    what a picture standing for one place of a photo is judged by (``dream explain``'s cells).
     """
 
-    def __init__(self, layer: str, vectors: torch.Tensor, power: float = 1.0, transform=None):
+    def __init__(
+        self, layer: str, vectors: torch.Tensor, power: float = 1.0, transform=None, pooled: bool = False
+    ):
         vectors = torch.as_tensor(vectors, dtype=torch.float32)
         vectors = vectors[None] if vectors.dim() == 1 else vectors
         if vectors.dim() != 2:
             raise SettingsError(
                 f"a direction is a vector of channels; got a tensor of shape {tuple(vectors.shape)}"
             )
-        self.layer, self.power = layer, float(power)
+        self.layer, self.power, self.pooled = layer, float(power), pooled
         self.vectors = vectors / vectors.norm(dim=1, keepdim=True).clamp_min(1e-12)
         self.layers = (layer,)
         self.transform = transform
@@ -284,10 +289,12 @@ class Direction(Objective):
             raise SettingsError(f"{self.vectors.shape[0]} directions for a batch of {act.shape[0]} images")
         # Several views of each picture (k * N images) repeat the directions.
         v = self.vectors.to(act.device).repeat(act.shape[0] // self.vectors.shape[0], 1)[:, :, None, None]
+        if self.pooled:
+            act = act.mean((2, 3), keepdim=True)
         dot = (act * v).sum(1)  # (N, H, W)
         cos = dot / act.norm(dim=1).clamp_min(1e-6)
         values = (dot * cos.clamp_min(0.1).pow(self.power)).flatten(1)
-        if sizes is None:
+        if sizes is None or self.pooled:
             return values.mean(1)
         return values.sum(1) / (sizes[self.layer] // act.shape[1])  # a tile: divide by the whole map
 

@@ -3,7 +3,8 @@ Interpretability", Distill 2018): what a layer sees where, and what it means for
 
 * *grid*: the layer's positions, pooled to at most ``grid`` cells a side; each cell is
   pictured by a feature visualisation of its mean activation vector
-  (``objectives.Direction``, dot x cosine ** ``power``).
+  (``objectives.Direction``, dot x cosine ** ``power`` of the picture's mean activation, which is
+  what the cell's cosine is measured on, under ``transforms.SMALL``).
 * *groups*: a non-negative factorisation of the layer's activations into ``groups``
   (``spatial.groups_of``), each with its map over the photo and its picture.
 * *attribution*: activation x gradient of each top class's logit at the layer, summed
@@ -29,6 +30,7 @@ from dreamcli.config import Settings
 from dreamcli.engine.capture import LayerCapture, model_device
 from dreamcli.engine.featurevis import STEPS_PER_ITERATION, feature_pictures
 from dreamcli.engine.objectives import Direction
+from dreamcli.engine.transforms import SMALL
 from dreamcli.errors import SettingsError
 from dreamcli.events import Report, Stage, ignore
 from dreamcli.jobs.spatial import estimating, groups_of, layer_map, read_photo, spatial
@@ -228,7 +230,7 @@ def _pictures(
     )
     for start in range(0, len(targets), options.batch):
         chunk = targets[start : start + options.batch]
-        goal = Direction(layer, chunk, power=options.power)
+        goal = Direction(layer, chunk, power=options.power, pooled=True)
         images = feature_pictures(
             module,
             size,
@@ -236,6 +238,7 @@ def _pictures(
             goal=goal,
             batch=len(chunk),
             param=options.param,
+            transform=None if options.param == "maco" else SMALL,
             report=listen if start == 0 else ignore,
         )
         reached = layer_map(module, layer, images.images).mean((2, 3))

@@ -34,7 +34,10 @@ class UnitsOptions:
     examples: int = 6  # dataset examples per unit (at most one per photo or crop)
     example_share: float = 0.35  # an example's side, as a share of the long side of what it came from
     size: int = 128  # side of each unit picture, pixels
-    steps: int = 256  # Adam steps of each picture (rounded up to a multiple of 8)
+    # 192, not 256: 16 units at 128 px take 11 min of pictures at 256 steps on 2 quiet cores
+    # (0.64 s a step for 4 units), over the 10 minutes asked; at 256 steps every one of 32 units of
+    # Lite0's _blocks.10 beat its best example by 1.28x or more (benchmarks/README.md).
+    steps: int = 192  # Adam steps of each picture (rounded up to a multiple of 8)
     diverse: int = 4  # diverse pictures per unit (0: none)
     # The diversity term's weight, relative to the unit's own activation (Olah et al. 2017's
     # Gram-matrix cosine between the batch's pictures).
@@ -86,8 +89,11 @@ class ExplainOptions:
     groups: int = 6  # neuron groups (a non-negative factorisation's rank)
     classes: int = 3  # top classes attributed to
     cell_size: int = 64  # side of each cell's and group's picture, pixels
-    steps: int = 128  # Adam steps of each picture (rounded up to a multiple of 8)
-    power: float = 2.0  # the cosine's exponent in the direction objective (1: the atlas's)
+    # Lite0, _blocks.10, 8 cells of chelsea.png, cosine of a cell picture's mean activation with
+    # its target (median / min): per-position objective, power 2, 128 steps 0.67 / 0.28; pooled,
+    # power 4, 128 steps 0.77 / 0.72; pooled, power 4, 256 steps 0.79 / 0.77 (benchmarks/README.md).
+    steps: int = 256  # Adam steps of each picture (rounded up to a multiple of 8)
+    power: float = 4.0  # the cosine's exponent in the direction objective (1: the atlas's)
     channels: int = 12  # strongest channels of the chosen cell, in its Hinton diagram
     cell: tuple[int, int] | None = None  # (row, col) of the chosen cell; None: the most attributed
     nmf_iterations: int = 300
