@@ -480,6 +480,20 @@ def test_a_unit_is_pictured_once_and_its_examples_come_from_every_photo(served, 
     assert "inception_4a[5]" in third["command"]
 
 
+def test_a_unit_of_an_explanation_whose_photo_is_no_longer_kept_is_refused(served, client, tmp_path):
+    photo = save_photo(tmp_path / "old.png", 80, 64, seed=3)
+    sent = client.post("/api/uploads", content=photo.read_bytes(), headers={"X-Filename": "old.png"}).json()
+    done, _ = _run(
+        served, client, "/api/explanations", upload=sent["id"], layer="inception_4a", options=EXPLAIN
+    )
+    served.work.uploads.pop(sent["id"]).path.unlink()  # as the 33rd upload after it would do
+    response = client.post(
+        "/api/units",
+        json={"layer": "inception_4a", "channel": 5, "options": UNIT, "explanation": done["id"]},
+    )
+    assert response.status_code == 404 and "no longer kept" in response.json()["error"]
+
+
 @pytest.mark.parametrize(
     ("path", "request_", "status", "words"),
     [

@@ -143,6 +143,9 @@ def unit_job(config: Any, work: Work, data: dict[str, Any]) -> Job:
     origin = work.jobs.get(asked) if isinstance(asked, str) else None
     if asked is not None and (origin is None or origin.kind != "explain"):
         raise Refused(404, "no such explanation (it may have been forgotten); explain the photo again")
+    if origin is not None and not origin.upload.sample and origin.upload.id not in work.uploads:
+        # the server keeps the last uploads only: this explanation's photo is gone
+        raise Refused(404, "the photo of this explanation is no longer kept; upload it again")
     photos = work.photos()
     if origin is not None and origin.upload not in photos:
         photos.append(origin.upload)

@@ -159,6 +159,6 @@ def check_work(what: str, work: float, default: float, lower: str) -> None:
     if work > MOST_WORK * default:
         raise Refused(
             400,
-            f"{what}: these settings ask for {work / default:.0f} times the default's work; the page "
+            f"{what}: these settings ask for {work / default:.1f} times the default's work; the page "
             f"takes up to {MOST_WORK:g} times: lower {lower}, or run the command line with dream {what}",
         )
