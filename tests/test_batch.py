@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 from faults import (
     HOST,
+    INTERRUPTIBLE,
     POSIX,
     _claim_file,
     clean,
     dream_metadata,
+    dream_process,
     errors,
     jpeg_with_description,
     one_error_line,
@@ -225,27 +227,9 @@ def test_ctrl_c_in_the_engine_stops_cleanly(run, tmp_path, monkeypatch):
 def test_sigint_to_a_real_process_leaves_no_partial_file(tmp_path, weights_file):
     photos = folder_of_photos(tmp_path / "in", [f"p{i}.png" for i in range(30)])
     out = tmp_path / "out"
-    cmd = [
-        sys.executable,
-        "-m",
-        "dreamcli",
-        photos,
-        "-o",
-        out,
-        "--weights",
-        weights_file,
-        "-q",
-        "--octaves",
-        "1",
-        "--iterations",
-        "3",
-        "--layer",
-        "inception_4c",
-        "--seed",
-        "0",
-    ]
     # SIGINT reaches the child even from a background shell: conftest gives it back.
-    proc = subprocess.Popen([str(c) for c in cmd], stderr=subprocess.PIPE, text=True)
+    flags = ["-o", out, "--weights", weights_file, "-q", *INTERRUPTIBLE]
+    proc = dream_process(photos, *flags, stderr=subprocess.PIPE)
     wait_for_a_picture(out)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)

@@ -11,7 +11,7 @@ import urllib.error
 import pytest
 import torch
 from click.testing import CliRunner
-from faults import HELD_DREAM, POSIX, TINY, clean, dream_process, errors, flag_values, photos
+from faults import HELD_DREAM, INTERRUPTIBLE, POSIX, TINY, clean, dream_process, errors, flag_values, photos
 from hypothesis import HealthCheck, given, settings
 from PIL import Image
 
@@ -461,22 +461,7 @@ def test_names_that_are_not_utf8_or_hold_newlines_map_back_from_errors_and_json(
 def test_sigterm_stops_like_ctrl_c_with_exit_143(tmp_path, weights_file):
     folder = photos(tmp_path / "in", *[f"p{i}.png" for i in range(30)])
     out = tmp_path / "out"
-    proc = dream_process(
-        folder,
-        "-o",
-        out,
-        "--weights",
-        weights_file,
-        "--octaves",
-        "1",
-        "--iterations",
-        "3",
-        "--layer",
-        "inception_4c",
-        "--seed",
-        "0",
-        stderr=subprocess.PIPE,
-    )
+    proc = dream_process(folder, "-o", out, "--weights", weights_file, *INTERRUPTIBLE, stderr=subprocess.PIPE)
     wait_for_a_picture(out)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
