@@ -716,6 +716,26 @@ def test_release_all_removes_this_processes_claims_even_untracked(tmp_path):
     assert sorted(os.listdir(tmp_path)) == [other.name]
 
 
+def test_a_claim_interrupted_before_its_owner_is_written_is_still_removed(tmp_path, monkeypatch):
+    """Ctrl-C between the claim file's creation and its owner line left an empty hidden claim
+    (seen in test_sigint_to_a_real_process_leaves_no_partial_file); another run's empty claim,
+    one it is making now, stays."""
+    from dreamcli.io import atomic
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(atomic.os, "fdopen", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        atomic.claim(tmp_path / "a_dream.png")
+    monkeypatch.undo()
+    theirs = atomic.claim_path(tmp_path / "b_dream.png")
+    theirs.write_text("")
+    assert atomic.claim_path(tmp_path / "a_dream.png").exists()
+    atomic.release_all({tmp_path})
+    assert os.listdir(tmp_path) == [theirs.name]
+
+
 def test_names_with_spaces_and_non_ascii(tiny_quiet, tmp_path):
     folder = tmp_path / "mes photos d'été"
     folder.mkdir()

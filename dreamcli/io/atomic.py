@@ -181,9 +181,11 @@ def claim(output: Path, run: str | None = None) -> Path | bool | None:
     ``run`` names a cluster run, whose end removes the claims of its killed workers."""
     path = claim_path(output)
     for _ in range(3):
+        _MAKING.add(str(path))
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
+            _MAKING.discard(str(path))  # another run's: never ours to remove
             if _remove_if_stale(path):
                 continue  # a killed run's: taken over
             return None
@@ -191,14 +193,18 @@ def claim(output: Path, run: str | None = None) -> Path | bool | None:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError:
+                _MAKING.discard(str(path))
                 return True
             continue
         except OSError:
+            _MAKING.discard(str(path))
             return True
         with contextlib.suppress(OSError), os.fdopen(fd, "w") as file:
             file.write(_OWNER + (f"{run}\n" if run else ""))
         _HELD.add(str(path))
+        _MAKING.discard(str(path))
         return path
+    _MAKING.discard(str(path))
     return None
 
 
@@ -219,9 +225,12 @@ def release_all(folders) -> None:
         except OSError:
             continue
         for entry in entries:
-            mine = entry.name.endswith(".claim") and (_owner(Path(entry.path)) or "").startswith(_OWNER)
+            owner = (_owner(Path(entry.path)) or "") if entry.name.endswith(".claim") else None
+            # ours, or one this process was making when the signal landed, before its owner was written
+            mine = owner is not None and (owner.startswith(_OWNER) or (not owner and entry.path in _MAKING))
             if mine or entry.name.endswith(f".claim.{os.getpid()}.stale"):
                 _HELD.discard(entry.path)
+                _MAKING.discard(entry.path)
                 with contextlib.suppress(OSError):
                     os.unlink(entry.path)
 
@@ -230,6 +239,8 @@ _OWNER = f"{os.getpid()}@{_HOST}\n"
 # The claims this process holds: a claim with this process's number that is not among them
 # was left by an earlier process of the same number (a container's pid 1, a reused pid).
 _HELD: set[str] = set()
+# The claim being made now: created, its owner perhaps not yet written (``release_all``).
+_MAKING: set[str] = set()
 
 
 def _owner(path: Path) -> str | None:
